@@ -1,0 +1,164 @@
+"""The Starlette application: /graphql (HTTP and websocket), health probes, the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from strawberry.exceptions import ConnectionRejectionError
+from tortoise import Tortoise
+from tortoise.contrib.starlette import RegisterTortoise
+
+from api.auth import bearer_from_header, bearer_from_params, client_address
+from api.config import Settings
+from api.context import Context, Services
+from api.db import tortoise_config
+from api.errors import ApiError, Unauthenticated
+from api.jobs import Scheduler
+from api.schema import schema
+from api.view import GraphQLView, json_error_response
+from models.access import ANONYMOUS
+from models.blobs import FileBlobStore
+from models.crypto import Vault
+from models.session import authenticate
+from subscriptions.broadcast import EventBus
+
+logger = logging.getLogger(__name__)
+
+
+class EspaceSanteGraphQL(GraphQLView[Context, None]):
+    def __init__(self, services: Services, **kwargs: Any) -> None:
+        super().__init__(schema, **kwargs)
+        self.services = services
+
+    async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
+        settings = self.services.settings
+        actor = ANONYMOUS
+        if isinstance(request, Request):
+            actor = await authenticate(bearer_from_header(request.headers.get("authorization")))
+        return Context(
+            request=request,
+            response=response,
+            services=self.services,
+            actor=actor,
+            client=client_address(request, settings),
+        )
+
+    async def on_ws_connect(self, context: Context) -> Any:
+        try:
+            token = bearer_from_params(context.connection_params)
+            context.actor = await authenticate(token)
+        except Unauthenticated as exc:
+            raise ConnectionRejectionError({"code": "UNAUTHENTICATED"}) from exc
+        return None
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+    services = Services(
+        settings=settings,
+        vault=Vault(settings.secret_key),
+        bus=EventBus(settings.broadcast_url),
+        blobs=FileBlobStore(settings.blob_dir),
+    )
+    view = EspaceSanteGraphQL(
+        services,
+        graphql_ide="graphiql" if settings.development else None,
+        allow_queries_via_get=True,
+        max_body_bytes=settings.max_request_bytes,
+        allowed_origins=settings.allowed_origins,
+        connection_init_wait_timeout=timedelta(seconds=10),
+    )
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        checks = {"database": False, "broadcast": False}
+        try:
+            await Tortoise.get_connection("default").execute_query("SELECT 1")
+            checks["database"] = True
+        except Exception:
+            logger.warning("readiness: database unreachable", exc_info=True)
+        checks["broadcast"] = await services.bus.ping()
+        ready = all(checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "unavailable", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {
+            401: "UNAUTHENTICATED",
+            403: "FORBIDDEN",
+            404: "NOT_FOUND",
+            413: "PAYLOAD_TOO_LARGE",
+        }
+        return json_error_response(
+            exc.status_code, code.get(exc.status_code, "BAD_USER_INPUT"), str(exc.detail)
+        )
+
+    async def api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        status = {"UNAUTHENTICATED": 401, "FORBIDDEN": 403, "NOT_FOUND": 404}.get(
+            str((exc.extensions or {}).get("code")), 400
+        )
+        return JSONResponse({"errors": [exc.formatted]}, status_code=status)
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        import uuid
+
+        request_id = uuid.uuid4().hex
+        logger.error("unhandled error (request %s)", request_id, exc_info=exc)
+        return JSONResponse(
+            {
+                "errors": [
+                    {
+                        "message": "Internal server error.",
+                        "extensions": {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
+                    }
+                ]
+            },
+            status_code=500,
+        )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        async with RegisterTortoise(app, config=tortoise_config(settings.database_url)):
+            await services.bus.connect()
+            scheduler = Scheduler(settings)
+            if settings.scheduler_enabled:
+                scheduler.start()
+            try:
+                yield
+            finally:
+                await scheduler.stop()
+                await services.bus.disconnect()
+
+    app = Starlette(
+        routes=[
+            Route("/graphql", view, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", view),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+        ],
+        exception_handlers={
+            HTTPException: http_error,
+            ApiError: api_error,
+            Exception: server_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    return app

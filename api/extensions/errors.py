@@ -1,0 +1,173 @@
+"""Give every error a code from api/errors.py; mask and log anything unexpected.
+
+Errors the API raises on purpose (ApiError, or any GraphQLError that already carries a
+code, such as a permission denial or a limit) pass through unchanged. graphql-core's own
+errors are coded by the phase that produced them. Everything else is a bug or an
+infrastructure failure: its message may hold SQL, paths or personal data, so the client
+gets "Internal server error." and a request id, and the log gets the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator, Mapping
+
+from graphql import GraphQLError, VariableDefinitionNode
+from strawberry.exceptions import MissingQueryError
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import StreamExecutionResult
+
+from api.errors import ApiError, BadUserInput, InternalError
+
+logger = logging.getLogger(__name__)
+
+PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+
+# Raised by Schema.execute for the HTTP view to answer; not GraphQL errors.
+_TRANSPORT_ERRORS = (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError)
+
+# What a scalar's parse_value raises on a malformed variable: input errors, not bugs.
+_INPUT_ERRORS = (GraphQLError, ValueError, TypeError)
+
+
+def request_id_of(context: object) -> str:
+    """The request id the context carries (attribute or key), else a fresh one."""
+    if isinstance(context, Mapping):
+        request_id = context.get("request_id")
+    else:
+        request_id = getattr(context, "request_id", None)
+    return request_id if isinstance(request_id, str) and request_id else uuid.uuid4().hex
+
+
+def error_code(error: GraphQLError) -> str | None:
+    code = (error.extensions or {}).get("code")
+    return code if isinstance(code, str) and code else None
+
+
+def with_code(error: GraphQLError, code: str) -> GraphQLError:
+    """A copy of `error` with `code`; copied because cached validation errors are shared."""
+    return GraphQLError(
+        error.message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=error.original_error,
+        extensions={**(error.extensions or {}), "code": code},
+    )
+
+
+def mask_error(error: GraphQLError, request_id: str) -> GraphQLError:
+    """Log `error` with its traceback and return what the client may see of it."""
+    original = error.original_error or error
+    logger.error(
+        "Internal error (request_id=%s, path=%s): %s",
+        request_id,
+        ".".join(str(key) for key in error.path or ()) or "-",
+        error.message,
+        exc_info=original,
+    )
+    return GraphQLError(
+        InternalError.default_message,
+        nodes=error.nodes,
+        path=error.path,
+        extensions={"code": InternalError.code, "requestId": request_id},
+    )
+
+
+def _is_api_error(error: GraphQLError) -> bool:
+    return isinstance(error, ApiError) or isinstance(error.original_error, ApiError)
+
+
+def _is_coded_graphql_error(error: GraphQLError) -> bool:
+    """A GraphQLError raised on purpose with a code (e.g. a permission's error_extensions)."""
+    original = error.original_error
+    if original is None or isinstance(original, GraphQLError):
+        return error_code(error) is not None
+    return False
+
+
+class MaskInternalErrors(SchemaExtension):
+    """Place it first in `extensions=[...]` so its hooks wrap all the others."""
+
+    def __init__(self) -> None:
+        self._executing = False
+        self._stream_result_processed = False
+        self._request_id: str | None = None
+
+    @property
+    def request_id(self) -> str:
+        if self._request_id is None:
+            self._request_id = request_id_of(self.execution_context.context)
+        return self._request_id
+
+    def on_operation(self) -> Iterator[None]:
+        try:
+            yield
+        except _TRANSPORT_ERRORS:
+            raise
+        except Exception as exc:
+            # An extension hook failed (ParserCache raises parse errors from on_parse):
+            # Schema.execute turns the exception into the result after our hooks ran,
+            # so the exception itself must already be safe.
+            raise self._process(_as_graphql_error(exc), data_is_null=False) from None
+        if self._stream_result_processed:
+            return
+        result = self.execution_context.result
+        errors = getattr(result, "errors", None)
+        if errors:
+            data_is_null = getattr(result, "data", None) is None
+            result.errors = [self._process(e, data_is_null=data_is_null) for e in errors]  # type: ignore[union-attr]
+
+    def on_execute(self) -> Iterator[None]:
+        self._executing = True
+        yield
+
+    def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
+        self._stream_result_processed = True
+        errors = getattr(result, "errors", None)
+        if errors:
+            data_is_null = getattr(result, "data", None) is None
+            processed = [self._process(e, data_is_null=data_is_null) for e in errors]
+            result.errors = processed  # type: ignore[union-attr]
+        yield
+
+    def _process(self, error: GraphQLError, *, data_is_null: bool) -> GraphQLError:
+        if _is_api_error(error) or _is_coded_graphql_error(error):
+            return error
+        if error.original_error is None and error.path is None:
+            if self.execution_context.graphql_document is None:
+                return with_code(error, PARSE_FAILED)
+            if not self._executing:
+                return with_code(error, VALIDATION_FAILED)
+        # Variable coercion happens at the start of execution, before any resolver.
+        if (
+            self._executing
+            and data_is_null
+            and error.path is None
+            and (error.original_error is None or isinstance(error.original_error, _INPUT_ERRORS))
+        ):
+            return _variable_error(error)
+        return mask_error(error, self.request_id)
+
+
+def _variable_error(error: GraphQLError) -> GraphQLError:
+    coded = with_code(error, BadUserInput.code)
+    names = [
+        n.variable.name.value for n in error.nodes or () if isinstance(n, VariableDefinitionNode)
+    ]
+    if names:
+        coded.extensions = {**(coded.extensions or {}), "field": names[0]}
+    return coded
+
+
+def _as_graphql_error(exc: Exception) -> GraphQLError:
+    if isinstance(exc, GraphQLError):
+        return exc
+    return GraphQLError(str(exc), original_error=exc)
+
+
+__all__ = ["MaskInternalErrors", "error_code", "mask_error", "request_id_of", "with_code"]

@@ -1,0 +1,95 @@
+"""Demo data for the local embedded run; prints the logins it made."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from api.config import Settings
+from models.account import Account, Role
+from models.crypto import Vault
+from models.operators import create_operator
+from models.passwords import hash_password
+from models.patient import Patient, Representation, Sex, SpaceStatus
+from models.professional import Profession, Registration, Sector, register_professional
+
+DEMO_PASSWORD = "demo-password-2026"
+
+
+def _nir(sex: Sex, birth: date, serial: str) -> str:
+    from stdnum.fr import nir
+
+    body = f"{1 if sex is Sex.MALE else 2}{birth:%y}{birth:%m}75056{serial}"
+    return body + nir.calc_check_digits(body)
+
+
+async def _patient(
+    vault: Vault, first: str, last: str, birth: date, sex: Sex, serial: str, email: str | None
+) -> Patient:
+    number = _nir(sex, birth, serial)
+    patient = await Patient.create(
+        nir_encrypted=vault.encrypt(number, context="nir"),
+        nir_hash=vault.keyed_hash(number, purpose="nir"),
+        first_name=first,
+        last_name=last,
+        birth_date=birth,
+        sex=sex,
+        status=SpaceStatus.ACTIVE,
+        contact_email=email,
+    )
+    if email:
+        await Account.create(
+            email=email,
+            password_hash=await hash_password(DEMO_PASSWORD),
+            role=Role.PATIENT,
+            patient_id=patient.id,
+        )
+    return patient
+
+
+async def seed_demo(settings: Settings) -> list[str]:
+    if await Account.exists(email="operateur@demo.espace-sante.localhost"):
+        return ["demo data already loaded", *_logins()]
+    vault = Vault(settings.secret_key)
+    await create_operator("operateur@demo.espace-sante.localhost", DEMO_PASSWORD)
+    await register_professional(
+        Registration(
+            rpps="10003456789",
+            first_name="Claire",
+            last_name="Martin",
+            profession=Profession.MEDECIN,
+            sector=Sector.HEALTH,
+            email="dr.martin@demo.espace-sante.localhost",
+            password=DEMO_PASSWORD,
+        )
+    )
+    parent = await _patient(
+        vault,
+        "Camille",
+        "Durand",
+        date(1984, 5, 12),
+        Sex.FEMALE,
+        "123",
+        "camille@demo.espace-sante.localhost",
+    )
+    child = await _patient(vault, "Léo", "Durand", date(2016, 9, 3), Sex.MALE, "456", None)
+    await Representation.create(representative_id=parent.id, dependent_id=child.id)
+    await _patient(
+        vault,
+        "Jean",
+        "Petit",
+        date(1958, 2, 20),
+        Sex.MALE,
+        "789",
+        "jean@demo.espace-sante.localhost",
+    )
+    return ["demo data loaded", *_logins()]
+
+
+def _logins() -> list[str]:
+    return [
+        f"demo logins (password for all: {DEMO_PASSWORD}):",
+        "  operator      operateur@demo.espace-sante.localhost",
+        "  professional  dr.martin@demo.espace-sante.localhost   (Dr Claire Martin, MEDECIN)",
+        "  patient       camille@demo.espace-sante.localhost     (represents her son Léo, 10)",
+        "  patient       jean@demo.espace-sante.localhost",
+    ]

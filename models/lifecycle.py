@@ -1,0 +1,542 @@
+"""Activation codes of the space lifecycle (the code itself is never stored)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from uuid import UUID
+
+from dateutil.relativedelta import relativedelta
+from tortoise import fields
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
+
+from api.config import Settings
+from api.errors import BadUserInput, Conflict, NotFound, RateLimited
+from models import ratelimit
+from models.access import Actor, relations
+from models.account import Account, Role
+from models.base import PARIS, Entity, paris_today, utcnow
+from models.crypto import Vault, code_hash, new_activation_code, normalize_code
+from models.identifiers import check_password, normalize_email, normalize_nir
+from models.outbox import OutboxMessage, deliver, queue_email, queue_letter
+from models.passwords import hash_password, verify_password
+from models.patient import Patient, Representation, Sex, SpaceStatus, is_minor, minor_cutoff
+from models.session import Session
+
+logger = logging.getLogger(__name__)
+
+CODE_VALIDITY_DAYS = 42
+MAX_CODE_FAILURES = 5
+
+
+class Channel(StrEnum):
+    EMAIL = "EMAIL"
+    POST = "POST"
+
+
+class ActivationCode(Entity):
+    patient: fields.ForeignKeyRelation[Patient] = fields.ForeignKeyField(
+        "models.Patient", related_name="activation_codes", on_delete=fields.CASCADE
+    )
+    patient_id: UUID
+    code_hash = fields.CharField(max_length=64)
+    channel = fields.CharEnumField(Channel, max_length=8)
+    sent_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+    superseded_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "activation_code"
+
+
+# --- operations -------------------------------------------------------------------------
+
+GENERIC_CODE_ERROR = (
+    "The code, NIR or birth date is incorrect, or the code has expired or was already used."
+)
+ARCHIVE_YEARS = 10
+DELETION_DELAY_MONTHS = 3
+LOCK_RETRY_AFTER = 3600
+
+
+@dataclass(frozen=True)
+class PostalAddress:
+    line1: str
+    postal_code: str
+    city: str
+    line2: str | None = None
+
+    def as_text(self) -> str:
+        lines = [self.line1, self.line2 or "", f"{self.postal_code} {self.city}"]
+        return "\n".join(line for line in lines if line)
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    nir: str
+    first_name: str
+    last_name: str
+    birth_date: date
+    sex: Sex
+    channel: Channel
+    email: str | None = None
+    postal_address: PostalAddress | None = None
+    representative_id: UUID | None = None
+
+
+def _clean_name(value: str, field_name: str) -> str:
+    cleaned = " ".join(value.split())
+    if not cleaned or len(cleaned) > 100:
+        raise BadUserInput("A name is required (100 characters at most).", field=field_name)
+    return cleaned
+
+
+def _check_address(address: PostalAddress) -> PostalAddress:
+    if not address.line1.strip() or not address.city.strip():
+        raise BadUserInput(
+            "The postal address needs a street line and a city.", field="postalAddress"
+        )
+    if not re.fullmatch(r"\d{5}", address.postal_code.strip()):
+        raise BadUserInput("A French postal code has 5 digits.", field="postalAddress.postalCode")
+    return PostalAddress(
+        line1=address.line1.strip(),
+        line2=(address.line2 or "").strip() or None,
+        postal_code=address.postal_code.strip(),
+        city=address.city.strip(),
+    )
+
+
+def nir_key(vault: Vault, nir: str) -> str:
+    return vault.keyed_hash(nir, purpose="nir")
+
+
+def _code_message(first_name: str, expires_at: datetime) -> tuple[str, str]:
+    until = expires_at.astimezone(PARIS).strftime("%d/%m/%Y")
+    subject = "Votre code confidentiel Mon espace santé"
+    body = (
+        f"Bonjour {first_name},\n\n"
+        "Voici votre code confidentiel Mon espace santé : {code}\n\n"
+        f"Il est valable jusqu'au {until}. Il vous permet d'activer votre espace santé, "
+        "ou de vous opposer à sa création.\n"
+        "Sans opposition de votre part d'ici là, votre espace sera créé automatiquement.\n"
+    )
+    return subject, body
+
+
+async def _send_code(
+    patient: Patient,
+    *,
+    channel: Channel,
+    vault: Vault,
+    now: datetime,
+    email: str | None,
+    address: PostalAddress | None,
+    using_db: BaseDBAsyncClient,
+) -> OutboxMessage:
+    """Supersede earlier codes, store a new one (hash only) and queue the message durably."""
+    code = new_activation_code()
+    await (
+        ActivationCode.filter(patient_id=patient.id, superseded_at=None)
+        .using_db(using_db)
+        .update(superseded_at=now)
+    )
+    expires_at = now + timedelta(days=CODE_VALIDITY_DAYS)
+    await ActivationCode.create(
+        patient_id=patient.id,
+        code_hash=code_hash(vault, normalize_code(code)),
+        channel=channel,
+        sent_at=now,
+        expires_at=expires_at,
+        using_db=using_db,
+    )
+    await ratelimit.clear("nir:" + patient.nir_hash, using_db=using_db)
+    subject, body = _code_message(patient.first_name, expires_at)
+    if channel is Channel.EMAIL:
+        if not email:
+            raise BadUserInput("An e-mail address is needed for this channel.", field="email")
+        return await queue_email(
+            to=email,
+            subject=subject,
+            body=body,
+            secret=code,
+            kind="activation_code",
+            using_db=using_db,
+        )
+    if address is None:
+        raise BadUserInput("A postal address is needed for this channel.", field="postalAddress")
+    recipient = f"{patient.first_name} {patient.last_name}\n{address.as_text()}"
+    return await queue_letter(
+        address=recipient,
+        subject=subject,
+        body=body,
+        secret=code,
+        kind="activation_code",
+        using_db=using_db,
+    )
+
+
+async def enroll_patient(
+    data: Enrolment, *, vault: Vault, settings: Settings, now: datetime | None = None
+) -> Patient:
+    now = now or utcnow()
+    today = paris_today(now)
+    nir = normalize_nir(data.nir)
+    first_name = _clean_name(data.first_name, "firstName")
+    last_name = _clean_name(data.last_name, "lastName")
+    if data.birth_date > today or data.birth_date.year < 1880:
+        raise BadUserInput("The birth date is not plausible.", field="birthDate")
+    email = normalize_email(data.email) if data.email else None
+    address = _check_address(data.postal_address) if data.postal_address else None
+    minor = is_minor(data.birth_date, today)
+    representative: Patient | None = None
+    send_email = email
+    if minor:
+        if data.representative_id is None:
+            raise BadUserInput(
+                "A minor is enrolled with a legal representative.", field="representativeId"
+            )
+        representative = await _active_adult(data.representative_id, today)
+        if data.channel is Channel.EMAIL and send_email is None:
+            send_email = await _account_email(representative.id)
+    elif data.representative_id is not None:
+        raise BadUserInput("Only a minor has a legal representative.", field="representativeId")
+    if data.channel is Channel.EMAIL and send_email is None:
+        raise BadUserInput("An e-mail address is needed for this channel.", field="email")
+    if data.channel is Channel.POST and address is None:
+        raise BadUserInput("A postal address is needed for this channel.", field="postalAddress")
+    hashed = nir_key(vault, nir)
+    if await Patient.exists(nir_hash=hashed):
+        raise Conflict("A space already exists, or was opposed, for this person.")
+    async with in_transaction() as conn:
+        patient = await Patient.create(
+            nir_encrypted=vault.encrypt(nir, context="nir"),
+            nir_hash=hashed,
+            first_name=first_name,
+            last_name=last_name,
+            birth_date=data.birth_date,
+            sex=data.sex,
+            status=SpaceStatus.PENDING,
+            contact_email=email,
+            postal_address=asdict(address) if address else None,
+            using_db=conn,
+        )
+        if representative is not None:
+            await Representation.create(
+                representative_id=representative.id, dependent_id=patient.id, using_db=conn
+            )
+        message = await _send_code(
+            patient,
+            channel=data.channel,
+            vault=vault,
+            now=now,
+            email=send_email,
+            address=address,
+            using_db=conn,
+        )
+    await deliver_now(message.id, settings)
+    return patient
+
+
+async def deliver_now(message_id: UUID, settings: Settings) -> None:
+    """Try at once after the commit; a failure leaves the message queued for the jobs."""
+    try:
+        await deliver(message_id, settings)
+    except Exception:
+        logger.exception("immediate delivery failed; the outbox job will retry")
+
+
+async def _active_adult(patient_id: UUID, today: date) -> Patient:
+    patient = await Patient.get_or_none(id=patient_id)
+    if patient is None or patient.status is not SpaceStatus.ACTIVE:
+        raise BadUserInput(
+            "The representative must hold an active space.", field="representativeId"
+        )
+    if is_minor(patient.birth_date, today):
+        raise BadUserInput("The representative must be an adult.", field="representativeId")
+    return patient
+
+
+async def _account_email(patient_id: UUID) -> str | None:
+    emails = await Account.filter(patient_id=patient_id).values_list("email", flat=True)
+    return str(emails[0]) if emails else None
+
+
+async def reissue_code(
+    patient_id: UUID,
+    *,
+    channel: Channel | None,
+    vault: Vault,
+    settings: Settings,
+    now: datetime | None = None,
+) -> Patient:
+    now = now or utcnow()
+    patient = await Patient.get_or_none(id=patient_id)
+    if patient is None or patient.status is SpaceStatus.OPPOSED:
+        raise NotFound()
+    last = await ActivationCode.filter(patient_id=patient.id).order_by("-sent_at").first()
+    channel = channel or (last.channel if last else Channel.EMAIL)
+    email = patient.contact_email
+    address = PostalAddress(**patient.postal_address) if patient.postal_address else None
+    today = paris_today(now)
+    if is_minor(patient.birth_date, today):
+        reps = await Representation.filter(dependent_id=patient.id).values_list(
+            "representative_id", flat=True
+        )
+        for rep_id in reps:
+            email = email or await _account_email(rep_id)  # type: ignore[arg-type]
+    async with in_transaction() as conn:
+        message = await _send_code(
+            patient,
+            channel=channel,
+            vault=vault,
+            now=now,
+            email=email,
+            address=address,
+            using_db=conn,
+        )
+    await deliver_now(message.id, settings)
+    return patient
+
+
+@dataclass(frozen=True)
+class CodeProof:
+    code: str
+    nir: str
+    birth_date: date
+
+
+async def _check_code(
+    proof: CodeProof, *, vault: Vault, actor: Actor, now: datetime
+) -> tuple[Patient, ActivationCode]:
+    """Check code + NIR + birth date; every failure answers alike and counts against the NIR."""
+    try:
+        nir = normalize_nir(proof.nir)
+    except BadUserInput:
+        nir = "".join(proof.nir.split()).upper()
+    key = "nir:" + nir_key(vault, nir)
+    failures = await ratelimit.failures_since(key, None)
+    if len(failures) >= MAX_CODE_FAILURES:
+        raise RateLimited(
+            "Too many failed attempts: ask for a new code.", retry_after=LOCK_RETRY_AFTER
+        )
+    patient = await Patient.get_or_none(nir_hash=nir_key(vault, nir))
+    code = None
+    if patient is not None and patient.birth_date == proof.birth_date:
+        code = await ActivationCode.filter(
+            patient_id=patient.id,
+            superseded_at=None,
+            used_at=None,
+            expires_at__gt=now,
+            code_hash=code_hash(vault, normalize_code(proof.code)),
+        ).first()
+    if patient is None or code is None or patient.status is SpaceStatus.OPPOSED:
+        await ratelimit.record_failure(key, now=now)
+        raise BadUserInput(GENERIC_CODE_ERROR)
+    if is_minor(patient.birth_date, paris_today(now)):
+        # A minor's space is activated or opposed by a logged-in legal representative.
+        related = await relations(actor, [patient.id], paris_today(now))
+        if not related[patient.id].representative:
+            await ratelimit.record_failure(key, now=now)
+            raise BadUserInput(GENERIC_CODE_ERROR)
+    return patient, code
+
+
+async def activate_space(
+    proof: CodeProof,
+    *,
+    email: str | None,
+    password: str | None,
+    actor: Actor,
+    vault: Vault,
+    now: datetime | None = None,
+) -> Patient:
+    now = now or utcnow()
+    clean_email = normalize_email(email) if email else None
+    patient, code = await _check_code(proof, vault=vault, actor=actor, now=now)
+    minor = is_minor(patient.birth_date, paris_today(now))
+    account = await Account.get_or_none(patient_id=patient.id)
+    password_hash: str | None = None
+    # An adult's first activation, or credentials set after an automatic creation.
+    wants_credentials = (
+        account is None or account.password_hash is None or bool(clean_email) or bool(password)
+    )
+    if not minor and wants_credentials:
+        if clean_email is None:
+            raise BadUserInput("An e-mail address is required.", field="email")
+        if not password:
+            raise BadUserInput("A password is required.", field="password")
+        check_password(password, email=clean_email, names=[patient.first_name, patient.last_name])
+        taken = await Account.filter(email=clean_email).exclude(patient_id=patient.id).exists()
+        if taken:
+            raise BadUserInput("This e-mail address is already in use.", field="email")
+        password_hash = await hash_password(password)
+    async with in_transaction() as conn:
+        used = (
+            await ActivationCode.filter(id=code.id, used_at=None).using_db(conn).update(used_at=now)
+        )
+        if used != 1:
+            raise BadUserInput(GENERIC_CODE_ERROR)
+        reopening = patient.status is SpaceStatus.CLOSED
+        patient.status = SpaceStatus.ACTIVE
+        patient.activated_at = patient.activated_at if reopening else now
+        patient.closed_at = None
+        patient.archived_until = None
+        patient.delete_by = None
+        await patient.save(using_db=conn)
+        if password_hash is not None and clean_email is not None:
+            if account is None:
+                await Account.create(
+                    email=clean_email,
+                    password_hash=password_hash,
+                    role=Role.PATIENT,
+                    patient_id=patient.id,
+                    using_db=conn,
+                )
+            else:
+                account.email = clean_email
+                account.password_hash = password_hash
+                await account.save(using_db=conn)
+        await ratelimit.clear("nir:" + patient.nir_hash, using_db=conn)
+    return patient
+
+
+async def oppose_space(
+    proof: CodeProof, *, actor: Actor, vault: Vault, now: datetime | None = None
+) -> bool:
+    now = now or utcnow()
+    patient, _ = await _check_code(proof, vault=vault, actor=actor, now=now)
+    if patient.status is not SpaceStatus.PENDING:
+        # Once created, a space is closed, not opposed.
+        await ratelimit.record_failure("nir:" + patient.nir_hash, now=now)
+        raise BadUserInput(GENERIC_CODE_ERROR)
+    async with in_transaction() as conn:
+        await ActivationCode.filter(patient_id=patient.id).using_db(conn).delete()
+        await Representation.filter(dependent_id=patient.id).using_db(conn).delete()
+        await Account.filter(patient_id=patient.id).using_db(conn).delete()
+        # Nothing of theirs is kept but the proof of opposition: the keyed NIR hash and when.
+        await (
+            Patient.filter(id=patient.id)
+            .using_db(conn)
+            .update(
+                status=SpaceStatus.OPPOSED,
+                opposed_at=now,
+                nir_encrypted=None,
+                first_name="",
+                last_name="",
+                contact_email=None,
+                postal_address=None,
+            )
+        )
+        await ratelimit.clear("nir:" + patient.nir_hash, using_db=conn)
+    return True
+
+
+async def _confirm_password(account_id: UUID | None, password: str) -> None:
+    """The caller re-enters their own password (a representative, theirs)."""
+    account = await Account.get_or_none(id=account_id) if account_id else None
+    if account is None or not await verify_password(account.password_hash, password):
+        raise BadUserInput("The password is incorrect.", field="password")
+
+
+async def close_space(
+    patient_id: UUID, *, account_id: UUID | None, password: str, now: datetime | None = None
+) -> Patient:
+    now = now or utcnow()
+    await _confirm_password(account_id, password)
+    patient = await Patient.get(id=patient_id)
+    if patient.status is not SpaceStatus.ACTIVE:
+        raise Conflict("Only an active space can be closed.")
+    async with in_transaction() as conn:
+        patient.status = SpaceStatus.CLOSED
+        patient.closed_at = now
+        patient.archived_until = now + relativedelta(years=ARCHIVE_YEARS)
+        await patient.save(using_db=conn)
+        accounts = (
+            await Account.filter(patient_id=patient.id).using_db(conn).values_list("id", flat=True)
+        )
+        await (
+            Session.filter(account_id__in=list(accounts), revoked_at=None)
+            .using_db(conn)
+            .update(revoked_at=now)
+        )
+    return patient
+
+
+async def request_deletion(
+    patient_id: UUID, *, account_id: UUID | None, password: str, now: datetime | None = None
+) -> datetime:
+    now = now or utcnow()
+    await _confirm_password(account_id, password)
+    patient = await Patient.get(id=patient_id)
+    if patient.status is not SpaceStatus.CLOSED:
+        raise Conflict("Deletion can be requested for a closed space only.")
+    if patient.delete_by is None:
+        patient.delete_by = now + relativedelta(months=DELETION_DELAY_MONTHS)
+        await patient.save(update_fields=["delete_by"])
+    return patient.delete_by
+
+
+# --- jobs -------------------------------------------------------------------------------
+
+
+async def create_spaces_due(now: datetime) -> int:
+    """Spaces whose code went out 42 days ago without opposition are created (idempotent)."""
+    cutoff = now - timedelta(days=CODE_VALIDITY_DAYS)
+    due = await ActivationCode.filter(
+        superseded_at=None, used_at=None, sent_at__lte=cutoff, patient__status=SpaceStatus.PENDING
+    ).values_list("patient_id", flat=True)
+    if not due:
+        return 0
+    return await Patient.filter(id__in=list(due), status=SpaceStatus.PENDING).update(
+        status=SpaceStatus.ACTIVE, activated_at=now
+    )
+
+
+async def purge_closed(now: datetime) -> int:
+    """Archives past 10 years, and deletion requests past their deadline, are deleted."""
+    return (
+        await Patient.filter(status=SpaceStatus.CLOSED)
+        .filter(Q(archived_until__lte=now) | Q(delete_by__lte=now))
+        .delete()
+    )
+
+
+async def end_majority_links(*, vault: Vault, settings: Settings, now: datetime) -> int:
+    """On the 18th birthday the representation links end and a code goes to the new adult."""
+    cutoff = minor_cutoff(paris_today(now))
+    adults = await Patient.filter(
+        representative_links__id__isnull=False, birth_date__lte=cutoff
+    ).distinct()
+    ended = 0
+    for patient in adults:
+        rep_emails = [
+            await _account_email(rep_id)  # type: ignore[arg-type]
+            for rep_id in await Representation.filter(dependent_id=patient.id).values_list(
+                "representative_id", flat=True
+            )
+        ]
+        async with in_transaction() as conn:
+            deleted = await Representation.filter(dependent_id=patient.id).using_db(conn).delete()
+            if not deleted:
+                continue
+            ended += deleted
+            address = PostalAddress(**patient.postal_address) if patient.postal_address else None
+            email = patient.contact_email or next((e for e in rep_emails if e), None)
+            channel = Channel.POST if address and not patient.contact_email else Channel.EMAIL
+            message = await _send_code(
+                patient,
+                channel=channel,
+                vault=vault,
+                now=now,
+                email=email,
+                address=address,
+                using_db=conn,
+            )
+        await deliver_now(message.id, settings)
+    return ended

@@ -1,0 +1,378 @@
+"""A durable outbox for e-mails and postal letters that carry confidential codes.
+
+Callers queue a message inside their own transaction, so it is stored before their mutation
+returns; a worker delivers it later and retries with backoff. The code stays in the row until
+delivery succeeds, then it is wiped and the body only renders redacted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo
+
+import aiosmtplib
+from tortoise import fields
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.expressions import Q
+
+from api.config import Settings
+from models.base import Entity, utcnow
+
+MODEL_MODULE = "models.outbox"
+
+PLACEHOLDER = "{code}"
+REDACTED = "••••••"
+MAX_ATTEMPTS = 20
+SMTP_TIMEOUT = 10.0
+# Longer than a whole SMTP exchange at SMTP_TIMEOUT per step, so a live claim is never
+# taken over; a crashed worker's claim lapses and the message is retried.
+CLAIM_LEASE = timedelta(minutes=5)
+DELAY_TO_ACT = timedelta(days=42)
+
+logger = logging.getLogger(__name__)
+
+
+class Channel(enum.StrEnum):
+    EMAIL = "EMAIL"
+    POST = "POST"
+
+
+class Status(enum.StrEnum):
+    PENDING = "PENDING"
+    SENT = "SENT"
+    PRINTED = "PRINTED"
+    FAILED = "FAILED"
+
+
+class OutboxMessage(Entity):
+    channel = fields.CharEnumField(Channel, max_length=8)
+    recipient = fields.TextField()
+    subject = fields.CharField(max_length=255)
+    body = fields.TextField()
+    # TextField has no nullable overload; TextField subclasses str, so this type-checks.
+    secret: str | None = fields.TextField(null=True)
+    kind = fields.CharField(max_length=40)
+    status = fields.CharEnumField(Status, max_length=8, default=Status.PENDING)
+    attempts = fields.IntField(default=0)
+    next_attempt_at = fields.DatetimeField(default=utcnow)
+    claimed_until = fields.DatetimeField(null=True)
+    last_error: str | None = fields.TextField(null=True)
+    sent_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "outbox_message"
+        indexes = (("status", "next_attempt_at"),)
+
+
+def render(message: OutboxMessage) -> str:
+    """The body with the code while it is undelivered, with a redaction afterwards."""
+    return message.body.replace(PLACEHOLDER, message.secret or REDACTED)
+
+
+async def queue_email(
+    *,
+    to: str,
+    subject: str,
+    body: str,
+    secret: str | None,
+    kind: str,
+    using_db: BaseDBAsyncClient | None = None,
+) -> OutboxMessage:
+    return await OutboxMessage.create(
+        using_db=using_db,
+        channel=Channel.EMAIL,
+        recipient=to,
+        subject=subject,
+        body=body,
+        secret=secret,
+        kind=kind,
+    )
+
+
+async def queue_letter(
+    *,
+    address: str,
+    subject: str,
+    body: str,
+    secret: str | None,
+    kind: str,
+    using_db: BaseDBAsyncClient | None = None,
+) -> OutboxMessage:
+    return await OutboxMessage.create(
+        using_db=using_db,
+        channel=Channel.POST,
+        recipient=address,
+        subject=subject,
+        body=body,
+        secret=secret,
+        kind=kind,
+    )
+
+
+async def deliver_pending(
+    settings: Settings, *, now: datetime | None = None, limit: int = 100
+) -> int:
+    """Deliver the due PENDING messages; returns how many this call delivered."""
+    now = now or utcnow()
+    rows = await (
+        OutboxMessage.filter(_due(now)).order_by("next_attempt_at").limit(limit).values("id")
+    )
+    delivered = 0
+    for row in rows:
+        if await deliver(row["id"], settings, now=now):
+            delivered += 1
+    return delivered
+
+
+async def deliver(
+    message_id: uuid.UUID | str, settings: Settings, *, now: datetime | None = None
+) -> bool:
+    """Deliver one message if it is due and no other worker holds it; True once delivered."""
+    now = now or utcnow()
+    claimed = await OutboxMessage.filter(_due(now), id=message_id).update(
+        claimed_until=now + CLAIM_LEASE
+    )
+    if claimed != 1:
+        return False
+    message = await OutboxMessage.get(id=message_id)
+    try:
+        if message.channel is Channel.EMAIL:
+            await _send_email(message, settings, now)
+        else:
+            await asyncio.to_thread(
+                _write_private,
+                _letter_path(settings, message.id),
+                render_letter(message, settings, now).encode(),
+            )
+    except Exception as exc:
+        await _record_failure(message, exc, settings, now)
+        return False
+    await OutboxMessage.filter(id=message.id, status=Status.PENDING).update(
+        status=Status.SENT, sent_at=now, secret=None, claimed_until=None
+    )
+    _log_delivery(message, settings)
+    return True
+
+
+async def mark_printed(message_id: uuid.UUID | str, settings: Settings) -> bool:
+    """The operator printed and posted the letter: its file, the last copy of the code, goes."""
+    updated = await OutboxMessage.filter(
+        id=message_id, channel=Channel.POST, status=Status.SENT
+    ).update(status=Status.PRINTED)
+    if updated != 1:
+        return False
+    await asyncio.to_thread(_letter_path(settings, message_id).unlink, missing_ok=True)
+    return True
+
+
+def render_letter(message: OutboxMessage, settings: Settings, now: datetime) -> str:
+    deadline = now + DELAY_TO_ACT
+    address = "\n".join(line.strip() for line in message.recipient.strip().splitlines())
+    return (
+        f"Mon espace santé\n{settings.public_url}\n\n"
+        f"{address}\n\n"
+        f"Le {_french_date(now)}\n\n"
+        f"Objet : {message.subject}\n\n"
+        f"{render(message).strip()}\n\n"
+        "Vous disposez de 6 semaines, jusqu'au "
+        f"{_french_date(deadline)}, pour :\n"
+        f"- activer votre espace sur {settings.public_url}, avec ce code, votre numéro de "
+        "sécurité sociale et votre date de naissance, puis en choisissant votre adresse "
+        "e-mail et votre mot de passe ;\n"
+        f"- ou vous opposer à sa création, sur {settings.public_url}, avec les mêmes "
+        "informations.\n"
+        "Sans opposition de votre part dans ce délai, votre espace sera créé "
+        "automatiquement.\n\n"
+        "Ce code est personnel et confidentiel : ne le communiquez à personne. Aucun agent "
+        "ne vous le demandera.\n"
+        f"\nRéférence : {message.id}\n"
+    )
+
+
+def mask_recipient(recipient: str) -> str:
+    """'jane@example.org' -> 'j***@example.org'; a postal address keeps one letter."""
+    local, at, domain = recipient.strip().rpartition("@")
+    if at and local:
+        return f"{local[0]}***@{domain}"
+    first = recipient.strip()[:1]
+    return f"{first}***"
+
+
+@dataclass(frozen=True)
+class _SmtpTarget:
+    hostname: str
+    port: int
+    use_tls: bool
+    start_tls: bool | None
+    username: str | None
+    password: str | None
+
+
+_SCHEMES = {
+    "smtp": (25, False, None),
+    "smtp+starttls": (587, False, True),
+    "smtps": (465, True, False),
+}
+
+
+def _parse_smtp_url(url: str) -> _SmtpTarget:
+    parts = urlsplit(url)
+    if parts.scheme not in _SCHEMES:
+        raise ValueError("SMTP_URL must start with smtp://, smtp+starttls:// or smtps://")
+    default_port, use_tls, start_tls = _SCHEMES[parts.scheme]
+    return _SmtpTarget(
+        hostname=parts.hostname or "localhost",
+        port=parts.port or default_port,
+        use_tls=use_tls,
+        start_tls=start_tls,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+def _due(now: datetime) -> Q:
+    return Q(status=Status.PENDING, next_attempt_at__lte=now) & (
+        Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+    )
+
+
+def _build_email(message: OutboxMessage, settings: Settings, now: datetime) -> EmailMessage:
+    domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "localhost"
+    email = EmailMessage()
+    email["From"] = settings.mail_from
+    email["To"] = message.recipient
+    email["Subject"] = message.subject
+    email["Date"] = format_datetime(now)
+    # Derived from the row, so a retried message is recognisable as the same one.
+    email["Message-ID"] = f"<{message.id}@{domain}>"
+    email.set_content(render(message))
+    return email
+
+
+async def _send_email(message: OutboxMessage, settings: Settings, now: datetime) -> None:
+    email = _build_email(message, settings, now)
+    if settings.smtp_url is None:
+        path = settings.outbox_dir / f"{message.id}.eml"
+        await asyncio.to_thread(_write_private, path, email.as_bytes())
+        return
+    target = _parse_smtp_url(settings.smtp_url)
+    await aiosmtplib.send(
+        email,
+        hostname=target.hostname,
+        port=target.port,
+        username=target.username,
+        password=target.password,
+        use_tls=target.use_tls,
+        start_tls=target.start_tls,
+        timeout=SMTP_TIMEOUT,
+    )
+
+
+async def _record_failure(
+    message: OutboxMessage, exc: Exception, settings: Settings, now: datetime
+) -> None:
+    attempts = message.attempts + 1
+    error = _describe(exc, message, settings)
+    status = Status.FAILED if attempts >= MAX_ATTEMPTS else Status.PENDING
+    delay = timedelta(seconds=min(3600, 30 * 2**attempts))
+    await OutboxMessage.filter(id=message.id, status=Status.PENDING).update(
+        attempts=attempts,
+        next_attempt_at=now + delay,
+        last_error=error,
+        status=status,
+        claimed_until=None,
+    )
+    masked = mask_recipient(message.recipient)
+    if status is Status.FAILED:
+        logger.error(
+            "outbox: %s to %s (%s) failed for good after %d attempts: %s",
+            message.channel.value,
+            masked,
+            message.id,
+            attempts,
+            error,
+        )
+    else:
+        logger.warning(
+            "outbox: %s to %s (%s) failed, attempt %d, retry in %ds: %s",
+            message.channel.value,
+            masked,
+            message.id,
+            attempts,
+            delay.total_seconds(),
+            error,
+        )
+
+
+def _describe(exc: Exception, message: OutboxMessage, settings: Settings) -> str:
+    """The error class and a short message, with nothing secret left in it."""
+    text = str(exc)
+    secrets: list[str | None] = [message.secret]
+    if settings.smtp_url:
+        secrets.append(_password_of(settings.smtp_url))
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    text = " ".join(text.split())[:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _password_of(url: str) -> str | None:
+    try:
+        return _parse_smtp_url(url).password
+    except ValueError:
+        return None
+
+
+def _log_delivery(message: OutboxMessage, settings: Settings) -> None:
+    masked = mask_recipient(message.recipient)
+    verb = "e-mail sent" if message.channel is Channel.EMAIL else "letter queued for printing"
+    logger.info("outbox: %s to %s, kind %s, id %s", verb, masked, message.kind, message.id)
+    if settings.development and message.secret:
+        logger.info("development: code for %s is %s", masked, message.secret)
+
+
+def _letter_path(settings: Settings, message_id: uuid.UUID | str) -> Path:
+    return settings.outbox_dir / "letters" / f"{message_id}.txt"
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write atomically, readable by the service account only: the file holds a code."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)
+
+
+_MONTHS = (
+    "janvier",
+    "février",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "août",
+    "septembre",
+    "octobre",
+    "novembre",
+    "décembre",
+)
+
+
+def _french_date(moment: datetime) -> str:
+    moment = moment.astimezone(ZoneInfo("Europe/Paris"))
+    day = "1er" if moment.day == 1 else str(moment.day)
+    return f"{day} {_MONTHS[moment.month - 1]} {moment.year}"

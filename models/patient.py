@@ -1,0 +1,123 @@
+"""The holder of a space, and the legal-representative links of minors."""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+from dateutil.relativedelta import relativedelta
+from tortoise import fields
+from tortoise.expressions import Q
+
+from api.errors import BadUserInput, Conflict, NotFound
+from models.base import Entity
+
+if TYPE_CHECKING:
+    from models.professional import Professional
+
+MAJORITY_AGE = 18
+
+
+class Sex(StrEnum):
+    FEMALE = "FEMALE"
+    MALE = "MALE"
+
+
+class SpaceStatus(StrEnum):
+    PENDING = "PENDING"
+    ACTIVE = "ACTIVE"
+    OPPOSED = "OPPOSED"
+    CLOSED = "CLOSED"
+
+
+class Patient(Entity):
+    # The NIR is never stored in clear: AES-GCM ciphertext, plus a keyed hash for look-ups.
+    nir_encrypted = fields.BinaryField(null=True)
+    nir_hash = fields.CharField(max_length=64, unique=True)
+    first_name = fields.CharField(max_length=100)
+    last_name = fields.CharField(max_length=100)
+    birth_date = fields.DateField()
+    sex = fields.CharEnumField(Sex, max_length=8)
+    status = fields.CharEnumField(SpaceStatus, max_length=8, default=SpaceStatus.PENDING)
+    contact_email = fields.CharField(max_length=254, null=True)
+    postal_address: dict[str, str] | None = fields.JSONField(null=True)
+    activated_at = fields.DatetimeField(null=True)
+    opposed_at = fields.DatetimeField(null=True)
+    closed_at = fields.DatetimeField(null=True)
+    archived_until = fields.DatetimeField(null=True)
+    delete_by = fields.DatetimeField(null=True)
+    emergency_access_opposed = fields.BooleanField(default=False)
+    treating_doctor: fields.ForeignKeyNullableRelation[Professional] = fields.ForeignKeyField(
+        "models.Professional", related_name="treated_patients", null=True, on_delete=fields.SET_NULL
+    )
+    treating_doctor_id: UUID | None
+
+    class Meta:
+        table = "patient"
+        indexes = (("last_name", "first_name"),)
+
+
+class Representation(Entity):
+    """A legal representative of a minor. The link ends by itself on the 18th birthday."""
+
+    representative: fields.ForeignKeyRelation[Patient] = fields.ForeignKeyField(
+        "models.Patient", related_name="dependent_links", on_delete=fields.CASCADE
+    )
+    dependent: fields.ForeignKeyRelation[Patient] = fields.ForeignKeyField(
+        "models.Patient", related_name="representative_links", on_delete=fields.CASCADE
+    )
+    representative_id: UUID
+    dependent_id: UUID
+
+    class Meta:
+        table = "representation"
+        unique_together = (("representative", "dependent"),)
+
+
+def is_minor(birth_date: date, today: date) -> bool:
+    return birth_date + relativedelta(years=MAJORITY_AGE) > today
+
+
+def minor_cutoff(today: date) -> date:
+    """People born after this day are minors today."""
+    return today - relativedelta(years=MAJORITY_AGE)
+
+
+def represented_by(representative_id: UUID, today: date) -> Q:
+    """Patients (minors) the given patient currently represents, as a filter on Patient."""
+    return Q(
+        representative_links__representative_id=representative_id,
+        birth_date__gt=minor_cutoff(today),
+    )
+
+
+def age_on(birth_date: date, day: date) -> int:
+    return relativedelta(day, birth_date).years
+
+
+async def add_dependent(representative_id: UUID, dependent_id: UUID, *, today: date) -> Patient:
+    """Link a further legal representative to a minor (operator action)."""
+    representative = await Patient.get_or_none(id=representative_id)
+    dependent = await Patient.get_or_none(id=dependent_id)
+    if representative is None:
+        raise NotFound("No such representative.")
+    if dependent is None:
+        raise NotFound("No such dependent.")
+    if representative.status is not SpaceStatus.ACTIVE or not representative.first_name:
+        raise BadUserInput(
+            "The representative must hold an active space.", field="representativeId"
+        )
+    if is_minor(representative.birth_date, today):
+        raise BadUserInput("The representative must be an adult.", field="representativeId")
+    if not is_minor(dependent.birth_date, today):
+        raise BadUserInput("Only a minor can be added as a dependent.", field="dependentId")
+    if dependent.status not in (SpaceStatus.PENDING, SpaceStatus.ACTIVE):
+        raise BadUserInput("This space cannot take a representative.", field="dependentId")
+    if representative.id == dependent.id:
+        raise BadUserInput("A person cannot represent themselves.", field="dependentId")
+    if await Representation.exists(representative_id=representative.id, dependent_id=dependent.id):
+        raise Conflict("This representative is already linked to this minor.")
+    await Representation.create(representative_id=representative.id, dependent_id=dependent.id)
+    return representative

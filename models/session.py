@@ -1,0 +1,254 @@
+"""Login sessions (opaque bearer tokens, stored only as hashes) and two-factor challenges."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from tortoise import fields
+from tortoise.transactions import in_transaction
+
+from api.config import Settings
+from api.errors import RateLimited, Unauthenticated
+from models import ratelimit
+from models.access import ANONYMOUS, Actor
+from models.account import Account, Role
+from models.base import Entity, utcnow
+from models.crypto import (
+    Vault,
+    code_hash,
+    constant_time_equals,
+    new_login_code,
+    new_token,
+    token_hash,
+)
+from models.outbox import deliver, queue_email
+from models.passwords import hash_password, needs_rehash, verify_password
+from models.patient import Patient, SpaceStatus
+
+logger = logging.getLogger(__name__)
+
+
+class Session(Entity):
+    token_hash = fields.CharField(max_length=64, unique=True)
+    account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
+        "models.Account", related_name="sessions", on_delete=fields.CASCADE
+    )
+    account_id: UUID
+    expires_at = fields.DatetimeField()
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "session"
+
+
+class LoginChallenge(Entity):
+    """A pending two-factor login: the one-time code went out by e-mail."""
+
+    account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
+        "models.Account", related_name="challenges", on_delete=fields.CASCADE
+    )
+    account_id: UUID
+    code_hash = fields.CharField(max_length=64)
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+    failures = fields.IntField(default=0)
+
+    class Meta:
+        table = "login_challenge"
+
+
+# --- operations -------------------------------------------------------------------------
+
+LOGIN_WINDOW = timedelta(minutes=15)
+MAX_FAILURES_PER_EMAIL = 5
+MAX_FAILURES_PER_CLIENT = 20
+CHALLENGE_VALIDITY = timedelta(minutes=10)
+MAX_CHALLENGE_FAILURES = 5
+LOGIN_FAILED = "Invalid e-mail or password."
+CODE_FAILED = "Invalid or expired login code."
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    account: Account
+    token: str | None = None
+    expires_at: datetime | None = None
+    challenge: LoginChallenge | None = None
+
+
+def _limit_keys(vault: Vault, email: str, client: str) -> list[tuple[str, int]]:
+    return [
+        ("login:" + vault.keyed_hash(email, purpose="login-email"), MAX_FAILURES_PER_EMAIL),
+        ("client:" + vault.keyed_hash(client, purpose="login-client"), MAX_FAILURES_PER_CLIENT),
+    ]
+
+
+async def _check_limits(keys: list[tuple[str, int]], now: datetime) -> None:
+    wait = await ratelimit.retry_after(keys, LOGIN_WINDOW, now=now)
+    if wait is not None:
+        raise RateLimited(retry_after=wait)
+
+
+async def _fail(keys: list[tuple[str, int]], now: datetime) -> None:
+    for key, _ in keys:
+        await ratelimit.record_failure(key, now=now)
+
+
+async def open_session(account: Account, *, ttl: timedelta, now: datetime) -> LoginResult:
+    token = new_token()
+    expires_at = now + ttl
+    await Session.create(token_hash=token_hash(token), account_id=account.id, expires_at=expires_at)
+    return LoginResult(account=account, token=token, expires_at=expires_at)
+
+
+async def login(
+    email: str,
+    password: str,
+    *,
+    client: str,
+    vault: Vault,
+    settings: Settings,
+    now: datetime | None = None,
+) -> LoginResult:
+    now = now or utcnow()
+    email = email.strip().lower()
+    keys = _limit_keys(vault, email, client)
+    await _check_limits(keys, now)
+    account = await Account.get_or_none(email=email)
+    if not await verify_password(account.password_hash if account else None, password):
+        await _fail(keys, now)
+        raise Unauthenticated(LOGIN_FAILED)
+    assert account is not None
+    if not await _may_log_in(account):
+        await _fail(keys, now)
+        raise Unauthenticated(LOGIN_FAILED)
+    if account.password_hash and needs_rehash(account.password_hash):
+        account.password_hash = await hash_password(password)
+        await account.save(update_fields=["password_hash"])
+    if not settings.two_factor:
+        return await open_session(account, ttl=settings.session_ttl, now=now)
+    code = new_login_code()
+    async with in_transaction() as conn:
+        challenge = await LoginChallenge.create(
+            account_id=account.id,
+            code_hash=code_hash(vault, code),
+            expires_at=now + CHALLENGE_VALIDITY,
+            using_db=conn,
+        )
+        message = await queue_email(
+            to=account.email,
+            subject="Votre code de connexion Mon espace santé",
+            body=(
+                "Votre code de connexion à usage unique : {code}\n\n"
+                "Il est valable 10 minutes. Si vous n'êtes pas à l'origine de cette demande, "
+                "changez votre mot de passe.\n"
+            ),
+            secret=code,
+            kind="login_code",
+            using_db=conn,
+        )
+    try:
+        await deliver(message.id, settings)
+    except Exception:
+        logger.exception("login code delivery failed; the outbox job will retry")
+    return LoginResult(account=account, challenge=challenge)
+
+
+async def _may_log_in(account: Account) -> bool:
+    if account.role is not Role.PATIENT:
+        return True
+    # A closed space's holder may still log in, to ask for deletion; an opposed one may not.
+    status = await _space_status(account.patient_id)
+    return status in (SpaceStatus.ACTIVE, SpaceStatus.CLOSED)
+
+
+async def _space_status(patient_id: UUID | None) -> SpaceStatus | None:
+    row = await Patient.filter(id=patient_id).only("id", "status").first()
+    return row.status if row else None
+
+
+async def verify_login(
+    challenge_id: UUID | None,
+    code: str,
+    *,
+    client: str,
+    vault: Vault,
+    settings: Settings,
+    now: datetime | None = None,
+) -> LoginResult:
+    now = now or utcnow()
+    challenge = (
+        await LoginChallenge.get_or_none(id=challenge_id).prefetch_related("account")
+        if challenge_id
+        else None
+    )
+    email = challenge.account.email if challenge else ""
+    keys = _limit_keys(vault, email, client)
+    await _check_limits(keys, now)
+    valid = (
+        challenge is not None
+        and challenge.used_at is None
+        and challenge.expires_at > now
+        and challenge.failures < MAX_CHALLENGE_FAILURES
+    )
+    if not valid or challenge is None:
+        await _fail(keys, now)
+        raise Unauthenticated(CODE_FAILED)
+    if not constant_time_equals(challenge.code_hash, code_hash(vault, code.strip())):
+        await LoginChallenge.filter(id=challenge.id).update(failures=challenge.failures + 1)
+        await _fail(keys, now)
+        raise Unauthenticated(CODE_FAILED)
+    async with in_transaction() as conn:
+        used = (
+            await LoginChallenge.filter(id=challenge.id, used_at=None)
+            .using_db(conn)
+            .update(used_at=now)
+        )
+        if used != 1:
+            raise Unauthenticated(CODE_FAILED)
+    if not await _may_log_in(challenge.account):
+        raise Unauthenticated(CODE_FAILED)
+    return await open_session(challenge.account, ttl=settings.session_ttl, now=now)
+
+
+async def authenticate(token: str | None, *, now: datetime | None = None) -> Actor:
+    """The actor behind a bearer token; anonymous for none, UNAUTHENTICATED for a bad one."""
+    if not token:
+        return ANONYMOUS
+    now = now or utcnow()
+    session = (
+        await Session.filter(token_hash=token_hash(token), revoked_at=None, expires_at__gt=now)
+        .select_related("account")
+        .first()
+    )
+    if session is None:
+        raise Unauthenticated("The session is invalid or has expired.")
+    account = session.account
+    status: SpaceStatus | None = None
+    if account.role is Role.PATIENT:
+        status = await _space_status(account.patient_id)
+        if status not in (SpaceStatus.ACTIVE, SpaceStatus.CLOSED):
+            raise Unauthenticated("The session is invalid or has expired.")
+    return Actor(
+        role=account.role,
+        account_id=account.id,
+        session_id=session.id,
+        patient_id=account.patient_id,
+        professional_id=account.professional_id,
+        operator_id=account.operator_id,
+        patient_status=status,
+    )
+
+
+async def session_active(session_id: UUID, *, now: datetime | None = None) -> bool:
+    """Re-checked at every live delivery: a logout, closed space or expiry ends the stream."""
+    return await Session.filter(
+        id=session_id, revoked_at=None, expires_at__gt=now or utcnow()
+    ).exists()
+
+
+async def logout(session_id: UUID, *, now: datetime | None = None) -> None:
+    await Session.filter(id=session_id, revoked_at=None).update(revoked_at=now or utcnow())

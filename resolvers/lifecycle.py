@@ -1,0 +1,283 @@
+"""Mutations of the space lifecycle: enrolment, activation, opposition, closing."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from uuid import UUID
+
+import strawberry
+
+from api.context import Info
+from api.errors import BadUserInput, NotFound
+from models import lifecycle
+from models.patient import add_dependent
+from models.professional import Registration, register_professional
+from resolvers import ids
+from resolvers.enums import EnrollmentChannel, Profession, Sector, Sex
+from resolvers.people import Patient, Professional
+from resolvers.permissions import IsOperator, IsPatient, guard
+from resolvers.scope import patient_scope
+
+
+@strawberry.input
+class PostalAddressInput:
+    line1: str
+    postal_code: str
+    city: str
+    line2: str | None = None
+
+
+@strawberry.input
+class EnrollPatientInput:
+    nir: str
+    first_name: str
+    last_name: str
+    birth_date: date
+    sex: Sex  # type: ignore[valid-type]
+    channel: EnrollmentChannel  # type: ignore[valid-type]
+    email: str | None = None
+    postal_address: PostalAddressInput | None = None
+    representative_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Required for a minor: the code goes to this representative."
+    )
+
+
+@strawberry.type
+class EnrollPatientPayload:
+    patient: Patient
+
+
+@strawberry.input
+class ReissueActivationCodeInput:
+    patient_id: strawberry.ID
+    channel: EnrollmentChannel | None = None  # type: ignore[valid-type]
+
+
+@strawberry.type
+class ReissueActivationCodePayload:
+    patient: Patient
+
+
+@strawberry.input
+class ActivateSpaceInput:
+    code: str
+    nir: str
+    birth_date: date
+    email: str | None = None
+    password: str | None = None
+
+
+@strawberry.type
+class ActivateSpacePayload:
+    patient: Patient
+
+
+@strawberry.input
+class OpposeSpaceInput:
+    code: str
+    nir: str
+    birth_date: date
+
+
+@strawberry.type
+class OpposeSpacePayload:
+    opposed: bool
+
+
+@strawberry.input
+class CloseSpaceInput:
+    password: str
+    patient_id: strawberry.ID | None = None
+
+
+@strawberry.type
+class CloseSpacePayload:
+    patient: Patient
+
+
+@strawberry.input
+class RequestDeletionInput:
+    password: str
+    patient_id: strawberry.ID | None = None
+
+
+@strawberry.type
+class RequestDeletionPayload:
+    delete_by: datetime
+
+
+@strawberry.input
+class RegisterProfessionalInput:
+    rpps: str
+    first_name: str
+    last_name: str
+    profession: Profession  # type: ignore[valid-type]
+    sector: Sector  # type: ignore[valid-type]
+    email: str
+    password: str
+    finess: str | None = None
+
+
+@strawberry.type
+class RegisterProfessionalPayload:
+    professional: Professional
+
+
+@strawberry.input
+class AddDependentInput:
+    representative_id: strawberry.ID
+    dependent_id: strawberry.ID
+
+
+@strawberry.type
+class AddDependentPayload:
+    representative: Patient
+
+
+def _patient_pk(value: strawberry.ID, field: str) -> UUID:
+    try:
+        return ids.decode_as(str(value), "Patient")
+    except NotFound:
+        raise BadUserInput("Unknown patient.", field=field) from None
+
+
+@strawberry.type
+class LifecycleMutation:
+    @strawberry.mutation(
+        description="OPERATOR: enrol a person; the confidential code goes out at once.",
+        extensions=guard(IsOperator()),
+    )
+    async def enroll_patient(self, info: Info, input: EnrollPatientInput) -> EnrollPatientPayload:
+        address = input.postal_address
+        patient = await lifecycle.enroll_patient(
+            lifecycle.Enrolment(
+                nir=input.nir,
+                first_name=input.first_name,
+                last_name=input.last_name,
+                birth_date=input.birth_date,
+                sex=input.sex,
+                channel=input.channel,
+                email=input.email,
+                postal_address=lifecycle.PostalAddress(
+                    line1=address.line1,
+                    line2=address.line2,
+                    postal_code=address.postal_code,
+                    city=address.city,
+                )
+                if address
+                else None,
+                representative_id=_patient_pk(input.representative_id, "representativeId")
+                if input.representative_id
+                else None,
+            ),
+            vault=info.context.vault,
+            settings=info.context.settings,
+            now=info.context.now,
+        )
+        return EnrollPatientPayload(patient=Patient.from_model(patient))
+
+    @strawberry.mutation(
+        description="OPERATOR: send a new code (the earlier one stops working).",
+        extensions=guard(IsOperator()),
+    )
+    async def reissue_activation_code(
+        self, info: Info, input: ReissueActivationCodeInput
+    ) -> ReissueActivationCodePayload:
+        patient = await lifecycle.reissue_code(
+            ids.decode_as(str(input.patient_id), "Patient"),
+            channel=input.channel,
+            vault=info.context.vault,
+            settings=info.context.settings,
+            now=info.context.now,
+        )
+        return ReissueActivationCodePayload(patient=Patient.from_model(patient))
+
+    @strawberry.mutation(
+        description=(
+            "Activate (or reopen) a space with the code, NIR and birth date. An adult chooses "
+            "an e-mail and password; a minor's space is activated by a logged-in representative."
+        )
+    )
+    async def activate_space(self, info: Info, input: ActivateSpaceInput) -> ActivateSpacePayload:
+        patient = await lifecycle.activate_space(
+            lifecycle.CodeProof(code=input.code, nir=input.nir, birth_date=input.birth_date),
+            email=input.email,
+            password=input.password,
+            actor=info.context.actor,
+            vault=info.context.vault,
+            now=info.context.now,
+        )
+        return ActivateSpacePayload(patient=Patient.from_model(patient))
+
+    @strawberry.mutation(description="Oppose the creation of a space, before it is created.")
+    async def oppose_space(self, info: Info, input: OpposeSpaceInput) -> OpposeSpacePayload:
+        opposed = await lifecycle.oppose_space(
+            lifecycle.CodeProof(code=input.code, nir=input.nir, birth_date=input.birth_date),
+            actor=info.context.actor,
+            vault=info.context.vault,
+            now=info.context.now,
+        )
+        return OpposeSpacePayload(opposed=opposed)
+
+    @strawberry.mutation(
+        description="Close the space (password re-entered): sessions end, data are archived.",
+        extensions=guard(IsPatient()),
+    )
+    async def close_space(self, info: Info, input: CloseSpaceInput) -> CloseSpacePayload:
+        pk, _ = await patient_scope(info, input.patient_id)
+        patient = await lifecycle.close_space(
+            pk,
+            account_id=info.context.actor.account_id,
+            password=input.password,
+            now=info.context.now,
+        )
+        return CloseSpacePayload(patient=Patient.from_model(patient))
+
+    @strawberry.mutation(
+        description="Ask for the deletion of a closed space; honoured by deleteBy at the latest.",
+        extensions=guard(IsPatient()),
+    )
+    async def request_deletion(
+        self, info: Info, input: RequestDeletionInput
+    ) -> RequestDeletionPayload:
+        pk, _ = await patient_scope(info, input.patient_id, allow_closed=True)
+        delete_by = await lifecycle.request_deletion(
+            pk,
+            account_id=info.context.actor.account_id,
+            password=input.password,
+            now=info.context.now,
+        )
+        return RequestDeletionPayload(delete_by=delete_by)
+
+    @strawberry.mutation(
+        description="OPERATOR: register a professional (RPPS) and their credentials.",
+        extensions=guard(IsOperator()),
+    )
+    async def register_professional(
+        self, info: Info, input: RegisterProfessionalInput
+    ) -> RegisterProfessionalPayload:
+        professional = await register_professional(
+            Registration(
+                rpps=input.rpps,
+                first_name=input.first_name,
+                last_name=input.last_name,
+                profession=input.profession,
+                sector=input.sector,
+                email=input.email,
+                password=input.password,
+                finess=input.finess,
+            )
+        )
+        return RegisterProfessionalPayload(professional=Professional.from_model(professional))
+
+    @strawberry.mutation(
+        description="OPERATOR: link a further legal representative to a minor.",
+        extensions=guard(IsOperator()),
+    )
+    async def add_dependent(self, info: Info, input: AddDependentInput) -> AddDependentPayload:
+        representative = await add_dependent(
+            _patient_pk(input.representative_id, "representativeId"),
+            _patient_pk(input.dependent_id, "dependentId"),
+            today=info.context.today,
+        )
+        return AddDependentPayload(representative=Patient.from_model(representative))

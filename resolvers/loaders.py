@@ -1,0 +1,74 @@
+"""Per-request DataLoaders, named <Entity>By<Key>Loader; every relation goes through one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from uuid import UUID
+
+from strawberry.dataloader import DataLoader
+from tortoise.models import Model
+
+from models import access
+from models.account import Operator
+from models.patient import Patient, Representation
+from models.professional import Establishment, Professional
+
+if TYPE_CHECKING:
+    from api.context import Context
+
+M = TypeVar("M", bound=Model)
+
+
+class ByIdLoader(DataLoader[UUID, M | None], Generic[M]):
+    """Rows by primary key, one query per batch. Visibility is the caller's business."""
+
+    def __init__(self, model: type[M]) -> None:
+        self.model = model
+        super().__init__(load_fn=self._load)
+
+    async def _load(self, keys: Sequence[UUID]) -> list[M | None]:
+        rows = await self.model.filter(pk__in=list(set(keys)))
+        by_id: dict[Any, M] = {row.pk: row for row in rows}
+        return [by_id.get(key) for key in keys]
+
+
+class Loaders:
+    def __init__(self, context: Context) -> None:
+        self.context = context
+        self.patient = ByIdLoader(Patient)
+        self.professional = ByIdLoader(Professional)
+        self.establishment = ByIdLoader(Establishment)
+        self.operator = ByIdLoader(Operator)
+        self.relation: DataLoader[UUID, access.Relation] = DataLoader(load_fn=self._relations)
+        self.dependents: DataLoader[UUID, list[Patient]] = DataLoader(load_fn=self._dependents)
+        self.representatives: DataLoader[UUID, list[Patient]] = DataLoader(
+            load_fn=self._representatives
+        )
+
+    async def _relations(self, keys: Sequence[UUID]) -> list[access.Relation]:
+        found = await access.relations(self.context.actor, list(keys), self.context.today)
+        return [found[key] for key in keys]
+
+    async def _dependents(self, keys: Sequence[UUID]) -> list[list[Patient]]:
+        today = self.context.today
+        links = await Representation.filter(representative_id__in=list(keys)).prefetch_related(
+            "dependent"
+        )
+        out: dict[UUID, list[Patient]] = {key: [] for key in keys}
+        for link in links:
+            dependent = link.dependent
+            if access.is_minor(dependent.birth_date, today):
+                out[link.representative_id].append(dependent)
+        return [sorted(out[key], key=lambda p: p.birth_date) for key in keys]
+
+    async def _representatives(self, keys: Sequence[UUID]) -> list[list[Patient]]:
+        today = self.context.today
+        links = await Representation.filter(dependent_id__in=list(keys)).prefetch_related(
+            "representative", "dependent"
+        )
+        out: dict[UUID, list[Patient]] = {key: [] for key in keys}
+        for link in links:
+            if access.is_minor(link.dependent.birth_date, today):
+                out[link.dependent_id].append(link.representative)
+        return [out[key] for key in keys]

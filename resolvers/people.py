@@ -1,0 +1,239 @@
+"""Patients, professionals, operators: their types, `viewer`, `patient`, the directory."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+from uuid import UUID
+
+import strawberry
+from tortoise.expressions import Q
+
+from api.context import Info
+from api.errors import NotFound
+from models import access
+from models.account import Operator as OperatorModel
+from models.patient import Patient as PatientModel
+from models.professional import Establishment as EstablishmentModel
+from models.professional import Professional as ProfessionalModel
+from resolvers import ids
+from resolvers.enums import Profession, Sector, Sex, SpaceStatus
+from resolvers.node import Node, register
+from resolvers.permissions import HolderOnly, IsAuthenticated, ManagesPatient, guard
+
+
+@strawberry.type(name="Establishment", description="A health or social establishment (FINESS).")
+class Establishment(Node):
+    pk: strawberry.Private[UUID]
+    finess: str
+    name: str
+
+    @classmethod
+    def from_model(cls, row: EstablishmentModel) -> Establishment:
+        return cls(
+            id=strawberry.ID(ids.encode("Establishment", row.id)),
+            pk=row.id,
+            finess=row.finess,
+            name=row.name,
+        )
+
+
+@strawberry.type(name="Professional", description="A health, medico-social or social professional.")
+class Professional(Node):
+    pk: strawberry.Private[UUID]
+    establishment_id: strawberry.Private[UUID | None]
+    rpps: str
+    first_name: str
+    last_name: str
+    profession: Profession  # type: ignore[valid-type]
+    sector: Sector  # type: ignore[valid-type]
+
+    @strawberry.field
+    async def establishment(self, info: Info) -> Establishment | None:
+        if self.establishment_id is None:
+            return None
+        row = await info.context.loaders.establishment.load(self.establishment_id)
+        return Establishment.from_model(row) if row else None
+
+    @classmethod
+    def from_model(cls, row: ProfessionalModel) -> Professional:
+        return cls(
+            id=strawberry.ID(ids.encode("Professional", row.id)),
+            pk=row.id,
+            establishment_id=row.establishment_id,
+            rpps=row.rpps,
+            first_name=row.first_name,
+            last_name=row.last_name,
+            profession=row.profession,
+            sector=row.sector,
+        )
+
+
+@strawberry.type(name="Operator", description="Enrols people; sees identity and status only.")
+class Operator(Node):
+    pk: strawberry.Private[UUID]
+    email: str
+
+    @classmethod
+    def from_model(cls, row: OperatorModel) -> Operator:
+        return cls(id=strawberry.ID(ids.encode("Operator", row.id)), pk=row.id, email=row.email)
+
+
+@strawberry.type(
+    name="Patient",
+    description=(
+        "The holder of a space. Identity and status are visible to whoever may see the space; "
+        "guarded fields answer null with a FORBIDDEN error to anyone else."
+    ),
+)
+class Patient(Node):
+    pk: strawberry.Private[UUID]
+    nir_encrypted: strawberry.Private[bytes | None]
+    first_name: str
+    last_name: str
+    birth_date: date
+    sex: Sex  # type: ignore[valid-type]
+    status: SpaceStatus  # type: ignore[valid-type]
+
+    @strawberry.field(
+        description="The social-security number: holder and legal representative only.",
+        extensions=guard(ManagesPatient()),
+    )
+    def nir(self, info: Info) -> str | None:
+        if self.nir_encrypted is None:
+            return None
+        return info.context.vault.decrypt(self.nir_encrypted, context="nir")
+
+    @strawberry.field(
+        description="The minors this holder represents: holder only.",
+        extensions=guard(HolderOnly()),
+    )
+    async def dependents(self, info: Info) -> list[Patient] | None:
+        rows = await info.context.loaders.dependents.load(self.pk)
+        return [Patient.from_model(row) for row in rows]
+
+    @strawberry.field(
+        description="The legal representatives of this minor: holder and representative only.",
+        extensions=guard(ManagesPatient()),
+    )
+    async def representatives(self, info: Info) -> list[Patient] | None:
+        rows = await info.context.loaders.representatives.load(self.pk)
+        return [Patient.from_model(row) for row in rows]
+
+    @classmethod
+    def from_model(cls, row: PatientModel) -> Patient:
+        return cls(
+            id=strawberry.ID(ids.encode("Patient", row.id)),
+            pk=row.id,
+            nir_encrypted=row.nir_encrypted,
+            first_name=row.first_name,
+            last_name=row.last_name,
+            birth_date=row.birth_date,
+            sex=row.sex,
+            status=row.status,
+        )
+
+
+Viewer = Annotated[Patient | Professional | Operator, strawberry.union("Viewer")]
+
+
+async def visible_patients(info: Info, pks: list[UUID]) -> dict[UUID, PatientModel]:
+    ctx = info.context
+    rows = await PatientModel.filter(Q(id__in=pks) & access.visible_patients(ctx.actor, ctx.today))
+    return {row.id: row for row in rows}
+
+
+@register("Patient")
+async def _patient_nodes(info: Info, pks: list[UUID]) -> dict[UUID, Any]:
+    return {pk: Patient.from_model(row) for pk, row in (await visible_patients(info, pks)).items()}
+
+
+@register("Professional")
+async def _professional_nodes(info: Info, pks: list[UUID]) -> dict[UUID, Any]:
+    if info.context.actor.anonymous:
+        return {}
+    rows = await ProfessionalModel.filter(id__in=pks)
+    return {row.id: Professional.from_model(row) for row in rows}
+
+
+@register("Establishment")
+async def _establishment_nodes(info: Info, pks: list[UUID]) -> dict[UUID, Any]:
+    if info.context.actor.anonymous:
+        return {}
+    rows = await EstablishmentModel.filter(id__in=pks)
+    return {row.id: Establishment.from_model(row) for row in rows}
+
+
+@register("Operator")
+async def _operator_nodes(info: Info, pks: list[UUID]) -> dict[UUID, Any]:
+    actor = info.context.actor
+    if actor.operator_id is None:
+        return {}
+    rows = await OperatorModel.filter(id__in=[pk for pk in pks if pk == actor.operator_id])
+    return {row.id: Operator.from_model(row) for row in rows}
+
+
+async def viewer_of(
+    info: Info,
+    *,
+    patient_id: UUID | None,
+    professional_id: UUID | None,
+    operator_id: UUID | None,
+) -> Patient | Professional | Operator | None:
+    loaders = info.context.loaders
+    if patient_id is not None:
+        patient = await loaders.patient.load(patient_id)
+        return Patient.from_model(patient) if patient else None
+    if professional_id is not None:
+        professional = await loaders.professional.load(professional_id)
+        return Professional.from_model(professional) if professional else None
+    if operator_id is not None:
+        operator = await loaders.operator.load(operator_id)
+        return Operator.from_model(operator) if operator else None
+    return None
+
+
+MAX_DIRECTORY_PAGE = 50
+
+
+@strawberry.type
+class PeopleQuery:
+    @strawberry.field(description="Who is calling; null when anonymous.")
+    async def viewer(self, info: Info) -> Viewer | None:
+        actor = info.context.actor
+        return await viewer_of(
+            info,
+            patient_id=actor.patient_id,
+            professional_id=actor.professional_id,
+            operator_id=actor.operator_id,
+        )
+
+    @strawberry.field(
+        description=(
+            "A space by id: its holder, a legal representative, a professional with a basis, "
+            "or an operator (identity and status only). NOT_FOUND otherwise."
+        )
+    )
+    async def patient(self, info: Info, id: strawberry.ID) -> Patient | None:
+        pk = ids.decode_as(str(id), "Patient")
+        found = await visible_patients(info, [pk])
+        if pk not in found:
+            raise NotFound()
+        return Patient.from_model(found[pk])
+
+    @strawberry.field(
+        description="The professional directory: search by name or RPPS (authenticated users).",
+        extensions=guard(IsAuthenticated()),
+    )
+    async def professionals(
+        self, info: Info, search: str, first: int | None = 20
+    ) -> list[Professional]:
+        limit = max(1, min(first or 20, MAX_DIRECTORY_PAGE))
+        terms = search.split()
+        query = ProfessionalModel.all()
+        for term in terms[:4]:
+            query = query.filter(
+                Q(last_name__icontains=term) | Q(first_name__icontains=term) | Q(rpps=term)
+            )
+        rows = await query.order_by("last_name", "first_name", "id").limit(limit)
+        return [Professional.from_model(row) for row in rows]

@@ -1,0 +1,75 @@
+"""Field-level permission classes. Each asks models/access.py, never checks rows ad hoc."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from strawberry.extensions.field_extension import FieldExtension
+from strawberry.permission import BasePermission, PermissionExtension
+
+from api.context import Info
+from api.errors import Forbidden, Unauthenticated
+
+
+def guard(*permissions: BasePermission) -> list[FieldExtension]:
+    """The `extensions=` of a guarded field or operation."""
+    return [PermissionExtension(permissions=list(permissions))]
+
+
+class _FieldGuard(BasePermission):
+    message = "You are not allowed to read this field."
+    error_extensions = {"code": "FORBIDDEN"}
+
+
+class ManagesPatient(_FieldGuard):
+    """The holder of the space or a legal representative of the minor."""
+
+    async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        relation = await info.context.loaders.relation.load(source.pk)
+        return relation.manages
+
+
+class HolderOnly(_FieldGuard):
+    async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        relation = await info.context.loaders.relation.load(source.pk)
+        return relation.holder
+
+
+class _RoleGuard(BasePermission):
+    """For operations: anonymous callers get UNAUTHENTICATED, other roles FORBIDDEN."""
+
+    def allowed(self, info: Info) -> bool:
+        raise NotImplementedError
+
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        actor = info.context.actor
+        if actor.anonymous:
+            raise Unauthenticated()
+        if not self.allowed(info):
+            raise Forbidden()
+        return True
+
+
+class IsAuthenticated(_RoleGuard):
+    def allowed(self, info: Info) -> bool:
+        return True
+
+
+class IsOperator(_RoleGuard):
+    def allowed(self, info: Info) -> bool:
+        return info.context.actor.is_operator
+
+
+class IsPatient(_RoleGuard):
+    def allowed(self, info: Info) -> bool:
+        return info.context.actor.is_patient
+
+
+class IsProfessional(_RoleGuard):
+    def allowed(self, info: Info) -> bool:
+        return info.context.actor.is_professional
+
+
+class IsProfessionalOrOperator(_RoleGuard):
+    def allowed(self, info: Info) -> bool:
+        return info.context.actor.is_professional or info.context.actor.is_operator

@@ -1,0 +1,334 @@
+"""In-process event bus over a broadcaster backend that never loses live events silently.
+
+One backend subscription per channel per process; events fan out to bounded per-subscriber
+queues with `put_nowait`, so a slow consumer is dropped (`SubscriberDropped`) instead of
+stalling the others or growing memory. A supervisor reconnects with backoff after any
+failure and pushes `RESYNC` to every subscription: whoever was not told to resync received
+every event. Consumers recover from either signal by replaying from their database cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Final
+
+from broadcaster import BroadcastBackend
+
+from subscriptions.backends import SafeRedisBackend, check_url, create_backend
+
+logger = logging.getLogger(__name__)
+
+RESYNC: dict[str, Any] = {"type": "resync"}
+
+
+class SubscriberDropped(Exception):
+    """This subscriber's queue overflowed; it must replay from its cursor and resubscribe."""
+
+
+class _Signal:
+    """Queue items that are not published events."""
+
+
+_RESYNC: Final = _Signal()
+_WAKE: Final = _Signal()
+
+
+class Subscription:
+    """Async iterator of the events of one channel, for one consumer."""
+
+    def __init__(self, channel: str, queue_size: int) -> None:
+        self.channel = channel
+        # Raw JSON is queued and decoded by the consumer: each gets its own dict to mutate.
+        self._queue: asyncio.Queue[str | _Signal] = asyncio.Queue(maxsize=queue_size)
+        self._dropped = False
+        self._closed = False
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        while True:
+            if self._dropped:
+                raise SubscriberDropped(self.channel)
+            if self._closed:
+                raise StopAsyncIteration
+            item = await self._queue.get()
+            if item is _RESYNC:
+                return dict(RESYNC)
+            if isinstance(item, str):
+                # Another process may publish anything on the channel: skip, don't crash.
+                with contextlib.suppress(ValueError):
+                    event = json.loads(item)
+                    if isinstance(event, dict):
+                        return event
+                logger.warning("event bus: ignoring a non-object event on %s", self.channel)
+
+    def _offer(self, item: str | _Signal) -> bool:
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    def _drop(self) -> None:
+        # A full queue has no waiting getter, so the flag is seen at the next __anext__.
+        self._dropped = True
+
+    def _close(self) -> None:
+        self._closed = True
+        self._offer(_WAKE)  # wakes a getter blocked on an empty queue
+
+
+class EventBus:
+    """Publish JSON events and subscribe to channels over `memory://` or `redis://`."""
+
+    op_timeout: float = 1.0  # bound on every backend call, so nothing hangs on a dead Redis
+    health_interval: float = 5.0  # seconds between end-to-end probes through the listener
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        queue_size: int = 256,
+        reconnect_min: float = 0.1,
+        reconnect_max: float = 5.0,
+    ) -> None:
+        if queue_size < 1:
+            raise ValueError("queue_size must be at least 1: queues are bounded")
+        check_url(url)
+        self._url = url
+        self._queue_size = queue_size
+        self._reconnect_min = reconnect_min
+        self._reconnect_max = reconnect_max
+        self._probe_channel = f"eventbus.probe.{uuid.uuid4().hex}"
+        self._subscribers: dict[str, set[Subscription]] = {}
+        self._backend_channels: set[str] = set()
+        self._probes: dict[str, asyncio.Future[bool]] = {}
+        self._backend: BroadcastBackend | None = None
+        self._up = False
+        self._generation = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._supervisor: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        """Connect, or start degraded and keep retrying: the app runs while Redis is down."""
+        if self._supervisor is not None:
+            raise RuntimeError("EventBus is already connected")
+        # Created here, not in __init__, so they bind to the loop that runs the bus.
+        self._lock = asyncio.Lock()
+        self._failed = asyncio.Event()
+        try:
+            await self._open()
+        except Exception as exc:
+            logger.warning("event bus: cannot connect to %s (%r); retrying", self._url, exc)
+            await self._close_backend()
+        self._supervisor = asyncio.create_task(self._supervise(), name="eventbus-supervisor")
+
+    async def disconnect(self) -> None:
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
+            await self._close_backend()
+        for subscriptions in self._subscribers.values():
+            for subscription in subscriptions:
+                subscription._close()
+        self._subscribers.clear()
+
+    async def publish(self, channel: str, event: dict[str, Any]) -> bool:
+        """Best effort: callers publish after their commit, and a failure must not undo it."""
+        try:
+            message = json.dumps(event)
+        except (TypeError, ValueError):
+            logger.exception("event bus: event for %s is not JSON-serialisable", channel)
+            return False
+        backend = self._backend
+        if not self._up or backend is None:
+            logger.warning("event bus: down, event for %s not published", channel)
+            return False
+        try:
+            async with asyncio.timeout(self.op_timeout):
+                await backend.publish(channel, message)
+        except Exception as exc:
+            logger.warning("event bus: publish to %s failed: %r", channel, exc)
+            return False
+        return True
+
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]:
+        """On entry the subscription is live (or will get RESYNC once the backend is back)."""
+        return self._subscribe(channel)
+
+    async def ping(self) -> bool:
+        """True when an event just made the round trip through the backend and the listener."""
+        if self._supervisor is None or self._supervisor.done():
+            return False
+        return await self._probe()
+
+    @asynccontextmanager
+    async def _subscribe(self, channel: str) -> AsyncIterator[Subscription]:
+        if self._supervisor is None:
+            raise RuntimeError("EventBus.connect() was not called")
+        subscription = Subscription(channel, self._queue_size)
+        # Registered before the backend subscribes: nothing arriving after SUBSCRIBE is missed.
+        self._subscribers.setdefault(channel, set()).add(subscription)
+        try:
+            await self._backend_subscribe(channel)
+            yield subscription
+        finally:
+            subscription._close()
+            self._forget(subscription)
+            await self._backend_unsubscribe(channel)
+
+    async def _backend_subscribe(self, channel: str) -> None:
+        # The lock makes concurrent first subscribers wait until the channel is really live.
+        async with self._lock:
+            backend = self._backend
+            if not self._up or backend is None or channel in self._backend_channels:
+                return  # down: the reconnect subscribes every channel, then sends RESYNC
+            try:
+                async with asyncio.timeout(self.op_timeout):
+                    await backend.subscribe(channel)
+            except Exception as exc:
+                logger.warning("event bus: subscribe to %s failed: %r", channel, exc)
+                self._failed.set()
+                return
+            self._backend_channels.add(channel)
+
+    async def _backend_unsubscribe(self, channel: str) -> None:
+        async with self._lock:
+            backend = self._backend
+            if channel in self._subscribers or channel not in self._backend_channels:
+                return
+            self._backend_channels.discard(channel)
+            if backend is None:
+                return
+            try:
+                async with asyncio.timeout(self.op_timeout):
+                    await backend.unsubscribe(channel)
+            except Exception as exc:
+                # Harmless: events for it are discarded, and a reconnect forgets it.
+                logger.info("event bus: unsubscribe from %s failed: %r", channel, exc)
+
+    def _forget(self, subscription: Subscription) -> None:
+        subscriptions = self._subscribers.get(subscription.channel)
+        if subscriptions is None:
+            return
+        subscriptions.discard(subscription)
+        if not subscriptions:
+            del self._subscribers[subscription.channel]
+
+    async def _open(self) -> None:
+        """Connect a fresh backend and subscribe the probe channel and every live channel."""
+        backend = create_backend(self._url, timeout=self.op_timeout)
+        self._backend = backend
+        async with asyncio.timeout(self.op_timeout):
+            await backend.connect()
+        async with self._lock:
+            channels = {self._probe_channel, *self._subscribers}
+            for channel in channels:
+                async with asyncio.timeout(self.op_timeout):
+                    await backend.subscribe(channel)
+            self._backend_channels = channels
+            self._generation += 1
+            self._failed.clear()
+            self._watch(asyncio.create_task(self._pump(backend), name="eventbus-pump"))
+            if isinstance(backend, SafeRedisBackend) and backend.listener is not None:
+                self._watch(backend.listener)
+            self._up = True
+
+    async def _close_backend(self) -> None:
+        async with self._lock:
+            self._up = False
+            self._generation += 1  # done-callbacks of the tasks cancelled below are now stale
+            tasks, self._tasks = self._tasks, []
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            backend, self._backend = self._backend, None
+            self._backend_channels = set()
+            if backend is not None:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(self.op_timeout):
+                        await backend.disconnect()
+            for probe in self._probes.values():
+                if not probe.done():
+                    probe.set_result(False)
+
+    def _watch(self, task: asyncio.Task[None]) -> None:
+        generation = self._generation
+        self._tasks.append(task)
+
+        def on_done(task: asyncio.Task[None]) -> None:
+            if task.cancelled() or generation != self._generation:
+                return
+            logger.warning("event bus: %s stopped: %r", task.get_name(), task.exception())
+            self._failed.set()
+
+        task.add_done_callback(on_done)
+
+    async def _supervise(self) -> None:
+        delay = self._reconnect_min
+        while True:
+            if not self._up:
+                try:
+                    await self._open()
+                except Exception as exc:
+                    logger.warning("event bus: reconnect failed (%r), next in %.1fs", exc, delay)
+                    await self._close_backend()
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self._reconnect_max)
+                    continue
+                delay = self._reconnect_min
+                logger.warning("event bus: reconnected, sending resync to subscribers")
+                self._fan_out(list(self._subscribers), _RESYNC)
+            try:
+                async with asyncio.timeout(self.health_interval):
+                    await self._failed.wait()
+            except TimeoutError:
+                if await self._probe():
+                    continue
+                logger.warning("event bus: health probe got no answer")
+            await self._close_backend()
+
+    async def _probe(self) -> bool:
+        backend = self._backend
+        if not self._up or backend is None:
+            return False
+        token = uuid.uuid4().hex
+        answered: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._probes[token] = answered
+        try:
+            async with asyncio.timeout(self.op_timeout):
+                await backend.publish(self._probe_channel, token)
+                return await answered
+        except Exception:
+            return False
+        finally:
+            del self._probes[token]
+
+    async def _pump(self, backend: BroadcastBackend) -> None:
+        while True:
+            event = await backend.next_published()
+            if event.channel == self._probe_channel:
+                answered = self._probes.get(event.message)
+                if answered is not None and not answered.done():
+                    answered.set_result(True)
+            else:
+                self._fan_out([event.channel], event.message)
+
+    def _fan_out(self, channels: list[str], item: str | _Signal) -> None:
+        for channel in channels:
+            for subscription in list(self._subscribers.get(channel, ())):
+                if not subscription._offer(item):
+                    logger.warning("event bus: slow subscriber on %s dropped", channel)
+                    subscription._drop()
+                    self._forget(subscription)
