@@ -14,7 +14,9 @@ from strawberry.types import Info as StrawberryInfo
 
 from api.config import Settings
 from models.access import Actor
+from models.audit import AuditTrail
 from models.base import paris_today, utcnow
+from models.blobs import BlobStore
 from models.crypto import Vault
 
 if TYPE_CHECKING:
@@ -29,7 +31,7 @@ class Services:
     settings: Settings
     vault: Vault
     bus: EventBus
-    blobs: Any = None
+    blobs: BlobStore
 
 
 @dataclass
@@ -43,6 +45,7 @@ class Context:
     now: datetime = field(default_factory=utcnow)
     connection_params: dict[str, Any] | None = None  # a websocket's connection_init payload
     _loaders: Loaders | None = None
+    _audit: AuditTrail | None = None
 
     @property
     def settings(self) -> Settings:
@@ -55,6 +58,17 @@ class Context:
     @property
     def today(self) -> date:
         return paris_today(self.now)
+
+    @property
+    def audit(self) -> AuditTrail:
+        if self._audit is None:
+            self._audit = AuditTrail(
+                request_id=self.request_id,
+                actor_id=self.actor.id,
+                actor_role=self.actor.audit_role,
+                now=self.now,
+            )
+        return self._audit
 
     @property
     def loaders(self) -> Loaders:

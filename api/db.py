@@ -13,6 +13,11 @@ MODEL_MODULES: list[str] = [
     "models.lifecycle",
     "models.outbox",
     "models.ratelimit",
+    "models.consent",
+    "models.audit",
+    "models.document",
+    "models.record",
+    "models.reminder",
 ]
 
 

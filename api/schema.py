@@ -2,34 +2,54 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
+from graphql import GraphQLError
 from strawberry.printer import print_schema
 from strawberry.schema.config import StrawberryConfig
 
 from api.extensions.errors import MaskInternalErrors
 from api.extensions.limits import limit_extensions
 from resolvers.auth import AuthMutation
+from resolvers.consent import AccessEvent, Consent, ConsentMutation, ConsentQuery
+from resolvers.dossier import Document, DossierMutation, Screening, Vaccination
 from resolvers.lifecycle import LifecycleMutation
 from resolvers.node import NodeQuery
 from resolvers.people import Establishment, Operator, Patient, PeopleQuery, Professional
 
 
 @strawberry.type
-class Query(NodeQuery, PeopleQuery):
+class Query(NodeQuery, PeopleQuery, ConsentQuery):
     pass
 
 
 @strawberry.type
-class Mutation(LifecycleMutation, AuthMutation):
+class Mutation(LifecycleMutation, AuthMutation, DossierMutation, ConsentMutation):
     pass
 
 
+class Schema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        """MaskInternalErrors logs what matters; expected errors (NOT_FOUND…) are not noise."""
+
+
 def build_schema() -> strawberry.Schema:
-    return strawberry.Schema(
+    return Schema(
         query=Query,
         mutation=Mutation,
-        types=[Patient, Professional, Operator, Establishment],
-        extensions=[*limit_extensions(), MaskInternalErrors],
+        types=[
+            Patient,
+            Professional,
+            Operator,
+            Establishment,
+            Document,
+            Vaccination,
+            Screening,
+            Consent,
+            AccessEvent,
+        ],
+        extensions=[MaskInternalErrors, *limit_extensions()],
         config=StrawberryConfig(disable_field_suggestions=True),
     )
 

@@ -6,25 +6,21 @@ module, as query filters, so counts and pages are filtered in SQL.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import date
-from enum import StrEnum
+from dataclasses import dataclass
+from datetime import date, datetime
 from uuid import UUID
 
-from tortoise.expressions import Q
+from tortoise.expressions import Q, Subquery
 
 from models.account import Role
+from models.audit import AccessBasis, ActorRole
+from models.base import utcnow
+from models.consent import Block, Consent, ConsentAccess, EmergencyAccess
 from models.patient import Patient, Representation, SpaceStatus, is_minor, minor_cutoff
 
-__all__ = ["ANONYMOUS", "Actor", "Basis", "Relation", "is_minor", "relations", "visible_patients"]
+__all__ = ["ANONYMOUS", "Actor", "Relation", "is_minor", "relations", "visible_patients"]
 
-
-class Basis(StrEnum):
-    """Why an actor may see a patient; the AccessBasis enum of the API adds to these."""
-
-    HOLDER = "HOLDER"
-    REPRESENTATIVE = "REPRESENTATIVE"
-    OPERATOR = "OPERATOR"
+LIVE_SPACES = (SpaceStatus.PENDING, SpaceStatus.ACTIVE)
 
 
 @dataclass(frozen=True)
@@ -58,6 +54,14 @@ class Actor:
         """A patient whose own space is closed may only see its status and ask for deletion."""
         return self.role is Role.PATIENT and self.patient_status is SpaceStatus.ACTIVE
 
+    @property
+    def id(self) -> UUID | None:
+        return self.patient_id or self.professional_id or self.operator_id
+
+    @property
+    def audit_role(self) -> ActorRole | None:
+        return ActorRole(self.role.value) if self.role else None
+
 
 ANONYMOUS = Actor()
 
@@ -67,19 +71,15 @@ class Relation:
     """Everything that ties an actor to one patient, computed once per request."""
 
     patient_id: UUID
-    bases: set[Basis] = field(default_factory=set)
-
-    @property
-    def holder(self) -> bool:
-        return Basis.HOLDER in self.bases
-
-    @property
-    def representative(self) -> bool:
-        return Basis.REPRESENTATIVE in self.bases
-
-    @property
-    def operator(self) -> bool:
-        return Basis.OPERATOR in self.bases
+    holder: bool = False
+    representative: bool = False
+    operator: bool = False
+    consent: ConsentAccess | None = None
+    treating_doctor: bool = False
+    emergency: bool = False
+    conversation: bool = False
+    blocked: bool = False
+    space_live: bool = True
 
     @property
     def manages(self) -> bool:
@@ -87,39 +87,129 @@ class Relation:
         return self.holder or self.representative
 
     @property
+    def dossier_basis(self) -> AccessBasis | None:
+        """Why a professional may read the dossier; a block wins over everything."""
+        if self.blocked or not self.space_live:
+            return None
+        if self.treating_doctor:
+            return AccessBasis.TREATING_DOCTOR
+        if self.consent is not None:
+            return AccessBasis.CONSENT
+        if self.emergency:
+            return AccessBasis.EMERGENCY
+        return None
+
+    @property
+    def reads_dossier(self) -> bool:
+        return self.manages or self.dossier_basis is not None
+
+    @property
+    def writes_dossier(self) -> bool:
+        if self.manages:
+            return True
+        return self.dossier_basis is not None and self.consent is ConsentAccess.READ_WRITE
+
+    @property
     def visible(self) -> bool:
-        return bool(self.bases)
+        """May see the space at all (identity at least)."""
+        if self.manages or self.operator:
+            return True
+        return (
+            not self.blocked
+            and self.space_live
+            and (self.dossier_basis is not None or self.conversation)
+        )
+
+    @property
+    def audit_basis(self) -> AccessBasis | None:
+        """The basis an access event records; None for the holder, whose reads are not logged."""
+        if self.holder:
+            return None
+        if self.representative:
+            return AccessBasis.REPRESENTATIVE
+        if self.operator:
+            return AccessBasis.OPERATOR
+        if self.dossier_basis is not None:
+            return self.dossier_basis
+        if self.conversation:
+            return AccessBasis.CONVERSATION
+        return None
 
 
-def visible_patients(actor: Actor, today: date) -> Q:
+def active_consent(professional_id: UUID, now: datetime) -> Q:
+    """Filter on Consent: live consents of one professional."""
+    return Q(professional_id=professional_id, revoked_at=None) & (
+        Q(expires_at=None) | Q(expires_at__gt=now)
+    )
+
+
+def consenting_patients(professional_id: UUID, now: datetime) -> Q:
+    """Filter on Patient: live spaces that granted the professional an active consent."""
+    return (
+        Q(
+            id__in=Subquery(
+                Consent.filter(active_consent(professional_id, now)).values("patient_id")
+            )
+        )
+        & ~Q(id__in=Subquery(Block.filter(professional_id=professional_id).values("patient_id")))
+        & Q(status__in=list(LIVE_SPACES))
+    )
+
+
+def visible_patients(actor: Actor, today: date, now: datetime | None = None) -> Q:
     """Filter on Patient: the spaces the actor may see at all (identity at least)."""
+    now = now or utcnow()
     if actor.is_operator:
         return Q(status__in=[SpaceStatus.PENDING, SpaceStatus.ACTIVE, SpaceStatus.CLOSED])
     if actor.is_patient and actor.patient_id is not None:
         own = Q(id=actor.patient_id)
         if not actor.space_open:
             return own
-        return own | Q(
-            representative_links__representative_id=actor.patient_id,
-            birth_date__gt=minor_cutoff(today),
-            status__in=[SpaceStatus.PENDING, SpaceStatus.ACTIVE],
+        dependents = Representation.filter(representative_id=actor.patient_id).values(
+            "dependent_id"
         )
+        return own | Q(
+            id__in=Subquery(dependents),
+            birth_date__gt=minor_cutoff(today),
+            status__in=list(LIVE_SPACES),
+        )
+    if actor.is_professional and actor.professional_id is not None:
+        pid = actor.professional_id
+        basis = (
+            Q(id__in=Subquery(Consent.filter(active_consent(pid, now)).values("patient_id")))
+            | Q(treating_doctor_id=pid)
+            | Q(
+                id__in=Subquery(
+                    EmergencyAccess.filter(professional_id=pid, expires_at__gt=now).values(
+                        "patient_id"
+                    )
+                )
+            )
+        )
+        blocked = Q(id__in=Subquery(Block.filter(professional_id=pid).values("patient_id")))
+        return basis & ~blocked & Q(status__in=list(LIVE_SPACES))
     return Q(id__in=[])
 
 
-async def relations(actor: Actor, patient_ids: list[UUID], today: date) -> dict[UUID, Relation]:
-    """The relation of the actor to each patient (missing bases mean: not visible)."""
+async def relations(
+    actor: Actor, patient_ids: list[UUID], today: date, now: datetime | None = None
+) -> dict[UUID, Relation]:
+    """The relation of the actor to each patient (no basis at all means: not visible)."""
+    now = now or utcnow()
     result = {pid: Relation(pid) for pid in patient_ids}
     if actor.anonymous or not patient_ids:
         return result
+    statuses = dict(await Patient.filter(id__in=patient_ids).values_list("id", "status"))
+    for pid, relation in result.items():
+        relation.space_live = statuses.get(pid) in LIVE_SPACES
     if actor.is_operator:
-        rows = await Patient.filter(id__in=patient_ids).filter(visible_patients(actor, today))
-        for patient in rows:
-            result[patient.id].bases.add(Basis.OPERATOR)
+        for pid, status in statuses.items():
+            if status is not SpaceStatus.OPPOSED:
+                result[pid].operator = True
         return result
     if actor.is_patient and actor.patient_id is not None:
         if actor.patient_id in result:
-            result[actor.patient_id].bases.add(Basis.HOLDER)
+            result[actor.patient_id].holder = True
         others = [pid for pid in patient_ids if pid != actor.patient_id]
         if others and actor.space_open:
             links = await Representation.filter(
@@ -127,9 +217,29 @@ async def relations(actor: Actor, patient_ids: list[UUID], today: date) -> dict[
             ).prefetch_related("dependent")
             for link in links:
                 dependent = link.dependent
-                if is_minor(dependent.birth_date, today) and dependent.status in (
-                    SpaceStatus.PENDING,
-                    SpaceStatus.ACTIVE,
-                ):
-                    result[dependent.id].bases.add(Basis.REPRESENTATIVE)
+                if is_minor(dependent.birth_date, today) and dependent.status in LIVE_SPACES:
+                    result[dependent.id].representative = True
+        return result
+    if actor.is_professional and actor.professional_id is not None:
+        await _professional_relations(actor.professional_id, result, now)
     return result
+
+
+async def _professional_relations(pid: UUID, result: dict[UUID, Relation], now: datetime) -> None:
+    ids = list(result)
+    for consent in await Consent.filter(active_consent(pid, now), patient_id__in=ids):
+        current = result[consent.patient_id].consent
+        if current is not ConsentAccess.READ_WRITE:
+            result[consent.patient_id].consent = consent.access
+    for patient_id in await Block.filter(professional_id=pid, patient_id__in=ids).values_list(
+        "patient_id", flat=True
+    ):
+        result[patient_id].blocked = True  # type: ignore[index]
+    for patient_id in await Patient.filter(id__in=ids, treating_doctor_id=pid).values_list(
+        "id", flat=True
+    ):
+        result[patient_id].treating_doctor = True  # type: ignore[index]
+    for patient_id in await EmergencyAccess.filter(
+        professional_id=pid, patient_id__in=ids, expires_at__gt=now
+    ).values_list("patient_id", flat=True):
+        result[patient_id].emergency = True  # type: ignore[index]

@@ -11,8 +11,11 @@ from tortoise.models import Model
 
 from models import access
 from models.account import Operator
+from models.consent import Consent
+from models.document import Document
 from models.patient import Patient, Representation
 from models.professional import Establishment, Professional
+from models.record import HealthProfile, Screening, Vaccination
 
 if TYPE_CHECKING:
     from api.context import Context
@@ -45,9 +48,40 @@ class Loaders:
         self.representatives: DataLoader[UUID, list[Patient]] = DataLoader(
             load_fn=self._representatives
         )
+        self.vaccinations: DataLoader[UUID, list[Vaccination]] = DataLoader(
+            load_fn=self._vaccinations
+        )
+        self.screenings: DataLoader[UUID, list[Screening]] = DataLoader(load_fn=self._screenings)
+        self.health_profile: DataLoader[UUID, HealthProfile | None] = DataLoader(
+            load_fn=self._health_profiles
+        )
+        self.consents: DataLoader[UUID, list[Consent]] = DataLoader(load_fn=self._consents)
+        self.document = ByIdLoader(Document)
+
+    async def _by_patient(self, model: type[M], keys: Sequence[UUID], *order: str) -> list[list[M]]:
+        rows = await model.filter(patient_id__in=list(set(keys))).order_by(*order)
+        out: dict[UUID, list[M]] = {key: [] for key in keys}
+        for row in rows:
+            out[row.patient_id].append(row)  # type: ignore[attr-defined]
+        return [out[key] for key in keys]
+
+    async def _vaccinations(self, keys: Sequence[UUID]) -> list[list[Vaccination]]:
+        return await self._by_patient(Vaccination, keys, "-date", "-created_at")
+
+    async def _screenings(self, keys: Sequence[UUID]) -> list[list[Screening]]:
+        return await self._by_patient(Screening, keys, "-date", "-created_at")
+
+    async def _consents(self, keys: Sequence[UUID]) -> list[list[Consent]]:
+        return await self._by_patient(Consent, keys, "-granted_at", "-id")
+
+    async def _health_profiles(self, keys: Sequence[UUID]) -> list[HealthProfile | None]:
+        rows = await HealthProfile.filter(patient_id__in=list(set(keys)))
+        by_patient = {row.patient_id: row for row in rows}
+        return [by_patient.get(key) for key in keys]
 
     async def _relations(self, keys: Sequence[UUID]) -> list[access.Relation]:
-        found = await access.relations(self.context.actor, list(keys), self.context.today)
+        ctx = self.context
+        found = await access.relations(ctx.actor, list(keys), ctx.today, ctx.now)
         return [found[key] for key in keys]
 
     async def _dependents(self, keys: Sequence[UUID]) -> list[list[Patient]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 import strawberry
@@ -13,13 +13,33 @@ from api.context import Info
 from api.errors import NotFound
 from models import access
 from models.account import Operator as OperatorModel
+from models.audit import AccessAction, AccessBasis
 from models.patient import Patient as PatientModel
 from models.professional import Establishment as EstablishmentModel
 from models.professional import Professional as ProfessionalModel
 from resolvers import ids
-from resolvers.enums import Profession, Sector, Sex, SpaceStatus
+from resolvers.enums import DocumentCategory, Profession, Sector, Sex, SpaceStatus
 from resolvers.node import Node, register
-from resolvers.permissions import HolderOnly, IsAuthenticated, ManagesPatient, guard
+from resolvers.pagination import Connection, Order, paginate
+from resolvers.permissions import (
+    HolderOnly,
+    IsAuthenticated,
+    IsThisProfessional,
+    ManagesPatient,
+    ReadsDossier,
+    guard,
+)
+
+if TYPE_CHECKING:
+    from resolvers.consent import AccessEventConnection, Consent
+    from resolvers.dossier import DocumentConnection, HealthProfile, Screening, Vaccination
+
+DocumentConnectionRef = Annotated["DocumentConnection", strawberry.lazy("resolvers.dossier")]
+HealthProfileRef = Annotated["HealthProfile", strawberry.lazy("resolvers.dossier")]
+VaccinationRef = Annotated["Vaccination", strawberry.lazy("resolvers.dossier")]
+ScreeningRef = Annotated["Screening", strawberry.lazy("resolvers.dossier")]
+ConsentRef = Annotated["Consent", strawberry.lazy("resolvers.consent")]
+AccessEventConnectionRef = Annotated["AccessEventConnection", strawberry.lazy("resolvers.consent")]
 
 
 @strawberry.type(name="Establishment", description="A health or social establishment (FINESS).")
@@ -55,6 +75,32 @@ class Professional(Node):
         row = await info.context.loaders.establishment.load(self.establishment_id)
         return Establishment.from_model(row) if row else None
 
+    @strawberry.field(
+        description=(
+            "The patients who granted this professional an active consent (the dashboard); "
+            "readable by that professional only."
+        ),
+        extensions=guard(IsThisProfessional()),
+    )
+    async def patients(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> PatientConnection | None:
+        ctx = info.context
+        query = PatientModel.filter(access.consenting_patients(self.pk, ctx.now))
+        page = await paginate(
+            query,
+            PATIENT_ORDER,
+            first=first,
+            after=after,
+            wrap=Patient.from_model,
+            connection=PatientConnection,
+        )
+        for edge in page.edges:
+            await ctx.audit.record(
+                patient_id=edge.node.pk, action=AccessAction.READ, basis=AccessBasis.CONSENT
+            )
+        return page
+
     @classmethod
     def from_model(cls, row: ProfessionalModel) -> Professional:
         return cls(
@@ -89,6 +135,8 @@ class Operator(Node):
 class Patient(Node):
     pk: strawberry.Private[UUID]
     nir_encrypted: strawberry.Private[bytes | None]
+    treating_doctor_id: strawberry.Private[UUID | None]
+    emergency_opposed: strawberry.Private[bool]
     first_name: str
     last_name: str
     birth_date: date
@@ -120,6 +168,76 @@ class Patient(Node):
         rows = await info.context.loaders.representatives.load(self.pk)
         return [Patient.from_model(row) for row in rows]
 
+    @strawberry.field(
+        description="Documents of the dossier, newest first, as this viewer may see them.",
+        extensions=guard(ReadsDossier()),
+    )
+    async def documents(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        category: DocumentCategory | None = None,  # type: ignore[valid-type]
+    ) -> DocumentConnectionRef | None:
+        from resolvers.dossier import patient_documents
+
+        return await patient_documents(info, self.pk, first, after, category)
+
+    @strawberry.field(
+        description="Allergies, treatments, history, measurements, directives, trusted person.",
+        extensions=guard(ReadsDossier()),
+    )
+    async def health_profile(self, info: Info) -> HealthProfileRef | None:
+        from resolvers.dossier import patient_health_profile
+
+        return await patient_health_profile(info, self.pk)
+
+    @strawberry.field(description="The médecin traitant.", extensions=guard(ReadsDossier()))
+    async def treating_doctor(self, info: Info) -> Professional | None:
+        if self.treating_doctor_id is None:
+            return None
+        row = await info.context.loaders.professional.load(self.treating_doctor_id)
+        return Professional.from_model(row) if row else None
+
+    @strawberry.field(description="The carnet de vaccination.", extensions=guard(ReadsDossier()))
+    async def vaccinations(self, info: Info) -> list[VaccinationRef] | None:
+        from resolvers.dossier import patient_vaccinations
+
+        return await patient_vaccinations(info, self.pk)
+
+    @strawberry.field(description="Screening tests.", extensions=guard(ReadsDossier()))
+    async def screenings(self, info: Info) -> list[ScreeningRef] | None:
+        from resolvers.dossier import patient_screenings
+
+        return await patient_screenings(info, self.pk)
+
+    @strawberry.field(
+        description="Consents given to professionals: holder and representative only.",
+        extensions=guard(ManagesPatient()),
+    )
+    async def consents(self, info: Info) -> list[ConsentRef] | None:
+        from resolvers.consent import patient_consents
+
+        return await patient_consents(info, self.pk)
+
+    @strawberry.field(
+        description="Whether emergency access is opposed: holder and representative only.",
+        extensions=guard(ManagesPatient()),
+    )
+    def emergency_access_opposed(self) -> bool | None:
+        return self.emergency_opposed
+
+    @strawberry.field(
+        description="Who accessed the dossier, newest first: holder and representative only.",
+        extensions=guard(ManagesPatient()),
+    )
+    async def access_log(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> AccessEventConnectionRef | None:
+        from resolvers.consent import patient_access_log
+
+        return await patient_access_log(info, self.pk, first, after)
+
     @classmethod
     def from_model(cls, row: PatientModel) -> Patient:
         return cls(
@@ -131,7 +249,17 @@ class Patient(Node):
             birth_date=row.birth_date,
             sex=row.sex,
             status=row.status,
+            treating_doctor_id=row.treating_doctor_id,
+            emergency_opposed=row.emergency_access_opposed,
         )
+
+
+PATIENT_ORDER = Order((("last_name", False), ("first_name", False), ("id", False)))
+
+
+@strawberry.type(name="PatientConnection")
+class PatientConnection(Connection[Patient]):
+    pass
 
 
 Viewer = Annotated[Patient | Professional | Operator, strawberry.union("Viewer")]

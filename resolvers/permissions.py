@@ -29,6 +29,22 @@ class ManagesPatient(_FieldGuard):
         return relation.manages
 
 
+class ReadsDossier(_FieldGuard):
+    """The holder, a representative, or a professional with a basis (consent, médecin
+    traitant, emergency) who is not blocked."""
+
+    async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        relation = await info.context.loaders.relation.load(source.pk)
+        return relation.reads_dossier
+
+
+class IsThisProfessional(_FieldGuard):
+    """A professional's own lists (the dashboard): that professional only."""
+
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        return bool(info.context.actor.professional_id == source.pk)
+
+
 class HolderOnly(_FieldGuard):
     async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         relation = await info.context.loaders.relation.load(source.pk)

@@ -3,11 +3,16 @@ from tortoise.migrations import operations as ops
 import functools
 from json import dumps, loads
 from models.account import Role
+from models.audit import AccessAction, AccessBasis, ActorRole
 from models.base import utcnow
+from models.consent import ConsentAccess
+from models.document import DocumentCategory
 from models.lifecycle import Channel
 from models.outbox import Channel, Status
 from models.patient import Sex, SpaceStatus
 from models.professional import Profession, Sector
+from models.record import ScreeningKind, VaccineCode
+from models.reminder import ReminderKind, ReminderStatus
 from tortoise.fields.base import OnDelete
 from uuid import uuid4
 from tortoise import fields
@@ -111,6 +116,23 @@ class Migration(migrations.Migration):
             bases=['Entity'],
         ),
         ops.CreateModel(
+            name='AccessEvent',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                ('patient', fields.ForeignKeyField('models.Patient', source_field='patient_id', db_constraint=True, to_field='id', related_name='access_events', on_delete=OnDelete.CASCADE)),
+                ('actor_id', fields.UUIDField()),
+                ('actor_role', fields.CharEnumField(description='PATIENT: PATIENT\nPROFESSIONAL: PROFESSIONAL\nOPERATOR: OPERATOR\nPARTNER_APP: PARTNER_APP', enum_type=ActorRole, max_length=16)),
+                ('action', fields.CharEnumField(description='READ: READ\nWRITE: WRITE\nDOWNLOAD: DOWNLOAD\nLOOKUP: LOOKUP\nEMERGENCY_OPEN: EMERGENCY_OPEN', enum_type=AccessAction, max_length=16)),
+                ('basis', fields.CharEnumField(description='CONSENT: CONSENT\nTREATING_DOCTOR: TREATING_DOCTOR\nEMERGENCY: EMERGENCY\nREPRESENTATIVE: REPRESENTATIVE\nAUTHOR: AUTHOR\nCONVERSATION: CONVERSATION\nOPERATOR: OPERATOR\nAPP: APP\nLOOKUP: LOOKUP', enum_type=AccessBasis, max_length=16)),
+                ('document_id', fields.UUIDField(null=True)),
+                ('request_id', fields.CharField(max_length=32)),
+            ],
+            options={'table': 'access_event', 'app': 'models', 'indexes': [Index(fields=['patient_id', 'at'])], 'pk_attr': 'id', 'table_description': 'Never updated nor deleted while the space exists (no API writes but `record`).'},
+            bases=['Entity'],
+        ),
+        ops.CreateModel(
             name='Account',
             fields=[
                 ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
@@ -142,6 +164,83 @@ class Migration(migrations.Migration):
             bases=['Entity'],
         ),
         ops.CreateModel(
+            name='Block',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('patient', fields.ForeignKeyField('models.Patient', source_field='patient_id', db_constraint=True, to_field='id', related_name='blocks', on_delete=OnDelete.CASCADE)),
+                ('professional', fields.ForeignKeyField('models.Professional', source_field='professional_id', db_constraint=True, to_field='id', related_name='blocks', on_delete=OnDelete.CASCADE)),
+            ],
+            options={'table': 'block', 'app': 'models', 'unique_together': (('patient', 'professional'),), 'pk_attr': 'id', 'table_description': 'A blocked professional sees nothing of the space, whatever consent exists.'},
+            bases=['Entity'],
+        ),
+        ops.CreateModel(
+            name='Consent',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('patient', fields.ForeignKeyField('models.Patient', source_field='patient_id', db_constraint=True, to_field='id', related_name='consents', on_delete=OnDelete.CASCADE)),
+                ('professional', fields.ForeignKeyField('models.Professional', source_field='professional_id', db_constraint=True, to_field='id', related_name='consents', on_delete=OnDelete.CASCADE)),
+                ('access', fields.CharEnumField(description='READ: READ\nREAD_WRITE: READ_WRITE', enum_type=ConsentAccess, max_length=16)),
+                ('granted_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                ('expires_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('revoked_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'consent', 'app': 'models', 'indexes': [Index(fields=['professional_id', 'patient_id'])], 'pk_attr': 'id'},
+            bases=['Entity'],
+        ),
+        ops.CreateModel(
+            name='Document',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('patient', fields.ForeignKeyField('models.Patient', source_field='patient_id', db_constraint=True, to_field='id', related_name='documents', on_delete=OnDelete.CASCADE)),
+                ('title', fields.CharField(max_length=200)),
+                ('category', fields.CharEnumField(description='PRESCRIPTION: PRESCRIPTION\nLAB_RESULT: LAB_RESULT\nIMAGING: IMAGING\nREPORT: REPORT\nTREATMENT: TREATMENT\nVACCINATION: VACCINATION\nADMINISTRATIVE: ADMINISTRATIVE\nOTHER: OTHER', enum_type=DocumentCategory, max_length=16)),
+                ('date', fields.DateField()),
+                ('mime_type', fields.CharField(max_length=64)),
+                ('size', fields.IntField()),
+                ('sha256', fields.CharField(db_index=True, max_length=64)),
+                ('hidden', fields.BooleanField(default=False)),
+                ('hidden_from_representatives', fields.BooleanField(default=False)),
+                ('author_patient', fields.ForeignKeyField('models.Patient', source_field='author_patient_id', null=True, db_constraint=True, to_field='id', related_name='authored_documents', on_delete=OnDelete.SET_NULL)),
+                ('author_professional', fields.ForeignKeyField('models.Professional', source_field='author_professional_id', null=True, db_constraint=True, to_field='id', related_name='authored_documents', on_delete=OnDelete.SET_NULL)),
+            ],
+            options={'table': 'document', 'app': 'models', 'indexes': [Index(fields=['patient_id', 'date', 'created_at'])], 'pk_attr': 'id'},
+            bases=['Entity'],
+        ),
+        ops.CreateModel(
+            name='EmergencyAccess',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('patient', fields.ForeignKeyField('models.Patient', source_field='patient_id', db_constraint=True, to_field='id', related_name='emergency_accesses', on_delete=OnDelete.CASCADE)),
+                ('professional', fields.ForeignKeyField('models.Professional', source_field='professional_id', db_constraint=True, to_field='id', related_name='emergency_accesses', on_delete=OnDelete.CASCADE)),
+                ('reason', fields.TextField(unique=False)),
+                ('opened_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                ('expires_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'emergency_access', 'app': 'models', 'indexes': [Index(fields=['professional_id', 'patient_id'])], 'pk_attr': 'id'},
+            bases=['Entity'],
+        ),
+        ops.CreateModel(
+            name='HealthProfile',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('patient', fields.OneToOneField('models.Patient', source_field='patient_id', db_constraint=True, to_field='id', related_name='health_profile', on_delete=OnDelete.CASCADE)),
+                ('allergies', fields.JSONField(default=list, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('treatments', fields.JSONField(default=list, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('history', fields.JSONField(default=list, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('measurements', fields.JSONField(null=True, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('advance_directives', fields.TextField(null=True, unique=False)),
+                ('trusted_person', fields.JSONField(null=True, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
+            ],
+            options={'table': 'health_profile', 'app': 'models', 'pk_attr': 'id', 'table_description': 'One per patient. Each section is replaced as a whole when it is updated.'},
+            bases=['Entity'],
+        ),
+        ops.CreateModel(
             name='LoginChallenge',
             fields=[
                 ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
@@ -156,6 +255,25 @@ class Migration(migrations.Migration):
             bases=['Entity'],
         ),
         ops.CreateModel(
+            name='Reminder',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('patient', fields.ForeignKeyField('models.Patient', source_field='patient_id', db_constraint=True, to_field='id', related_name='reminders', on_delete=OnDelete.CASCADE)),
+                ('kind', fields.CharEnumField(description='APPOINTMENT: APPOINTMENT\nSCREENING: SCREENING\nVACCINATION: VACCINATION\nEMERGENCY_ACCESS: EMERGENCY_ACCESS', enum_type=ReminderKind, max_length=24)),
+                ('key', fields.CharField(max_length=120)),
+                ('rule', fields.CharField(max_length=40)),
+                ('title', fields.CharField(max_length=200)),
+                ('reason', fields.TextField(unique=False)),
+                ('due_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                ('status', fields.CharEnumField(default=ReminderStatus.PENDING, description='PENDING: PENDING\nSENT: SENT\nDISMISSED: DISMISSED', enum_type=ReminderStatus, max_length=16)),
+                ('sent_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('dismissed_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'reminder', 'app': 'models', 'unique_together': (('patient', 'key'),), 'indexes': [Index(fields=['status', 'due_at'])], 'pk_attr': 'id'},
+            bases=['Entity'],
+        ),
+        ops.CreateModel(
             name='Representation',
             fields=[
                 ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
@@ -164,6 +282,19 @@ class Migration(migrations.Migration):
                 ('dependent', fields.ForeignKeyField('models.Patient', source_field='dependent_id', db_constraint=True, to_field='id', related_name='representative_links', on_delete=OnDelete.CASCADE)),
             ],
             options={'table': 'representation', 'app': 'models', 'unique_together': (('representative', 'dependent'),), 'pk_attr': 'id', 'table_description': 'A legal representative of a minor. The link ends by itself on the 18th birthday.'},
+            bases=['Entity'],
+        ),
+        ops.CreateModel(
+            name='Screening',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('patient', fields.ForeignKeyField('models.Patient', source_field='patient_id', db_constraint=True, to_field='id', related_name='screenings', on_delete=OnDelete.CASCADE)),
+                ('kind', fields.CharEnumField(description='BREAST: BREAST\nCOLORECTAL: COLORECTAL\nCERVICAL_CYTOLOGY: CERVICAL_CYTOLOGY\nCERVICAL_HPV: CERVICAL_HPV', enum_type=ScreeningKind, max_length=24)),
+                ('date', fields.DateField()),
+                ('result', fields.CharField(null=True, max_length=500)),
+            ],
+            options={'table': 'screening', 'app': 'models', 'indexes': [Index(fields=['patient_id', 'date'])], 'pk_attr': 'id'},
             bases=['Entity'],
         ),
         ops.CreateModel(
@@ -177,6 +308,21 @@ class Migration(migrations.Migration):
                 ('revoked_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
             ],
             options={'table': 'session', 'app': 'models', 'pk_attr': 'id'},
+            bases=['Entity'],
+        ),
+        ops.CreateModel(
+            name='Vaccination',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('patient', fields.ForeignKeyField('models.Patient', source_field='patient_id', db_constraint=True, to_field='id', related_name='vaccinations', on_delete=OnDelete.CASCADE)),
+                ('vaccine', fields.CharEnumField(description='DTP: DTP\nDTCAP: DTCAP\nINFLUENZA: INFLUENZA\nPNEUMOCOCCAL: PNEUMOCOCCAL\nZOSTER: ZOSTER\nCOVID19: COVID19\nHPV: HPV\nMMR: MMR\nHEPATITIS_B: HEPATITIS_B\nOTHER: OTHER', enum_type=VaccineCode, max_length=16)),
+                ('date', fields.DateField()),
+                ('dose_number', fields.IntField(null=True)),
+                ('lot_number', fields.CharField(null=True, max_length=64)),
+                ('professional', fields.ForeignKeyField('models.Professional', source_field='professional_id', null=True, db_constraint=True, to_field='id', related_name='vaccinations', on_delete=OnDelete.SET_NULL)),
+            ],
+            options={'table': 'vaccination', 'app': 'models', 'indexes': [Index(fields=['patient_id', 'date'])], 'pk_attr': 'id'},
             bases=['Entity'],
         ),
     ]

@@ -1,0 +1,192 @@
+"""Consent, blocks, the médecin traitant and emergency access ("bris de glace")."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from uuid import UUID
+
+from tortoise import fields
+from tortoise.transactions import in_transaction
+
+from api.errors import BadUserInput, Conflict, Forbidden, NotFound
+from models.base import Entity
+from models.patient import Patient
+from models.professional import Profession, Professional
+
+EMERGENCY_ACCESS_DURATION = timedelta(hours=24)
+
+
+class ConsentAccess(StrEnum):
+    READ = "READ"
+    READ_WRITE = "READ_WRITE"
+
+
+class Consent(Entity):
+    patient: fields.ForeignKeyRelation[Patient] = fields.ForeignKeyField(
+        "models.Patient", related_name="consents", on_delete=fields.CASCADE
+    )
+    professional: fields.ForeignKeyRelation[Professional] = fields.ForeignKeyField(
+        "models.Professional", related_name="consents", on_delete=fields.CASCADE
+    )
+    access = fields.CharEnumField(ConsentAccess, max_length=16)
+    granted_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField(null=True)
+    revoked_at = fields.DatetimeField(null=True)
+    patient_id: UUID
+    professional_id: UUID
+
+    class Meta:
+        table = "consent"
+        indexes = (("professional_id", "patient_id"),)
+
+    def active_at(self, now: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class Block(Entity):
+    """A blocked professional sees nothing of the space, whatever consent exists."""
+
+    patient: fields.ForeignKeyRelation[Patient] = fields.ForeignKeyField(
+        "models.Patient", related_name="blocks", on_delete=fields.CASCADE
+    )
+    professional: fields.ForeignKeyRelation[Professional] = fields.ForeignKeyField(
+        "models.Professional", related_name="blocks", on_delete=fields.CASCADE
+    )
+    patient_id: UUID
+    professional_id: UUID
+
+    class Meta:
+        table = "block"
+        unique_together = (("patient", "professional"),)
+
+
+class EmergencyAccess(Entity):
+    patient: fields.ForeignKeyRelation[Patient] = fields.ForeignKeyField(
+        "models.Patient", related_name="emergency_accesses", on_delete=fields.CASCADE
+    )
+    professional: fields.ForeignKeyRelation[Professional] = fields.ForeignKeyField(
+        "models.Professional", related_name="emergency_accesses", on_delete=fields.CASCADE
+    )
+    reason = fields.TextField()
+    opened_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    patient_id: UUID
+    professional_id: UUID
+
+    class Meta:
+        table = "emergency_access"
+        indexes = (("professional_id", "patient_id"),)
+
+
+# --- operations -------------------------------------------------------------------------
+
+
+async def _professional(professional_id: UUID) -> Professional:
+    professional = await Professional.get_or_none(id=professional_id)
+    if professional is None:
+        raise NotFound("No such professional.")
+    return professional
+
+
+async def grant_consent(
+    patient_id: UUID,
+    professional_id: UUID,
+    access: ConsentAccess,
+    *,
+    expires_at: datetime | None,
+    now: datetime,
+) -> Consent:
+    """A new grant replaces the live one of that professional (one live consent each)."""
+    await _professional(professional_id)
+    if expires_at is not None and expires_at <= now:
+        raise BadUserInput("The expiry must be in the future.", field="expiresAt")
+    if await Block.exists(patient_id=patient_id, professional_id=professional_id):
+        raise Conflict("This professional is blocked: unblock them first.")
+    async with in_transaction() as conn:
+        await (
+            Consent.filter(patient_id=patient_id, professional_id=professional_id, revoked_at=None)
+            .using_db(conn)
+            .update(revoked_at=now)
+        )
+        return await Consent.create(
+            patient_id=patient_id,
+            professional_id=professional_id,
+            access=access,
+            granted_at=now,
+            expires_at=expires_at,
+            using_db=conn,
+        )
+
+
+async def revoke_consent(consent: Consent, *, now: datetime) -> Consent:
+    if consent.revoked_at is None:
+        await Consent.filter(id=consent.id, revoked_at=None).update(revoked_at=now)
+        consent.revoked_at = now
+    return consent
+
+
+async def block_professional(patient_id: UUID, professional_id: UUID) -> None:
+    await _professional(professional_id)
+    await Block.get_or_create(patient_id=patient_id, professional_id=professional_id)
+
+
+async def unblock_professional(patient_id: UUID, professional_id: UUID) -> None:
+    await _professional(professional_id)
+    await Block.filter(patient_id=patient_id, professional_id=professional_id).delete()
+
+
+async def set_treating_doctor(patient_id: UUID, professional_id: UUID) -> None:
+    professional = await _professional(professional_id)
+    if professional.profession is not Profession.MEDECIN:
+        raise BadUserInput("The médecin traitant must be a doctor.", field="professionalId")
+    if await Block.exists(patient_id=patient_id, professional_id=professional_id):
+        raise Conflict("This professional is blocked: unblock them first.")
+    await Patient.filter(id=patient_id).update(treating_doctor_id=professional_id)
+
+
+async def set_emergency_opposition(patient_id: UUID, opposed: bool) -> None:
+    await Patient.filter(id=patient_id).update(emergency_access_opposed=opposed)
+
+
+MAX_REASON = 1000
+
+
+async def open_emergency_access(
+    patient_id: UUID, professional_id: UUID, *, reason: str, now: datetime
+) -> EmergencyAccess:
+    """Bris de glace: logged, and the holder is alerted at once by an EMERGENCY_ACCESS reminder."""
+    from models.reminder import Reminder, ReminderKind
+
+    reason = " ".join(reason.split())
+    if not reason or len(reason) > MAX_REASON:
+        raise BadUserInput("A reason is required (1000 characters at most).", field="reason")
+    patient = await Patient.get(id=patient_id)
+    if patient.emergency_access_opposed:
+        raise Forbidden("The holder opposed emergency access to this space.")
+    if await Block.exists(patient_id=patient_id, professional_id=professional_id):
+        raise Forbidden("The holder blocked you from this space.")
+    professional = await _professional(professional_id)
+    async with in_transaction() as conn:
+        access = await EmergencyAccess.create(
+            patient_id=patient_id,
+            professional_id=professional_id,
+            reason=reason,
+            opened_at=now,
+            expires_at=now + EMERGENCY_ACCESS_DURATION,
+            using_db=conn,
+        )
+        await Reminder.create(
+            patient_id=patient_id,
+            kind=ReminderKind.EMERGENCY_ACCESS,
+            key=f"EMERGENCY_ACCESS:{access.id}",
+            rule="EMERGENCY_ACCESS",
+            title="Accès d'urgence à votre dossier",
+            reason=(
+                f"{professional.first_name} {professional.last_name} a ouvert votre dossier "
+                f"en urgence le {now:%d/%m/%Y à %H:%M} UTC. Motif : {reason}"
+            ),
+            due_at=now,
+            using_db=conn,
+        )
+    return access

@@ -1,0 +1,218 @@
+"""Documents of the dossier médical: rows here, bytes in the content-addressed blob store."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+from uuid import UUID
+
+from tortoise import fields
+from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
+
+from api.errors import BadUserInput, Forbidden, NotFound
+from models.access import Actor, Relation
+from models.base import Entity
+from models.blobs import BlobStore, validate_upload
+from models.patient import Patient
+from models.professional import Professional
+
+logger = logging.getLogger(__name__)
+
+
+class DocumentCategory(StrEnum):
+    PRESCRIPTION = "PRESCRIPTION"
+    LAB_RESULT = "LAB_RESULT"
+    IMAGING = "IMAGING"
+    REPORT = "REPORT"
+    TREATMENT = "TREATMENT"
+    VACCINATION = "VACCINATION"
+    ADMINISTRATIVE = "ADMINISTRATIVE"
+    OTHER = "OTHER"
+
+
+class Document(Entity):
+    patient: fields.ForeignKeyRelation[Patient] = fields.ForeignKeyField(
+        "models.Patient", related_name="documents", on_delete=fields.CASCADE
+    )
+    title = fields.CharField(max_length=200)
+    category = fields.CharEnumField(DocumentCategory, max_length=16)
+    date = fields.DateField()
+    mime_type = fields.CharField(max_length=64)
+    size = fields.IntField()
+    sha256 = fields.CharField(max_length=64, db_index=True)
+    hidden = fields.BooleanField(default=False)
+    hidden_from_representatives = fields.BooleanField(default=False)
+    author_patient: fields.ForeignKeyNullableRelation[Patient] = fields.ForeignKeyField(
+        "models.Patient", related_name="authored_documents", null=True, on_delete=fields.SET_NULL
+    )
+    author_professional: fields.ForeignKeyNullableRelation[Professional] = fields.ForeignKeyField(
+        "models.Professional",
+        related_name="authored_documents",
+        null=True,
+        on_delete=fields.SET_NULL,
+    )
+    patient_id: UUID
+    author_patient_id: UUID | None
+    author_professional_id: UUID | None
+
+    class Meta:
+        table = "document"
+        indexes = (("patient_id", "date", "created_at"),)
+
+
+def readable_documents(actor: Actor, relation: Relation) -> Q | None:
+    """Filter on Document for one patient's dossier; None when nothing is readable."""
+    own = Q(patient_id=relation.patient_id)
+    if relation.holder:
+        return own
+    if relation.representative:
+        return own & Q(hidden_from_representatives=False)
+    if not actor.is_professional or relation.blocked or not relation.space_live:
+        return None
+    if relation.treating_doctor:
+        return own
+    authored = Q(author_professional_id=actor.professional_id)
+    if relation.dossier_basis is not None:
+        return own & (Q(hidden=False) | authored)
+    # Without a dossier basis, a professional still reads what they deposited themselves.
+    return own & authored
+
+
+def document_filter(actor: Actor, relations: dict[UUID, Relation]) -> Q | None:
+    """Filter on Document across several patients (node, nodes, downloads)."""
+    parts = [q for r in relations.values() if (q := readable_documents(actor, r)) is not None]
+    if not parts:
+        return None
+    combined = parts[0]
+    for part in parts[1:]:
+        combined |= part
+    return combined
+
+
+async def readable_document(
+    actor: Actor, pk: UUID, *, today: date, now: datetime
+) -> tuple[Document, Relation] | None:
+    """One document as the actor may see it, by the same rule as every list (downloads)."""
+    from models.access import relations
+
+    owner = await Document.filter(id=pk).values_list("patient_id", flat=True)
+    if not owner or actor.anonymous:
+        return None
+    found = await relations(actor, [owner[0]], today, now)  # type: ignore[list-item]
+    relation = found[owner[0]]  # type: ignore[index]
+    where = readable_documents(actor, relation)
+    if where is None:
+        return None
+    row = await Document.filter(where, id=pk).first()
+    return (row, relation) if row else None
+
+
+# --- operations -------------------------------------------------------------------------
+
+MAX_TITLE = 200
+
+
+@dataclass(frozen=True)
+class NewDocument:
+    title: str
+    category: DocumentCategory
+    data: bytes
+    declared_mime: str | None
+    date: date
+    hidden_from_representatives: bool = False
+
+
+def clean_title(title: str) -> str:
+    cleaned = " ".join(title.split())
+    if not cleaned or len(cleaned) > MAX_TITLE:
+        raise BadUserInput(f"A title is required ({MAX_TITLE} characters at most).", field="title")
+    return cleaned
+
+
+async def blob_in_use(sha256: str) -> bool:
+    return await Document.filter(sha256=sha256).exists()
+
+
+async def release_blob(blobs: BlobStore, sha256: str) -> None:
+    """Remove bytes no row refers to any more (rows share identical bytes)."""
+    if not await blob_in_use(sha256):
+        await blobs.delete(sha256)
+
+
+async def store_bytes(blobs: BlobStore, data: bytes) -> tuple[str, bool]:
+    """Write the bytes before the row; tells whether this call created the file."""
+    existed = await blobs.exists(hashlib.sha256(data).hexdigest())
+    stored = await blobs.put(data)
+    return stored.sha256, not existed
+
+
+async def ensure_bytes(blobs: BlobStore, sha256: str, data: bytes) -> None:
+    """After the commit: a concurrent delete may have released identical bytes; restore."""
+    if not await blobs.exists(sha256):
+        await blobs.put(data)
+
+
+async def add_document(
+    new: NewDocument,
+    *,
+    patient_id: UUID,
+    actor: Actor,
+    relation: Relation,
+    blobs: BlobStore,
+    max_bytes: int,
+    today: date,
+) -> Document:
+    if not relation.writes_dossier:
+        raise Forbidden("You may not add documents to this dossier.")
+    title = clean_title(new.title)
+    if new.date > today:
+        raise BadUserInput("A document cannot be dated in the future.", field="date")
+    if new.hidden_from_representatives and not actor.is_professional:
+        raise BadUserInput(
+            "Only a professional deposits a document hidden from legal representatives.",
+            field="hiddenFromRepresentatives",
+        )
+    mime = validate_upload(new.data, declared_mime=new.declared_mime, max_bytes=max_bytes)
+    sha, created = await store_bytes(blobs, new.data)
+    try:
+        async with in_transaction():
+            document = await Document.create(
+                patient_id=patient_id,
+                title=title,
+                category=new.category,
+                date=new.date,
+                mime_type=mime,
+                size=len(new.data),
+                sha256=sha,
+                hidden_from_representatives=new.hidden_from_representatives,
+                author_patient_id=actor.patient_id if actor.is_patient else None,
+                author_professional_id=actor.professional_id if actor.is_professional else None,
+            )
+    except BaseException:
+        if created:
+            await release_blob(blobs, sha)
+        raise
+    await ensure_bytes(blobs, sha, new.data)
+    return document
+
+
+async def set_hidden(document: Document, hidden: bool) -> Document:
+    if document.hidden != hidden:
+        document.hidden = hidden
+        await document.save(update_fields=["hidden"])
+    return document
+
+
+async def delete_document(document: Document, *, blobs: BlobStore) -> UUID:
+    deleted = await Document.filter(id=document.id).delete()
+    if not deleted:
+        raise NotFound()
+    try:
+        await release_blob(blobs, document.sha256)
+    except OSError:
+        logger.exception("could not remove the bytes of a deleted document; left for later")
+    return document.id

@@ -1,0 +1,384 @@
+"""Consent, blocks, médecin traitant, emergency access, look-ups and the access log."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated
+from uuid import UUID
+
+import strawberry
+
+from api.context import Info
+from api.errors import BadUserInput, NotFound
+from models import consent as consents
+from models.audit import AccessAction, AccessBasis
+from models.audit import AccessEvent as AccessEventModel
+from models.consent import Consent as ConsentModel
+from models.identifiers import normalize_nir
+from models.patient import Patient as PatientModel
+from resolvers import ids
+from resolvers.audit import record_access
+from resolvers.dossier import Document
+from resolvers.enums import AccessAction as AccessActionEnum
+from resolvers.enums import AccessBasis as AccessBasisEnum
+from resolvers.enums import ActorRole, ConsentAccess
+from resolvers.node import Node, register
+from resolvers.pagination import Connection, Order, paginate
+from resolvers.people import Operator, Patient, Professional
+from resolvers.permissions import IsProfessional, IsProfessionalOrOperator, guard
+from resolvers.scope import patient_scope
+
+Actor = Annotated[
+    Patient | Professional | Operator,
+    strawberry.union("AccessActor", description="Who accessed the dossier."),
+]
+
+ACCESS_LOG_ORDER = Order((("at", True), ("id", True)))
+
+
+@strawberry.type(
+    name="Consent", description="A professional's right to read (or add to) the dossier."
+)
+class Consent(Node):
+    pk: strawberry.Private[UUID]
+    professional_id: strawberry.Private[UUID]
+    access: ConsentAccess  # type: ignore[valid-type]
+    granted_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    active: bool
+
+    @strawberry.field
+    async def professional(self, info: Info) -> Professional | None:
+        row = await info.context.loaders.professional.load(self.professional_id)
+        return Professional.from_model(row) if row else None
+
+    @classmethod
+    def from_model(cls, row: ConsentModel, now: datetime) -> Consent:
+        return cls(
+            id=strawberry.ID(ids.encode("Consent", row.id)),
+            pk=row.id,
+            professional_id=row.professional_id,
+            access=row.access,
+            granted_at=row.granted_at,
+            expires_at=row.expires_at,
+            revoked_at=row.revoked_at,
+            active=row.active_at(now),
+        )
+
+
+@strawberry.type(name="AccessEvent", description="One access to the dossier by someone else.")
+class AccessEvent(Node):
+    actor_id: strawberry.Private[UUID]
+    document_id: strawberry.Private[UUID | None]
+    at: datetime
+    action: AccessActionEnum  # type: ignore[valid-type]
+    role: ActorRole  # type: ignore[valid-type]
+    basis: AccessBasisEnum  # type: ignore[valid-type]
+
+    @strawberry.field(description="Who accessed: a representative, a professional, an operator.")
+    async def actor(self, info: Info) -> Actor | None:
+        loaders = info.context.loaders
+        if self.role == "PROFESSIONAL":
+            pro = await loaders.professional.load(self.actor_id)
+            return Professional.from_model(pro) if pro else None
+        if self.role == "OPERATOR":
+            op = await loaders.operator.load(self.actor_id)
+            return Operator.from_model(op) if op else None
+        if self.role == "PATIENT":
+            patient = await loaders.patient.load(self.actor_id)
+            return Patient.from_model(patient) if patient else None
+        return None
+
+    @strawberry.field(description="The document concerned, when there is one and it still exists.")
+    async def document(self, info: Info) -> Document | None:
+        if self.document_id is None:
+            return None
+        row = await info.context.loaders.document.load(self.document_id)
+        return Document.from_model(row) if row else None
+
+    @classmethod
+    def from_model(cls, row: AccessEventModel) -> AccessEvent:
+        return cls(
+            id=strawberry.ID(ids.encode("AccessEvent", row.id)),
+            actor_id=row.actor_id,
+            document_id=row.document_id,
+            at=row.at,
+            action=row.action,
+            role=row.actor_role,
+            basis=row.basis,
+        )
+
+
+@strawberry.type(name="AccessEventConnection")
+class AccessEventConnection(Connection[AccessEvent]):
+    pass
+
+
+# --- Patient fields ---------------------------------------------------------------------
+
+
+async def patient_consents(info: Info, patient_pk: UUID) -> list[Consent]:
+    rows = await info.context.loaders.consents.load(patient_pk)
+    relation = await info.context.loaders.relation.load(patient_pk)
+    await record_access(info, relation)
+    return [Consent.from_model(row, info.context.now) for row in rows]
+
+
+async def patient_access_log(
+    info: Info, patient_pk: UUID, first: int | None, after: str | None
+) -> AccessEventConnection:
+    relation = await info.context.loaders.relation.load(patient_pk)
+    await record_access(info, relation)
+    query = AccessEventModel.filter(patient_id=patient_pk)
+    return await paginate(
+        query,
+        ACCESS_LOG_ORDER,
+        first=first,
+        after=after,
+        wrap=AccessEvent.from_model,
+        connection=AccessEventConnection,
+    )
+
+
+@register("Consent")
+async def _consent_nodes(info: Info, pks: list[UUID]) -> dict[UUID, object]:
+    rows = await ConsentModel.filter(id__in=pks)
+    out: dict[UUID, object] = {}
+    for row in rows:
+        relation = await info.context.loaders.relation.load(row.patient_id)
+        if relation.manages:
+            out[row.id] = Consent.from_model(row, info.context.now)
+    return out
+
+
+@register("AccessEvent")
+async def _event_nodes(info: Info, pks: list[UUID]) -> dict[UUID, object]:
+    rows = await AccessEventModel.filter(id__in=pks)
+    out: dict[UUID, object] = {}
+    for row in rows:
+        relation = await info.context.loaders.relation.load(row.patient_id)
+        if relation.manages:
+            out[row.id] = AccessEvent.from_model(row)
+    return out
+
+
+# --- queries ----------------------------------------------------------------------------
+
+
+@strawberry.type
+class ConsentQuery:
+    @strawberry.field(
+        description=(
+            "PROFESSIONAL or OPERATOR: find a patient by NIR and birth date. Logged as a "
+            "LOOKUP in the holder's access log. NOT_FOUND when nothing matches."
+        ),
+        extensions=guard(IsProfessionalOrOperator()),
+    )
+    async def patient_by_nir(self, info: Info, nir: str, birth_date: date) -> Patient | None:
+        ctx = info.context
+        number = normalize_nir(nir)
+        row = await PatientModel.get_or_none(nir_hash=ctx.vault.keyed_hash(number, purpose="nir"))
+        if row is None or row.birth_date != birth_date or row.status.value == "OPPOSED":
+            raise NotFound()
+        relation = await ctx.loaders.relation.load(row.id)
+        if relation.blocked:
+            raise NotFound()
+        if ctx.actor.is_operator:
+            basis = AccessBasis.OPERATOR
+        else:
+            basis = relation.dossier_basis or AccessBasis.LOOKUP
+        await record_access(info, relation, action=AccessAction.LOOKUP, basis=basis)
+        return Patient.from_model(row)
+
+
+# --- mutations --------------------------------------------------------------------------
+
+
+def _professional_pk(value: strawberry.ID) -> UUID:
+    try:
+        return ids.decode_as(str(value), "Professional")
+    except NotFound:
+        raise BadUserInput("Unknown professional.", field="professionalId") from None
+
+
+@strawberry.input
+class GrantConsentInput:
+    professional_id: strawberry.ID
+    access: ConsentAccess  # type: ignore[valid-type]
+    expires_at: datetime | None = None
+    patient_id: strawberry.ID | None = None
+
+
+@strawberry.type
+class GrantConsentPayload:
+    consent: Consent
+
+
+@strawberry.input
+class RevokeConsentInput:
+    consent_id: strawberry.ID
+
+
+@strawberry.type
+class RevokeConsentPayload:
+    consent: Consent
+
+
+@strawberry.input
+class BlockProfessionalInput:
+    professional_id: strawberry.ID
+    patient_id: strawberry.ID | None = None
+
+
+@strawberry.type
+class BlockProfessionalPayload:
+    patient: Patient
+
+
+@strawberry.input
+class UnblockProfessionalInput:
+    professional_id: strawberry.ID
+    patient_id: strawberry.ID | None = None
+
+
+@strawberry.type
+class UnblockProfessionalPayload:
+    patient: Patient
+
+
+@strawberry.input
+class SetTreatingDoctorInput:
+    professional_id: strawberry.ID
+    patient_id: strawberry.ID | None = None
+
+
+@strawberry.type
+class SetTreatingDoctorPayload:
+    patient: Patient
+
+
+@strawberry.input
+class SetEmergencyAccessOppositionInput:
+    opposed: bool
+    patient_id: strawberry.ID | None = None
+
+
+@strawberry.type
+class SetEmergencyAccessOppositionPayload:
+    patient: Patient
+
+
+@strawberry.input
+class EmergencyAccessInput:
+    patient_id: strawberry.ID
+    reason: str
+
+
+@strawberry.type
+class EmergencyAccessPayload:
+    patient: Patient
+
+
+async def _patient(info: Info, pk: UUID) -> Patient:
+    info.context.loaders.patient.clear(pk)
+    row = await info.context.loaders.patient.load(pk)
+    if row is None:
+        raise NotFound()
+    return Patient.from_model(row)
+
+
+async def _consent_of_manager(info: Info, consent_id: strawberry.ID) -> ConsentModel:
+    pk = ids.decode_as(str(consent_id), "Consent")
+    row = await ConsentModel.get_or_none(id=pk)
+    if row is None:
+        raise NotFound()
+    relation = await info.context.loaders.relation.load(row.patient_id)
+    if not relation.manages:
+        raise NotFound()
+    return row
+
+
+@strawberry.type
+class ConsentMutation:
+    @strawberry.mutation(
+        description="Let a professional read (READ) or also add to (READ_WRITE) the dossier."
+    )
+    async def grant_consent(self, info: Info, input: GrantConsentInput) -> GrantConsentPayload:
+        pk, _ = await patient_scope(info, input.patient_id)
+        row = await consents.grant_consent(
+            pk,
+            _professional_pk(input.professional_id),
+            input.access,
+            expires_at=input.expires_at,
+            now=info.context.now,
+        )
+        return GrantConsentPayload(consent=Consent.from_model(row, info.context.now))
+
+    @strawberry.mutation(description="Withdraw a consent; it stops working at once.")
+    async def revoke_consent(self, info: Info, input: RevokeConsentInput) -> RevokeConsentPayload:
+        row = await _consent_of_manager(info, input.consent_id)
+        await patient_scope(info, strawberry.ID(ids.encode("Patient", row.patient_id)))
+        row = await consents.revoke_consent(row, now=info.context.now)
+        return RevokeConsentPayload(consent=Consent.from_model(row, info.context.now))
+
+    @strawberry.mutation(description="Block a professional: a block wins over any consent.")
+    async def block_professional(
+        self, info: Info, input: BlockProfessionalInput
+    ) -> BlockProfessionalPayload:
+        pk, _ = await patient_scope(info, input.patient_id)
+        await consents.block_professional(pk, _professional_pk(input.professional_id))
+        return BlockProfessionalPayload(patient=await _patient(info, pk))
+
+    @strawberry.mutation(description="Lift a block.")
+    async def unblock_professional(
+        self, info: Info, input: UnblockProfessionalInput
+    ) -> UnblockProfessionalPayload:
+        pk, _ = await patient_scope(info, input.patient_id)
+        await consents.unblock_professional(pk, _professional_pk(input.professional_id))
+        return UnblockProfessionalPayload(patient=await _patient(info, pk))
+
+    @strawberry.mutation(
+        description="Designate the médecin traitant, who reads everything, hidden documents too."
+    )
+    async def set_treating_doctor(
+        self, info: Info, input: SetTreatingDoctorInput
+    ) -> SetTreatingDoctorPayload:
+        pk, _ = await patient_scope(info, input.patient_id)
+        await consents.set_treating_doctor(pk, _professional_pk(input.professional_id))
+        return SetTreatingDoctorPayload(patient=await _patient(info, pk))
+
+    @strawberry.mutation(description="Oppose (or allow again) emergency access to the space.")
+    async def set_emergency_access_opposition(
+        self, info: Info, input: SetEmergencyAccessOppositionInput
+    ) -> SetEmergencyAccessOppositionPayload:
+        pk, _ = await patient_scope(info, input.patient_id)
+        await consents.set_emergency_opposition(pk, input.opposed)
+        return SetEmergencyAccessOppositionPayload(patient=await _patient(info, pk))
+
+    @strawberry.mutation(
+        description=(
+            "PROFESSIONAL: open a dossier without consent in an emergency, giving a reason. "
+            "Logged, and the holder is alerted at once. FORBIDDEN when the holder opposed."
+        ),
+        extensions=guard(IsProfessional()),
+    )
+    async def emergency_access(
+        self, info: Info, input: EmergencyAccessInput
+    ) -> EmergencyAccessPayload:
+        ctx = info.context
+        pk = ids.decode_as(str(input.patient_id), "Patient")
+        row = await PatientModel.get_or_none(id=pk)
+        if row is None or row.status.value not in ("ACTIVE", "PENDING"):
+            raise NotFound()
+        assert ctx.actor.professional_id is not None
+        await consents.open_emergency_access(
+            pk, ctx.actor.professional_id, reason=input.reason, now=ctx.now
+        )
+        ctx.loaders.relation.clear(pk)
+        relation = await ctx.loaders.relation.load(pk)
+        await record_access(
+            info, relation, action=AccessAction.EMERGENCY_OPEN, basis=AccessBasis.EMERGENCY
+        )
+        await ctx.services.bus.publish(f"reminders:{pk}", {"type": "reminder", "patient": str(pk)})
+        return EmergencyAccessPayload(patient=Patient.from_model(row))

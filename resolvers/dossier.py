@@ -1,0 +1,620 @@
+"""The dossier médical: documents, the structured record, and their Patient fields."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import strawberry
+from strawberry.file_uploads import Upload
+
+from api.context import Info
+from api.errors import BadUserInput, Forbidden, NotFound
+from models import document as documents
+from models import record
+from models.access import Relation
+from models.audit import AccessAction
+from models.document import Document as DocumentModel
+from models.record import HealthProfile as HealthProfileModel
+from models.record import Screening as ScreeningModel
+from models.record import Vaccination as VaccinationModel
+from resolvers import ids
+from resolvers.audit import record_access
+from resolvers.enums import DocumentCategory, ScreeningKind, VaccineCode
+from resolvers.node import Node, register
+from resolvers.pagination import Connection, Order, empty_connection, paginate
+from resolvers.people import Patient, Professional
+from resolvers.scope import patient_scope
+
+DocumentAuthor = Annotated[
+    Patient | Professional,
+    strawberry.union("DocumentAuthor", description="Who deposited a document."),
+]
+
+DOCUMENT_ORDER = Order((("date", True), ("created_at", True), ("id", True)))
+
+
+@strawberry.type(name="Document", description="A document of the dossier médical.")
+class Document(Node):
+    pk: strawberry.Private[UUID]
+    author_patient_id: strawberry.Private[UUID | None]
+    author_professional_id: strawberry.Private[UUID | None]
+    title: str
+    category: DocumentCategory  # type: ignore[valid-type]
+    date: date
+    created_at: datetime
+    mime_type: str
+    size: int
+    sha256: str
+    hidden: bool = strawberry.field(
+        description="Hidden by the holder: invisible to professionals but its author and the "
+        "médecin traitant."
+    )
+    hidden_from_representatives: bool
+
+    @strawberry.field(description="Who deposited it: the patient (or a representative) or a pro.")
+    async def author(self, info: Info) -> DocumentAuthor | None:
+        loaders = info.context.loaders
+        if self.author_professional_id is not None:
+            pro = await loaders.professional.load(self.author_professional_id)
+            return Professional.from_model(pro) if pro else None
+        if self.author_patient_id is not None:
+            patient = await loaders.patient.load(self.author_patient_id)
+            return Patient.from_model(patient) if patient else None
+        return None
+
+    @strawberry.field(description="Where to download the bytes (same bearer token).")
+    def content_url(self, info: Info) -> str:
+        return f"{info.context.settings.public_url}/documents/{self.id}/content"
+
+    @classmethod
+    def from_model(cls, row: DocumentModel) -> Document:
+        return cls(
+            id=strawberry.ID(ids.encode("Document", row.id)),
+            pk=row.id,
+            author_patient_id=row.author_patient_id,
+            author_professional_id=row.author_professional_id,
+            title=row.title,
+            category=row.category,
+            date=row.date,
+            created_at=row.created_at,
+            mime_type=row.mime_type,
+            size=row.size,
+            sha256=row.sha256,
+            hidden=row.hidden,
+            hidden_from_representatives=row.hidden_from_representatives,
+        )
+
+
+@strawberry.type(name="Vaccination", description="An entry of the carnet de vaccination.")
+class Vaccination(Node):
+    pk: strawberry.Private[UUID]
+    professional_id: strawberry.Private[UUID | None]
+    vaccine: VaccineCode  # type: ignore[valid-type]
+    date: date
+    dose_number: int | None
+    lot_number: str | None
+
+    @strawberry.field(description="Who gave it, when known.")
+    async def professional(self, info: Info) -> Professional | None:
+        if self.professional_id is None:
+            return None
+        row = await info.context.loaders.professional.load(self.professional_id)
+        return Professional.from_model(row) if row else None
+
+    @classmethod
+    def from_model(cls, row: VaccinationModel) -> Vaccination:
+        return cls(
+            id=strawberry.ID(ids.encode("Vaccination", row.id)),
+            pk=row.id,
+            professional_id=row.professional_id,
+            vaccine=row.vaccine,
+            date=row.date,
+            dose_number=row.dose_number,
+            lot_number=row.lot_number,
+        )
+
+
+@strawberry.type(name="Screening", description="A screening test and its result.")
+class Screening(Node):
+    kind: ScreeningKind  # type: ignore[valid-type]
+    date: date
+    result: str | None
+
+    @classmethod
+    def from_model(cls, row: ScreeningModel) -> Screening:
+        return cls(
+            id=strawberry.ID(ids.encode("Screening", row.id)),
+            kind=row.kind,
+            date=row.date,
+            result=row.result,
+        )
+
+
+@strawberry.type
+class Measurements:
+    height_cm: float | None = None
+    weight_kg: float | None = None
+    systolic_mmhg: int | None = None
+    diastolic_mmhg: int | None = None
+    measured_on: date | None = None
+
+
+@strawberry.type
+class TrustedPerson:
+    name: str
+    phone: str | None = None
+    relationship: str | None = None
+
+
+@strawberry.type(name="HealthProfile", description="The profile sections beside documents.")
+class HealthProfile:
+    allergies: list[str]
+    treatments: list[str]
+    history: list[str]
+    measurements: Measurements | None
+    advance_directives: str | None
+    trusted_person: TrustedPerson | None
+    updated_at: datetime | None
+
+    @classmethod
+    def from_model(cls, row: HealthProfileModel | None) -> HealthProfile:
+        if row is None:
+            return cls(
+                allergies=[],
+                treatments=[],
+                history=[],
+                measurements=None,
+                advance_directives=None,
+                trusted_person=None,
+                updated_at=None,
+            )
+        m = row.measurements
+        t = row.trusted_person
+        return cls(
+            allergies=list(row.allergies or []),
+            treatments=list(row.treatments or []),
+            history=list(row.history or []),
+            measurements=Measurements(
+                height_cm=m.get("height_cm"),
+                weight_kg=m.get("weight_kg"),
+                systolic_mmhg=m.get("systolic_mmhg"),
+                diastolic_mmhg=m.get("diastolic_mmhg"),
+                measured_on=date.fromisoformat(m["measured_on"]) if m.get("measured_on") else None,
+            )
+            if m
+            else None,
+            advance_directives=row.advance_directives,
+            trusted_person=TrustedPerson(
+                name=t["name"], phone=t.get("phone"), relationship=t.get("relationship")
+            )
+            if t
+            else None,
+            updated_at=row.updated_at,
+        )
+
+
+@strawberry.type(name="DocumentConnection")
+class DocumentConnection(Connection[Document]):
+    pass
+
+
+# --- Patient fields (called from resolvers/people.py) -----------------------------------
+
+
+async def dossier_relation(info: Info, patient_pk: UUID) -> Relation:
+    relation = await info.context.loaders.relation.load(patient_pk)
+    await record_access(info, relation)
+    return relation
+
+
+async def patient_documents(
+    info: Info,
+    patient_pk: UUID,
+    first: int | None,
+    after: str | None,
+    category: Any,
+) -> DocumentConnection:
+    relation = await dossier_relation(info, patient_pk)
+    visible = documents.readable_documents(info.context.actor, relation)
+    if visible is None:
+        return empty_connection(DocumentConnection)
+    query = DocumentModel.filter(visible)
+    if category is not None:
+        query = query.filter(category=category)
+    return await paginate(
+        query,
+        DOCUMENT_ORDER,
+        first=first,
+        after=after,
+        wrap=Document.from_model,
+        connection=DocumentConnection,
+    )
+
+
+async def patient_vaccinations(info: Info, patient_pk: UUID) -> list[Vaccination]:
+    await dossier_relation(info, patient_pk)
+    rows = await info.context.loaders.vaccinations.load(patient_pk)
+    return [Vaccination.from_model(row) for row in rows]
+
+
+async def patient_screenings(info: Info, patient_pk: UUID) -> list[Screening]:
+    await dossier_relation(info, patient_pk)
+    rows = await info.context.loaders.screenings.load(patient_pk)
+    return [Screening.from_model(row) for row in rows]
+
+
+async def patient_health_profile(info: Info, patient_pk: UUID) -> HealthProfile:
+    await dossier_relation(info, patient_pk)
+    row = await info.context.loaders.health_profile.load(patient_pk)
+    return HealthProfile.from_model(row)
+
+
+# --- node -------------------------------------------------------------------------------
+
+
+async def visible_documents(info: Info, pks: list[UUID]) -> dict[UUID, DocumentModel]:
+    """Documents by id as the viewer may see them (the same rule as the lists)."""
+    if info.context.actor.anonymous or not pks:
+        return {}
+    owners = set(await DocumentModel.filter(id__in=pks).values_list("patient_id", flat=True))
+    relations = await info.context.loaders.relation.load_many(list(owners))  # type: ignore[arg-type]
+    where = documents.document_filter(info.context.actor, {r.patient_id: r for r in relations})
+    if where is None:
+        return {}
+    rows = await DocumentModel.filter(where, id__in=pks)
+    return {row.id: row for row in rows}
+
+
+@register("Document")
+async def _document_nodes(info: Info, pks: list[UUID]) -> dict[UUID, Any]:
+    found = await visible_documents(info, pks)
+    for row in found.values():
+        relation = await info.context.loaders.relation.load(row.patient_id)
+        await record_access(info, relation, document_id=row.id, basis=_basis(info, relation, row))
+    return {pk: Document.from_model(row) for pk, row in found.items()}
+
+
+def _basis(info: Info, relation: Relation, row: DocumentModel) -> Any:
+    from models.audit import AccessBasis
+
+    actor = info.context.actor
+    if (
+        relation.audit_basis is None
+        and not relation.holder
+        and (actor.is_professional and row.author_professional_id == actor.professional_id)
+    ):
+        return AccessBasis.AUTHOR
+    return None
+
+
+@register("Vaccination")
+async def _vaccination_nodes(info: Info, pks: list[UUID]) -> dict[UUID, Any]:
+    rows = await VaccinationModel.filter(id__in=pks)
+    out: dict[UUID, Any] = {}
+    for row in rows:
+        relation = await info.context.loaders.relation.load(row.patient_id)
+        if relation.reads_dossier:
+            await record_access(info, relation)
+            out[row.id] = Vaccination.from_model(row)
+    return out
+
+
+@register("Screening")
+async def _screening_nodes(info: Info, pks: list[UUID]) -> dict[UUID, Any]:
+    rows = await ScreeningModel.filter(id__in=pks)
+    out: dict[UUID, Any] = {}
+    for row in rows:
+        relation = await info.context.loaders.relation.load(row.patient_id)
+        if relation.reads_dossier:
+            await record_access(info, relation)
+            out[row.id] = Screening.from_model(row)
+    return out
+
+
+# --- mutations --------------------------------------------------------------------------
+
+
+@strawberry.input
+class AddDocumentInput:
+    title: str
+    category: DocumentCategory  # type: ignore[valid-type]
+    file: Upload
+    date: date | None = strawberry.field(default=None, description="Defaults to today.")
+    hidden_from_representatives: bool | None = strawberry.field(
+        default=False, description="Professionals only: legal representatives never see it."
+    )
+    patient_id: strawberry.ID | None = None
+
+
+@strawberry.type
+class AddDocumentPayload:
+    document: Document
+
+
+@strawberry.input
+class SetDocumentHiddenInput:
+    document_id: strawberry.ID
+    hidden: bool
+
+
+@strawberry.type
+class SetDocumentHiddenPayload:
+    document: Document
+
+
+@strawberry.input
+class DeleteDocumentInput:
+    document_id: strawberry.ID
+
+
+@strawberry.type
+class DeleteDocumentPayload:
+    deleted_id: strawberry.ID
+
+
+@strawberry.input
+class RecordVaccinationInput:
+    vaccine: VaccineCode  # type: ignore[valid-type]
+    date: date
+    dose_number: int | None = None
+    lot_number: str | None = None
+    professional_id: strawberry.ID | None = None
+    patient_id: strawberry.ID | None = None
+
+
+@strawberry.type
+class RecordVaccinationPayload:
+    vaccination: Vaccination
+
+
+@strawberry.input
+class RecordScreeningInput:
+    kind: ScreeningKind  # type: ignore[valid-type]
+    date: date
+    result: str | None = None
+    patient_id: strawberry.ID | None = None
+
+
+@strawberry.type
+class RecordScreeningPayload:
+    screening: Screening
+
+
+@strawberry.input
+class MeasurementsInput:
+    height_cm: float | None = None
+    weight_kg: float | None = None
+    systolic_mmhg: int | None = None
+    diastolic_mmhg: int | None = None
+    measured_on: date | None = None
+
+
+@strawberry.input
+class TrustedPersonInput:
+    name: str
+    phone: str | None = None
+    relationship: str | None = None
+
+
+@strawberry.input(description="Only the sections given are replaced; null clears a section.")
+class UpdateHealthProfileInput:
+    allergies: list[str] | None = strawberry.UNSET
+    treatments: list[str] | None = strawberry.UNSET
+    history: list[str] | None = strawberry.UNSET
+    measurements: MeasurementsInput | None = strawberry.UNSET
+    advance_directives: str | None = strawberry.UNSET
+    trusted_person: TrustedPersonInput | None = strawberry.UNSET
+    patient_id: strawberry.ID | None = None
+
+
+@strawberry.type
+class UpdateHealthProfilePayload:
+    health_profile: HealthProfile
+
+
+async def dossier_writer(info: Info, patient_id: strawberry.ID | None) -> Relation:
+    """The patient (or representative) acting on their space, or a professional under a
+    READ_WRITE consent, who must name the patient."""
+    actor = info.context.actor
+    if actor.is_professional:
+        if patient_id is None:
+            raise BadUserInput("A professional names the patient.", field="patientId")
+        pk = ids.decode_as(str(patient_id), "Patient")
+        relation = await info.context.loaders.relation.load(pk)
+        if not relation.visible:
+            raise NotFound()
+        if not relation.writes_dossier:
+            raise Forbidden("Adding to this dossier needs a READ_WRITE consent.")
+        return relation
+    if actor.is_patient:
+        _, relation = await patient_scope(info, patient_id)
+        return relation
+    if actor.anonymous:
+        from api.errors import Unauthenticated
+
+        raise Unauthenticated()
+    raise Forbidden()
+
+
+async def _managed_document(info: Info, document_id: strawberry.ID) -> DocumentModel:
+    """A document the viewer may manage (holder or representative)."""
+    pk = ids.decode_as(str(document_id), "Document")
+    found = await visible_documents(info, [pk])
+    if pk not in found:
+        raise NotFound()
+    row = found[pk]
+    relation = await info.context.loaders.relation.load(row.patient_id)
+    if not relation.manages:
+        raise Forbidden("Only the holder or a legal representative manages documents.")
+    return row
+
+
+def _optional_pk(value: strawberry.ID | None, type_name: str, field: str) -> UUID | None:
+    if value is None:
+        return None
+    try:
+        return ids.decode_as(str(value), type_name)
+    except NotFound:
+        raise BadUserInput(f"Unknown {type_name.lower()}.", field=field) from None
+
+
+@strawberry.type
+class DossierMutation:
+    @strawberry.mutation(
+        description=(
+            "Add a document (multipart upload): the patient, or a professional under a "
+            "READ_WRITE consent. The type is sniffed from the bytes; 20 MB at most."
+        )
+    )
+    async def add_document(self, info: Info, input: AddDocumentInput) -> AddDocumentPayload:
+        relation = await dossier_writer(info, input.patient_id)
+        ctx = info.context
+        data = await _read_upload(input.file, ctx.settings.max_upload_bytes)
+        row = await documents.add_document(
+            documents.NewDocument(
+                title=input.title,
+                category=input.category,
+                data=data,
+                declared_mime=getattr(input.file, "content_type", None),
+                date=input.date or ctx.today,
+                hidden_from_representatives=bool(input.hidden_from_representatives),
+            ),
+            patient_id=relation.patient_id,
+            actor=ctx.actor,
+            relation=relation,
+            blobs=ctx.services.blobs,
+            max_bytes=ctx.settings.max_upload_bytes,
+            today=ctx.today,
+        )
+        await record_access(info, relation, action=AccessAction.WRITE, document_id=row.id)
+        return AddDocumentPayload(document=Document.from_model(row))
+
+    @strawberry.mutation(description="Hide a document from professionals (or show it again).")
+    async def set_document_hidden(
+        self, info: Info, input: SetDocumentHiddenInput
+    ) -> SetDocumentHiddenPayload:
+        row = await _managed_document(info, input.document_id)
+        row = await documents.set_hidden(row, input.hidden)
+        relation = await info.context.loaders.relation.load(row.patient_id)
+        await record_access(info, relation, action=AccessAction.WRITE, document_id=row.id)
+        return SetDocumentHiddenPayload(document=Document.from_model(row))
+
+    @strawberry.mutation(
+        description="Delete a document and, when no other row shares them, its bytes."
+    )
+    async def delete_document(
+        self, info: Info, input: DeleteDocumentInput
+    ) -> DeleteDocumentPayload:
+        row = await _managed_document(info, input.document_id)
+        relation = await info.context.loaders.relation.load(row.patient_id)
+        await documents.delete_document(row, blobs=info.context.services.blobs)
+        await record_access(info, relation, action=AccessAction.WRITE, document_id=row.id)
+        return DeleteDocumentPayload(deleted_id=input.document_id)
+
+    @strawberry.mutation(description="Record a vaccination in the carnet.")
+    async def record_vaccination(
+        self, info: Info, input: RecordVaccinationInput
+    ) -> RecordVaccinationPayload:
+        relation = await dossier_writer(info, input.patient_id)
+        actor = info.context.actor
+        professional = _optional_pk(input.professional_id, "Professional", "professionalId")
+        if actor.is_professional:
+            professional = professional or actor.professional_id
+        row = await record.record_vaccination(
+            relation.patient_id,
+            vaccine=input.vaccine,
+            day=input.date,
+            dose_number=input.dose_number,
+            lot_number=input.lot_number,
+            professional_id=professional,
+            today=info.context.today,
+        )
+        await record_access(info, relation, action=AccessAction.WRITE)
+        return RecordVaccinationPayload(vaccination=Vaccination.from_model(row))
+
+    @strawberry.mutation(description="Record a screening test.")
+    async def record_screening(
+        self, info: Info, input: RecordScreeningInput
+    ) -> RecordScreeningPayload:
+        relation = await dossier_writer(info, input.patient_id)
+        row = await record.record_screening(
+            relation.patient_id,
+            kind=input.kind,
+            day=input.date,
+            result=input.result,
+            today=info.context.today,
+        )
+        await record_access(info, relation, action=AccessAction.WRITE)
+        return RecordScreeningPayload(screening=Screening.from_model(row))
+
+    @strawberry.mutation(description="Replace sections of the health profile.")
+    async def update_health_profile(
+        self, info: Info, input: UpdateHealthProfileInput
+    ) -> UpdateHealthProfilePayload:
+        relation = await dossier_writer(info, input.patient_id)
+        changes: dict[str, Any] = {}
+        for name in ("allergies", "treatments", "history", "advance_directives"):
+            value = getattr(input, name)
+            if value is not strawberry.UNSET:
+                changes[name] = value
+        if input.measurements is not strawberry.UNSET:
+            m = input.measurements
+            changes["measurements"] = _measurements(m) if m is not None else None
+        if input.trusted_person is not strawberry.UNSET:
+            t = input.trusted_person
+            changes["trusted_person"] = _trusted_person(t) if t is not None else None
+        row = await record.update_health_profile(relation.patient_id, changes)
+        await record_access(info, relation, action=AccessAction.WRITE)
+        return UpdateHealthProfilePayload(health_profile=HealthProfile.from_model(row))
+
+
+def _measurements(m: MeasurementsInput) -> dict[str, Any]:
+    checks = (
+        ("height_cm", m.height_cm, 20, 260, "measurements.heightCm"),
+        ("weight_kg", m.weight_kg, 0.3, 400, "measurements.weightKg"),
+        ("systolic_mmhg", m.systolic_mmhg, 50, 300, "measurements.systolicMmhg"),
+        ("diastolic_mmhg", m.diastolic_mmhg, 20, 200, "measurements.diastolicMmhg"),
+    )
+    out: dict[str, Any] = {}
+    for key, value, low, high, field in checks:
+        if value is not None and not low <= value <= high:
+            raise BadUserInput(f"Out of range ({low} to {high}).", field=field)
+        out[key] = value
+    out["measured_on"] = m.measured_on.isoformat() if m.measured_on else None
+    return out
+
+
+def _trusted_person(t: TrustedPersonInput) -> dict[str, Any]:
+    name = " ".join(t.name.split())
+    if not name or len(name) > 200:
+        raise BadUserInput("The trusted person needs a name.", field="trustedPerson.name")
+    return {
+        "name": name,
+        "phone": (t.phone or "").strip() or None,
+        "relationship": (t.relationship or "").strip() or None,
+    }
+
+
+async def _read_upload(file: Any, max_bytes: int) -> bytes:
+    """Read at most one byte past the limit, so an oversize file is refused without
+    holding all of it."""
+    from api.errors import PayloadTooLarge
+
+    data = await file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(
+            f"The file is larger than the {max_bytes // (1024 * 1024)} MB limit.", field="file"
+        )
+    return bytes(data)
+
+
+__all__ = [
+    "Document",
+    "DocumentConnection",
+    "DossierMutation",
+    "HealthProfile",
+    "Screening",
+    "Vaccination",
+]

@@ -1,0 +1,167 @@
+"""Relay connections with opaque keyset cursors and a page-size cap.
+
+Cursors encode the sort key of the last row, so pages stay correct while rows are added.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+import strawberry
+from tortoise.expressions import Q
+from tortoise.models import Model
+from tortoise.queryset import QuerySet
+
+from api.errors import BadUserInput
+
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
+
+NodeT = TypeVar("NodeT")
+M = TypeVar("M", bound=Model)
+
+
+@strawberry.type(description="Where a page stands in its list.")
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+    has_previous_page: bool = False
+    start_cursor: str | None = None
+
+
+@strawberry.type
+class Edge(Generic[NodeT]):
+    cursor: str
+    node: NodeT
+
+
+@strawberry.type
+class Connection(Generic[NodeT]):
+    edges: list[Edge[NodeT]]
+    page_info: PageInfo
+    count_query: strawberry.Private[QuerySet[Any] | None]
+    known_total: strawberry.Private[int | None] = None
+
+    @strawberry.field(description="How many items the whole list holds, for this viewer.")
+    async def total_count(self) -> int:
+        if self.known_total is not None:
+            return self.known_total
+        if self.count_query is None:
+            return 0
+        return await self.count_query.count()
+
+
+@dataclass(frozen=True)
+class Order:
+    """Sort columns, each (field, descending); the last must be unique (the id)."""
+
+    columns: tuple[tuple[str, bool], ...]
+
+    def order_by(self) -> list[str]:
+        return [f"-{name}" if desc else name for name, desc in self.columns]
+
+
+def _encode(values: Sequence[Any]) -> str:
+    raw = json.dumps([v.isoformat() if isinstance(v, date | datetime) else str(v) for v in values])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str, count: int) -> list[str]:
+    try:
+        raw = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode())
+        values = json.loads(raw)
+    except (ValueError, binascii.Error) as exc:
+        raise BadUserInput("Invalid cursor.", field="after") from exc
+    if not isinstance(values, list) or len(values) != count:
+        raise BadUserInput("Invalid cursor.", field="after")
+    return [str(v) for v in values]
+
+
+def _parse(model: type[Model], name: str, value: str) -> Any:
+    kind = type(model._meta.fields_map[name]).__name__
+    try:
+        if kind == "DatetimeField":
+            return datetime.fromisoformat(value)
+        if kind == "DateField":
+            return date.fromisoformat(value)
+        if kind == "UUIDField" or name == "id":
+            return UUID(value)
+        if kind in ("IntField", "BigIntField"):
+            return int(value)
+    except ValueError as exc:
+        raise BadUserInput("Invalid cursor.", field="after") from exc
+    return value
+
+
+def after_filter(model: type[Model], order: Order, cursor: str) -> Q:
+    """Rows strictly after the cursor in this order: (a > x) or (a = x and b > y) or ..."""
+    raw = _decode(cursor, len(order.columns))
+    values = [_parse(model, name, v) for (name, _), v in zip(order.columns, raw, strict=True)]
+    clauses: list[Q] = []
+    for i, (name, desc) in enumerate(order.columns):
+        equal = {order.columns[j][0]: values[j] for j in range(i)}
+        beyond = {f"{name}__{'lt' if desc else 'gt'}": values[i]}
+        clauses.append(Q(**equal, **beyond))
+    combined = clauses[0]
+    for clause in clauses[1:]:
+        combined |= clause
+    return combined
+
+
+def cursor_of(row: Model, order: Order) -> str:
+    return _encode([getattr(row, name) for name, _ in order.columns])
+
+
+def page_size(first: int | None) -> int:
+    if first is None:
+        return DEFAULT_PAGE
+    if first < 0:
+        raise BadUserInput("`first` cannot be negative.", field="first")
+    return min(first, MAX_PAGE)
+
+
+ConnT = TypeVar("ConnT", bound=Connection[Any])
+
+
+async def paginate(
+    query: QuerySet[M],
+    order: Order,
+    *,
+    first: int | None,
+    after: str | None,
+    wrap: Callable[[M], Any],
+    connection: type[ConnT],
+) -> ConnT:
+    """One query for the page (one extra row tells whether more follow); count on demand."""
+    limit = page_size(first)
+    model = query.model
+    page_query = query
+    if after:
+        page_query = page_query.filter(after_filter(model, order, after))
+    rows = await page_query.order_by(*order.order_by()).limit(limit + 1) if limit else []
+    has_next = len(rows) > limit
+    rows = rows[:limit]
+    edges = [Edge(cursor=cursor_of(row, order), node=wrap(row)) for row in rows]
+    return connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=has_next,
+            end_cursor=edges[-1].cursor if edges else None,
+            has_previous_page=bool(after),
+            start_cursor=edges[0].cursor if edges else None,
+        ),
+        count_query=query,
+    )
+
+
+def empty_connection(connection: type[ConnT]) -> ConnT:
+    return connection(
+        edges=[], page_info=PageInfo(has_next_page=False, end_cursor=None), count_query=None
+    )
