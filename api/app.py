@@ -22,6 +22,7 @@ from api.auth import bearer_from_header, bearer_from_params, client_address
 from api.config import Settings
 from api.context import Context, Services
 from api.db import tortoise_config
+from api.attachments import attachment_content
 from api.downloads import document_content
 from api.errors import ApiError, Unauthenticated
 from api.jobs import Scheduler
@@ -152,6 +153,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/graphql", view, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", view),
             Route("/documents/{id}/content", document_content, methods=["GET"]),
+            Route("/attachments/{id}/content", attachment_content, methods=["GET"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],

@@ -18,6 +18,7 @@ MODEL_MODULES: list[str] = [
     "models.document",
     "models.record",
     "models.reminder",
+    "models.message",
 ]
 
 

@@ -61,13 +61,26 @@ async def document_content(request: Request) -> Response:
             basis=basis,
             document_id=document.id,
         )
-    filename = _filename(document.title, document.mime_type)
+    return stream_blob(
+        services,
+        sha256=document.sha256,
+        mime_type=document.mime_type,
+        size=document.size,
+        filename=_filename(document.title, document.mime_type),
+    )
+
+
+def stream_blob(
+    services: Services, *, sha256: str, mime_type: str, size: int, filename: str
+) -> Response:
+    """Stream stored bytes as a download the browser never renders inline or caches."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", filename).strip("._") or "download"
     return StreamingResponse(
-        services.blobs.iter_chunks(document.sha256),
-        media_type=document.mime_type,
+        services.blobs.iter_chunks(sha256),
+        media_type=mime_type,
         headers={
-            "Content-Disposition": f'attachment; filename="{filename}"',
-            "Content-Length": str(document.size),
+            "Content-Disposition": f'attachment; filename="{safe[:120]}"',
+            "Content-Length": str(size),
             "X-Content-Type-Options": "nosniff",
             "Cache-Control": "no-store",
         },

@@ -15,8 +15,10 @@ from resolvers.auth import AuthMutation
 from resolvers.consent import AccessEvent, Consent, ConsentMutation, ConsentQuery
 from resolvers.dossier import Document, DossierMutation, Screening, Vaccination
 from resolvers.lifecycle import LifecycleMutation
+from resolvers.messaging import Attachment, Conversation, Message, MessagingMutation
 from resolvers.node import NodeQuery
 from resolvers.people import Establishment, Operator, Patient, PeopleQuery, Professional
+from subscriptions.schema import Subscription
 
 
 @strawberry.type
@@ -25,7 +27,9 @@ class Query(NodeQuery, PeopleQuery, ConsentQuery):
 
 
 @strawberry.type
-class Mutation(LifecycleMutation, AuthMutation, DossierMutation, ConsentMutation):
+class Mutation(
+    LifecycleMutation, AuthMutation, DossierMutation, ConsentMutation, MessagingMutation
+):
     pass
 
 
@@ -38,6 +42,7 @@ def build_schema() -> strawberry.Schema:
     return Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=[
             Patient,
             Professional,
@@ -48,6 +53,9 @@ def build_schema() -> strawberry.Schema:
             Screening,
             Consent,
             AccessEvent,
+            Conversation,
+            Message,
+            Attachment,
         ],
         extensions=[MaskInternalErrors, *limit_extensions()],
         config=StrawberryConfig(disable_field_suggestions=True),

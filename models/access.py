@@ -156,6 +156,13 @@ def consenting_patients(professional_id: UUID, now: datetime) -> Q:
     )
 
 
+def open_conversation_patients(professional_id: UUID) -> Q:
+    """Filter on Patient: an open conversation shows the professional the patient's identity."""
+    from models.message import open_conversation_patients as conversation_filter
+
+    return conversation_filter(professional_id)
+
+
 def visible_patients(actor: Actor, today: date, now: datetime | None = None) -> Q:
     """Filter on Patient: the spaces the actor may see at all (identity at least)."""
     now = now or utcnow()
@@ -185,6 +192,7 @@ def visible_patients(actor: Actor, today: date, now: datetime | None = None) -> 
                     )
                 )
             )
+            | open_conversation_patients(pid)
         )
         blocked = Q(id__in=Subquery(Block.filter(professional_id=pid).values("patient_id")))
         return basis & ~blocked & Q(status__in=list(LIVE_SPACES))
@@ -243,3 +251,7 @@ async def _professional_relations(pid: UUID, result: dict[UUID, Relation], now: 
         professional_id=pid, patient_id__in=ids, expires_at__gt=now
     ).values_list("patient_id", flat=True):
         result[patient_id].emergency = True  # type: ignore[index]
+    for patient_id in await Patient.filter(open_conversation_patients(pid), id__in=ids).values_list(
+        "id", flat=True
+    ):
+        result[patient_id].conversation = True  # type: ignore[index]

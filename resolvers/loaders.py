@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from uuid import UUID
 
@@ -13,6 +14,7 @@ from models import access
 from models.account import Operator
 from models.consent import Consent
 from models.document import Document
+from models.message import Attachment, Conversation, ReadMark, SenderRole
 from models.patient import Patient, Representation
 from models.professional import Establishment, Professional
 from models.record import HealthProfile, Screening, Vaccination
@@ -56,6 +58,11 @@ class Loaders:
             load_fn=self._health_profiles
         )
         self.consents: DataLoader[UUID, list[Consent]] = DataLoader(load_fn=self._consents)
+        self.conversation = ByIdLoader(Conversation)
+        self.attachments: DataLoader[UUID, list[Attachment]] = DataLoader(load_fn=self._attachments)
+        self.read_marks: DataLoader[UUID, dict[SenderRole, datetime]] = DataLoader(
+            load_fn=self._read_marks
+        )
         self.document = ByIdLoader(Document)
 
     async def _by_patient(self, model: type[M], keys: Sequence[UUID], *order: str) -> list[list[M]]:
@@ -70,6 +77,20 @@ class Loaders:
 
     async def _screenings(self, keys: Sequence[UUID]) -> list[list[Screening]]:
         return await self._by_patient(Screening, keys, "-date", "-created_at")
+
+    async def _attachments(self, keys: Sequence[UUID]) -> list[list[Attachment]]:
+        rows = await Attachment.filter(message_id__in=list(set(keys))).order_by("created_at", "id")
+        out: dict[UUID, list[Attachment]] = {key: [] for key in keys}
+        for row in rows:
+            out[row.message_id].append(row)
+        return [out[key] for key in keys]
+
+    async def _read_marks(self, keys: Sequence[UUID]) -> list[dict[SenderRole, datetime]]:
+        rows = await ReadMark.filter(conversation_id__in=list(set(keys)))
+        out: dict[UUID, dict[SenderRole, datetime]] = {key: {} for key in keys}
+        for row in rows:
+            out[row.conversation_id][row.side] = row.read_at
+        return [out[key] for key in keys]
 
     async def _consents(self, keys: Sequence[UUID]) -> list[list[Consent]]:
         return await self._by_patient(Consent, keys, "-granted_at", "-id")

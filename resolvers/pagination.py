@@ -68,7 +68,7 @@ class Order:
         return [f"-{name}" if desc else name for name, desc in self.columns]
 
 
-def _encode(values: Sequence[Any]) -> str:
+def encode_cursor(values: Sequence[Any]) -> str:
     raw = json.dumps([v.isoformat() if isinstance(v, date | datetime) else str(v) for v in values])
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
@@ -116,7 +116,7 @@ def after_filter(model: type[Model], order: Order, cursor: str) -> Q:
 
 
 def cursor_of(row: Model, order: Order) -> str:
-    return _encode([getattr(row, name) for name, _ in order.columns])
+    return encode_cursor([getattr(row, name) for name, _ in order.columns])
 
 
 def page_size(first: int | None) -> int:

@@ -33,12 +33,16 @@ from resolvers.permissions import (
 if TYPE_CHECKING:
     from resolvers.consent import AccessEventConnection, Consent
     from resolvers.dossier import DocumentConnection, HealthProfile, Screening, Vaccination
+    from resolvers.messaging import ConversationConnection
 
 DocumentConnectionRef = Annotated["DocumentConnection", strawberry.lazy("resolvers.dossier")]
 HealthProfileRef = Annotated["HealthProfile", strawberry.lazy("resolvers.dossier")]
 VaccinationRef = Annotated["Vaccination", strawberry.lazy("resolvers.dossier")]
 ScreeningRef = Annotated["Screening", strawberry.lazy("resolvers.dossier")]
 ConsentRef = Annotated["Consent", strawberry.lazy("resolvers.consent")]
+ConversationConnectionRef = Annotated[
+    "ConversationConnection", strawberry.lazy("resolvers.messaging")
+]
 AccessEventConnectionRef = Annotated["AccessEventConnection", strawberry.lazy("resolvers.consent")]
 
 
@@ -100,6 +104,17 @@ class Professional(Node):
                 patient_id=edge.node.pk, action=AccessAction.READ, basis=AccessBasis.CONSENT
             )
         return page
+
+    @strawberry.field(
+        description="All of this professional's conversations, across patients (the dashboard).",
+        extensions=guard(IsThisProfessional()),
+    )
+    async def conversations(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> ConversationConnectionRef | None:
+        from resolvers.messaging import professional_conversations
+
+        return await professional_conversations(info, self.pk, first, after)
 
     @classmethod
     def from_model(cls, row: ProfessionalModel) -> Professional:
@@ -237,6 +252,17 @@ class Patient(Node):
         from resolvers.consent import patient_access_log
 
         return await patient_access_log(info, self.pk, first, after)
+
+    @strawberry.field(
+        description="Conversations with professionals, latest first: holder and representative.",
+        extensions=guard(ManagesPatient()),
+    )
+    async def conversations(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> ConversationConnectionRef | None:
+        from resolvers.messaging import patient_conversations
+
+        return await patient_conversations(info, self.pk, first, after)
 
     @classmethod
     def from_model(cls, row: PatientModel) -> Patient:

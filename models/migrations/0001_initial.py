@@ -8,6 +8,7 @@ from models.base import utcnow
 from models.consent import ConsentAccess
 from models.document import DocumentCategory
 from models.lifecycle import Channel
+from models.message import SenderRole
 from models.outbox import Channel, Status
 from models.patient import Sex, SpaceStatus
 from models.professional import Profession, Sector
@@ -190,6 +191,20 @@ class Migration(migrations.Migration):
             bases=['Entity'],
         ),
         ops.CreateModel(
+            name='Conversation',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('patient', fields.ForeignKeyField('models.Patient', source_field='patient_id', db_constraint=True, to_field='id', related_name='conversations', on_delete=OnDelete.CASCADE)),
+                ('professional', fields.ForeignKeyField('models.Professional', source_field='professional_id', db_constraint=True, to_field='id', related_name='conversations', on_delete=OnDelete.CASCADE)),
+                ('subject', fields.CharField(max_length=200)),
+                ('closed_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('last_message_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'conversation', 'app': 'models', 'indexes': [Index(fields=['professional_id', 'last_message_at']), Index(fields=['patient_id', 'last_message_at'])], 'pk_attr': 'id'},
+            bases=['Entity'],
+        ),
+        ops.CreateModel(
             name='Document',
             fields=[
                 ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
@@ -252,6 +267,48 @@ class Migration(migrations.Migration):
                 ('failures', fields.IntField(default=0)),
             ],
             options={'table': 'login_challenge', 'app': 'models', 'pk_attr': 'id', 'table_description': 'A pending two-factor login: the one-time code went out by e-mail.'},
+            bases=['Entity'],
+        ),
+        ops.CreateModel(
+            name='Message',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('conversation', fields.ForeignKeyField('models.Conversation', source_field='conversation_id', db_constraint=True, to_field='id', related_name='messages', on_delete=OnDelete.CASCADE)),
+                ('sender_role', fields.CharEnumField(description='PATIENT: PATIENT\nPROFESSIONAL: PROFESSIONAL', enum_type=SenderRole, max_length=16)),
+                ('sender_patient', fields.ForeignKeyField('models.Patient', source_field='sender_patient_id', null=True, db_constraint=True, to_field='id', related_name='sent_messages', on_delete=OnDelete.SET_NULL)),
+                ('sender_professional', fields.ForeignKeyField('models.Professional', source_field='sender_professional_id', null=True, db_constraint=True, to_field='id', related_name='sent_messages', on_delete=OnDelete.SET_NULL)),
+                ('on_behalf_of', fields.ForeignKeyField('models.Patient', source_field='on_behalf_of_id', null=True, db_constraint=True, to_field='id', related_name='messages_on_behalf', on_delete=OnDelete.SET_NULL)),
+                ('body', fields.TextField(unique=False)),
+                ('sent_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'message', 'app': 'models', 'indexes': [Index(fields=['conversation_id', 'sent_at'])], 'pk_attr': 'id'},
+            bases=['Entity'],
+        ),
+        ops.CreateModel(
+            name='Attachment',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('message', fields.ForeignKeyField('models.Message', source_field='message_id', db_constraint=True, to_field='id', related_name='attachments', on_delete=OnDelete.CASCADE)),
+                ('filename', fields.CharField(max_length=200)),
+                ('mime_type', fields.CharField(max_length=64)),
+                ('size', fields.IntField()),
+                ('sha256', fields.CharField(db_index=True, max_length=64)),
+            ],
+            options={'table': 'attachment', 'app': 'models', 'pk_attr': 'id'},
+            bases=['Entity'],
+        ),
+        ops.CreateModel(
+            name='ReadMark',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('conversation', fields.ForeignKeyField('models.Conversation', source_field='conversation_id', db_constraint=True, to_field='id', related_name='read_marks', on_delete=OnDelete.CASCADE)),
+                ('side', fields.CharEnumField(description='PATIENT: PATIENT\nPROFESSIONAL: PROFESSIONAL', enum_type=SenderRole, max_length=16)),
+                ('read_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'read_mark', 'app': 'models', 'unique_together': (('conversation', 'side'),), 'pk_attr': 'id', 'table_description': 'Read receipts: how far each side of a conversation has read.'},
             bases=['Entity'],
         ),
         ops.CreateModel(

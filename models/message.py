@@ -1,0 +1,409 @@
+"""Messagerie santé: conversations started by professionals, messages, attachments, reads.
+
+A message is committed before anyone is notified; notifications carry ids only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+from uuid import UUID
+
+from tortoise import fields
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.expressions import Q, Subquery
+from tortoise.transactions import in_transaction
+
+from api.errors import BadUserInput, Conflict, Forbidden, NotFound
+from models.access import Actor, Relation
+from models.base import Entity
+from models.blobs import BlobStore, validate_upload
+from models.consent import Block
+from models.document import (
+    Document,
+    DocumentCategory,
+    clean_title,
+    ensure_bytes,
+    release_blob,
+    store_bytes,
+)
+from models.patient import Patient, SpaceStatus
+from models.professional import Professional
+
+MAX_BODY = 10_000
+MAX_SUBJECT = 200
+MAX_ATTACHMENTS = 10
+
+
+class SenderRole(StrEnum):
+    PATIENT = "PATIENT"
+    PROFESSIONAL = "PROFESSIONAL"
+
+
+class Conversation(Entity):
+    patient: fields.ForeignKeyRelation[Patient] = fields.ForeignKeyField(
+        "models.Patient", related_name="conversations", on_delete=fields.CASCADE
+    )
+    professional: fields.ForeignKeyRelation[Professional] = fields.ForeignKeyField(
+        "models.Professional", related_name="conversations", on_delete=fields.CASCADE
+    )
+    subject = fields.CharField(max_length=MAX_SUBJECT)
+    closed_at = fields.DatetimeField(null=True)
+    last_message_at = fields.DatetimeField()
+    patient_id: UUID
+    professional_id: UUID
+
+    class Meta:
+        table = "conversation"
+        indexes = (("professional_id", "last_message_at"), ("patient_id", "last_message_at"))
+
+
+class Message(Entity):
+    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
+        "models.Conversation", related_name="messages", on_delete=fields.CASCADE
+    )
+    sender_role = fields.CharEnumField(SenderRole, max_length=16)
+    sender_patient: fields.ForeignKeyNullableRelation[Patient] = fields.ForeignKeyField(
+        "models.Patient", related_name="sent_messages", null=True, on_delete=fields.SET_NULL
+    )
+    sender_professional: fields.ForeignKeyNullableRelation[Professional] = fields.ForeignKeyField(
+        "models.Professional", related_name="sent_messages", null=True, on_delete=fields.SET_NULL
+    )
+    on_behalf_of: fields.ForeignKeyNullableRelation[Patient] = fields.ForeignKeyField(
+        "models.Patient", related_name="messages_on_behalf", null=True, on_delete=fields.SET_NULL
+    )
+    body = fields.TextField()
+    sent_at = fields.DatetimeField()
+    conversation_id: UUID
+    sender_patient_id: UUID | None
+    sender_professional_id: UUID | None
+    on_behalf_of_id: UUID | None
+
+    class Meta:
+        table = "message"
+        indexes = (("conversation_id", "sent_at"),)
+
+
+class Attachment(Entity):
+    message: fields.ForeignKeyRelation[Message] = fields.ForeignKeyField(
+        "models.Message", related_name="attachments", on_delete=fields.CASCADE
+    )
+    filename = fields.CharField(max_length=200)
+    mime_type = fields.CharField(max_length=64)
+    size = fields.IntField()
+    sha256 = fields.CharField(max_length=64, db_index=True)
+    message_id: UUID
+
+    class Meta:
+        table = "attachment"
+
+
+class ReadMark(Entity):
+    """Read receipts: how far each side of a conversation has read."""
+
+    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
+        "models.Conversation", related_name="read_marks", on_delete=fields.CASCADE
+    )
+    side = fields.CharEnumField(SenderRole, max_length=16)
+    read_at = fields.DatetimeField()
+    conversation_id: UUID
+
+    class Meta:
+        table = "read_mark"
+        unique_together = (("conversation", "side"),)
+
+
+# --- who sees what ----------------------------------------------------------------------
+
+
+def open_conversation_patients(professional_id: UUID) -> Q:
+    """Filter on Patient: patients with an open conversation with this professional."""
+    return Q(
+        id__in=Subquery(
+            Conversation.filter(professional_id=professional_id, closed_at=None).values(
+                "patient_id"
+            )
+        )
+    )
+
+
+def visible_conversations(actor: Actor, managed_patients: list[UUID]) -> Q | None:
+    """Filter on Conversation: a professional's own, or those of the spaces a patient manages."""
+    if actor.is_professional and actor.professional_id is not None:
+        return Q(professional_id=actor.professional_id)
+    if actor.is_patient and managed_patients:
+        return Q(patient_id__in=managed_patients)
+    return None
+
+
+def viewer_side(actor: Actor) -> SenderRole | None:
+    if actor.is_professional:
+        return SenderRole.PROFESSIONAL
+    if actor.is_patient:
+        return SenderRole.PATIENT
+    return None
+
+
+# --- operations -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Upload:
+    filename: str
+    data: bytes
+    declared_mime: str | None
+
+
+def _clean_body(body: str) -> str:
+    text = body.strip()
+    if not text or len(text) > MAX_BODY:
+        raise BadUserInput(f"A message has 1 to {MAX_BODY} characters.", field="body")
+    return text
+
+
+def _clean_filename(name: str) -> str:
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].strip() or "piece-jointe"
+    return base[:200]
+
+
+async def _store_attachments(
+    uploads: list[Upload], *, blobs: BlobStore, max_bytes: int
+) -> list[tuple[Upload, str, str, bool]]:
+    if len(uploads) > MAX_ATTACHMENTS:
+        raise BadUserInput(f"At most {MAX_ATTACHMENTS} attachments.", field="attachments")
+    checked = []
+    for index, upload in enumerate(uploads):
+        mime = validate_upload(
+            upload.data,
+            declared_mime=upload.declared_mime,
+            max_bytes=max_bytes,
+            field=f"attachments.{index}",
+        )
+        checked.append((upload, mime))
+    stored = []
+    for upload, mime in checked:
+        sha, created = await store_bytes(blobs, upload.data)
+        stored.append((upload, mime, sha, created))
+    return stored
+
+
+async def _release(blobs: BlobStore, stored: list[tuple[Upload, str, str, bool]]) -> None:
+    for _, _, sha, created in stored:
+        if created:
+            await release_blob(blobs, sha)
+
+
+async def _post(
+    conversation: Conversation,
+    *,
+    actor: Actor,
+    body: str,
+    on_behalf_of: UUID | None,
+    stored: list[tuple[Upload, str, str, bool]],
+    now: datetime,
+    conn: BaseDBAsyncClient,
+) -> Message:
+    message = await Message.create(
+        conversation_id=conversation.id,
+        sender_role=viewer_side(actor),
+        sender_patient_id=actor.patient_id if actor.is_patient else None,
+        sender_professional_id=actor.professional_id if actor.is_professional else None,
+        on_behalf_of_id=on_behalf_of,
+        body=body,
+        sent_at=now,
+        using_db=conn,
+    )
+    for upload, mime, sha, _ in stored:
+        await Attachment.create(
+            message_id=message.id,
+            filename=_clean_filename(upload.filename),
+            mime_type=mime,
+            size=len(upload.data),
+            sha256=sha,
+            using_db=conn,
+        )
+    await Conversation.filter(id=conversation.id).using_db(conn).update(last_message_at=now)
+    return message
+
+
+async def start_conversation(
+    patient_id: UUID,
+    *,
+    actor: Actor,
+    subject: str,
+    body: str,
+    attachments: list[Upload],
+    blobs: BlobStore,
+    max_bytes: int,
+    now: datetime,
+) -> tuple[Conversation, Message]:
+    if not actor.is_professional or actor.professional_id is None:
+        raise Forbidden("Only professionals and establishments start a conversation.")
+    patient = await Patient.get_or_none(id=patient_id)
+    blocked = await Block.exists(patient_id=patient_id, professional_id=actor.professional_id)
+    if patient is None or patient.status is not SpaceStatus.ACTIVE or blocked:
+        raise NotFound()
+    clean_subject = " ".join(subject.split())
+    if not clean_subject or len(clean_subject) > MAX_SUBJECT:
+        raise BadUserInput(f"A subject has 1 to {MAX_SUBJECT} characters.", field="subject")
+    text = _clean_body(body)
+    stored = await _store_attachments(attachments, blobs=blobs, max_bytes=max_bytes)
+    try:
+        async with in_transaction() as conn:
+            conversation = await Conversation.create(
+                patient_id=patient_id,
+                professional_id=actor.professional_id,
+                subject=clean_subject,
+                last_message_at=now,
+                using_db=conn,
+            )
+            message = await _post(
+                conversation,
+                actor=actor,
+                body=text,
+                on_behalf_of=None,
+                stored=stored,
+                now=now,
+                conn=conn,
+            )
+    except BaseException:
+        await _release(blobs, stored)
+        raise
+    await _restore(blobs, stored)
+    return conversation, message
+
+
+async def _restore(blobs: BlobStore, stored: list[tuple[Upload, str, str, bool]]) -> None:
+    for upload, _, sha, _ in stored:
+        await ensure_bytes(blobs, sha, upload.data)
+
+
+async def send_message(
+    conversation: Conversation,
+    *,
+    actor: Actor,
+    relation: Relation | None,
+    body: str,
+    attachments: list[Upload],
+    blobs: BlobStore,
+    max_bytes: int,
+    now: datetime,
+) -> Message:
+    """Post in a conversation the actor takes part in (visibility checked by the caller)."""
+    if conversation.closed_at is not None:
+        raise Conflict("This conversation is closed: no one can post in it.")
+    on_behalf_of = None
+    if actor.is_patient:
+        if relation is None or not relation.manages:
+            raise Forbidden()
+        if relation.representative:
+            on_behalf_of = conversation.patient_id
+    elif actor.professional_id != conversation.professional_id:
+        raise Forbidden()
+    text = _clean_body(body)
+    stored = await _store_attachments(attachments, blobs=blobs, max_bytes=max_bytes)
+    try:
+        async with in_transaction() as conn:
+            locked = (
+                await Conversation.filter(id=conversation.id, closed_at=None)
+                .using_db(conn)
+                .exists()
+            )
+            if not locked:
+                raise Conflict("This conversation is closed: no one can post in it.")
+            message = await _post(
+                conversation,
+                actor=actor,
+                body=text,
+                on_behalf_of=on_behalf_of,
+                stored=stored,
+                now=now,
+                conn=conn,
+            )
+    except BaseException:
+        await _release(blobs, stored)
+        raise
+    await _restore(blobs, stored)
+    return message
+
+
+async def mark_read(conversation: Conversation, *, actor: Actor, now: datetime) -> None:
+    side = viewer_side(actor)
+    if side is None:
+        raise Forbidden()
+    updated = await ReadMark.filter(conversation_id=conversation.id, side=side).update(read_at=now)
+    if not updated:
+        await ReadMark.get_or_create(
+            conversation_id=conversation.id, side=side, defaults={"read_at": now}
+        )
+
+
+async def close_conversation(conversation: Conversation, *, actor: Actor, now: datetime) -> None:
+    if actor.professional_id != conversation.professional_id:
+        raise Forbidden("Only the professional of the conversation closes it.")
+    if conversation.closed_at is None:
+        await Conversation.filter(id=conversation.id, closed_at=None).update(closed_at=now)
+        conversation.closed_at = now
+
+
+async def recipients(conversation: Conversation) -> list[UUID]:
+    """Accounts to notify: the professional, the patient, their current representatives."""
+    from models.account import Account
+    from models.base import paris_today
+    from models.patient import Representation, is_minor
+
+    patient_side: list[UUID] = [conversation.patient_id]
+    patient = await Patient.get(id=conversation.patient_id)
+    if is_minor(patient.birth_date, paris_today()):
+        patient_side += [
+            link.representative_id
+            for link in await Representation.filter(dependent_id=conversation.patient_id)
+        ]
+    rows = await Account.filter(
+        Q(patient_id__in=patient_side) | Q(professional_id=conversation.professional_id)
+    ).values_list("id", flat=True)
+    return [UUID(str(row)) for row in rows]
+
+
+async def save_attachment(
+    attachment: Attachment,
+    *,
+    patient_id: UUID,
+    actor: Actor,
+    title: str,
+    category: DocumentCategory,
+    today: date,
+) -> Document:
+    """Copy an attachment into the dossier: a new row on the same bytes."""
+    return await Document.create(
+        patient_id=patient_id,
+        title=clean_title(title),
+        category=category,
+        date=today,
+        mime_type=attachment.mime_type,
+        size=attachment.size,
+        sha256=attachment.sha256,
+        author_patient_id=actor.patient_id,
+    )
+
+
+async def readable_attachment(actor: Actor, pk: UUID, *, today: date) -> Attachment | None:
+    """An attachment of a conversation the actor takes part in (downloads)."""
+    from models.access import visible_patients
+    from models.patient import Patient as PatientModel
+
+    managed: list[UUID] = []
+    if actor.is_patient and actor.space_open:
+        managed = [
+            UUID(str(row))
+            for row in await PatientModel.filter(visible_patients(actor, today)).values_list(
+                "id", flat=True
+            )
+        ]
+    where = visible_conversations(actor, managed)
+    if where is None:
+        return None
+    conversations = Conversation.filter(where).values("id")
+    messages = Message.filter(conversation_id__in=Subquery(conversations)).values("id")
+    return await Attachment.filter(id=pk, message_id__in=Subquery(messages)).first()
