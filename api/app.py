@@ -18,11 +18,12 @@ from strawberry.exceptions import ConnectionRejectionError
 from tortoise import Tortoise
 from tortoise.contrib.starlette import RegisterTortoise
 
+from api.attachments import attachment_content
 from api.auth import bearer_from_header, bearer_from_params, client_address
+from api.calendar import calendar_feed
 from api.config import Settings
 from api.context import Context, Services
 from api.db import tortoise_config
-from api.attachments import attachment_content
 from api.downloads import document_content
 from api.errors import ApiError, Unauthenticated
 from api.jobs import Scheduler
@@ -139,7 +140,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         async with RegisterTortoise(app, config=tortoise_config(settings.database_url)):
             await services.bus.connect()
-            scheduler = Scheduler(settings)
+            scheduler = Scheduler(settings, services.bus)
             if settings.scheduler_enabled:
                 scheduler.start()
             try:
@@ -154,6 +155,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             WebSocketRoute("/graphql", view),
             Route("/documents/{id}/content", document_content, methods=["GET"]),
             Route("/attachments/{id}/content", attachment_content, methods=["GET"]),
+            Route("/calendar/{token}.ics", calendar_feed, methods=["GET"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],

@@ -18,6 +18,7 @@ from tortoise import Tortoise
 
 from api.config import ConfigError, Settings
 from api.db import tortoise_config
+from api.errors import ApiError
 
 logger = logging.getLogger("espace_sante")
 
@@ -82,7 +83,11 @@ def cmd_create_operator(args: argparse.Namespace, settings: Settings) -> int:
     password = args.password or getpass.getpass("Password for the operator: ")
 
     async def work() -> int:
-        operator = await create_operator(args.email, password)
+        try:
+            operator = await create_operator(args.email, password)
+        except ApiError as exc:  # a bad password or a taken e-mail: a message, not a traceback
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 1
         print(f"operator {operator.email} created")
         return 0
 
@@ -112,13 +117,27 @@ def cmd_export_schema(args: argparse.Namespace, settings: Settings | None) -> in
 def cmd_run_jobs(args: argparse.Namespace, settings: Settings) -> int:
     from api.jobs import run_jobs
 
-    now = datetime.fromisoformat(args.now) if args.now else None
-    if now is not None and now.tzinfo is None:
+    try:
+        now = datetime.fromisoformat(args.now) if args.now else None
+    except ValueError:
+        now = None
+    if args.now and (now is None or now.tzinfo is None):
         print("error: --now needs an offset, e.g. 2026-11-25T09:00:00+01:00", file=sys.stderr)
         return 2
 
     async def work() -> int:
-        report = await run_jobs(settings, now=now)
+        # With a shared (Redis) bus, alerts raised here reach the servers' subscribers.
+        bus = None
+        if not settings.broadcast_url.startswith("memory://"):
+            from subscriptions.broadcast import EventBus
+
+            bus = EventBus(settings.broadcast_url)
+            await bus.connect()
+        try:
+            report = await run_jobs(settings, now=now, bus=bus)
+        finally:
+            if bus is not None:
+                await bus.disconnect()
         for name, count in report.items():
             print(f"{name}: {count}")
         return 0

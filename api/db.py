@@ -19,6 +19,8 @@ MODEL_MODULES: list[str] = [
     "models.record",
     "models.reminder",
     "models.message",
+    "models.appointment",
+    "models.calendar_feed",
 ]
 
 

@@ -14,14 +14,33 @@ from datetime import datetime, timedelta
 
 from api.config import Settings
 from models import lifecycle, ratelimit
-from models.base import utcnow
+from models.appointment import mark_done
+from models.audience import managing_accounts
+from models.base import paris_today, utcnow
 from models.crypto import Vault
 from models.outbox import deliver_pending
+from models.reminder import Reminder, compute_rule_reminders, raise_due
+from subscriptions.broadcast import EventBus
+from subscriptions.channels import publish_reminder
 
 logger = logging.getLogger(__name__)
 
 
-async def run_jobs(settings: Settings, *, now: datetime | None = None) -> dict[str, int]:
+async def alert(bus: EventBus | None, reminders: list[Reminder], now: datetime) -> int:
+    """Push raised reminders to the holder and the representatives (ids only)."""
+    if bus is None:
+        return len(reminders)
+    today = paris_today(now)
+    for row in reminders:
+        accounts = await managing_accounts(row.patient_id, today)
+        await publish_reminder(bus, accounts=accounts, reminder_id=row.id)
+    return len(reminders)
+
+
+async def run_jobs(
+    settings: Settings, *, now: datetime | None = None, bus: EventBus | None = None
+) -> dict[str, int]:
+    """`bus` is the server's event bus; the CLI passes one only for a shared (Redis) bus."""
     now = now or utcnow()
     vault = Vault(settings.secret_key)
     jobs: dict[str, Callable[[], Awaitable[int]]] = {
@@ -32,6 +51,9 @@ async def run_jobs(settings: Settings, *, now: datetime | None = None) -> dict[s
         "spaces_purged": lambda: lifecycle.purge_closed(now),
         "messages_delivered": lambda: deliver_pending(settings, now=now),
         "counters_purged": lambda: ratelimit.purge_older_than(now - timedelta(days=1)),
+        "appointments_done": lambda: mark_done(now),
+        "rule_reminders_created": lambda: compute_rule_reminders(now),
+        "reminders_raised": lambda: _raise(bus, now),
     }
     report: dict[str, int] = {}
     for name, job in jobs.items():
@@ -44,11 +66,19 @@ async def run_jobs(settings: Settings, *, now: datetime | None = None) -> dict[s
     return report
 
 
+async def _raise(bus: EventBus | None, now: datetime) -> int:
+    total = 0
+    while batch := await raise_due(now):
+        total += await alert(bus, batch, now)
+    return total
+
+
 class Scheduler:
     """Runs the jobs every `interval` seconds inside the server process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, bus: EventBus | None = None) -> None:
         self.settings = settings
+        self.bus = bus
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -64,7 +94,7 @@ class Scheduler:
     async def _loop(self) -> None:
         while True:
             try:
-                await run_jobs(self.settings)
+                await run_jobs(self.settings, bus=self.bus)
             except Exception:
                 logger.exception("scheduled run failed")
             await asyncio.sleep(self.settings.scheduler_interval)

@@ -11,6 +11,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from api.extensions.errors import MaskInternalErrors
 from api.extensions.limits import limit_extensions
+from resolvers.agenda import AgendaMutation, Appointment, Reminder
 from resolvers.auth import AuthMutation
 from resolvers.consent import AccessEvent, Consent, ConsentMutation, ConsentQuery
 from resolvers.dossier import Document, DossierMutation, Screening, Vaccination
@@ -18,7 +19,8 @@ from resolvers.lifecycle import LifecycleMutation
 from resolvers.messaging import Attachment, Conversation, Message, MessagingMutation
 from resolvers.node import NodeQuery
 from resolvers.people import Establishment, Operator, Patient, PeopleQuery, Professional
-from subscriptions.schema import Subscription
+from subscriptions.reminders import ReminderSubscription
+from subscriptions.schema import Subscription as MessageSubscription
 
 
 @strawberry.type
@@ -28,8 +30,18 @@ class Query(NodeQuery, PeopleQuery, ConsentQuery):
 
 @strawberry.type
 class Mutation(
-    LifecycleMutation, AuthMutation, DossierMutation, ConsentMutation, MessagingMutation
+    LifecycleMutation,
+    AuthMutation,
+    DossierMutation,
+    ConsentMutation,
+    MessagingMutation,
+    AgendaMutation,
 ):
+    pass
+
+
+@strawberry.type
+class Subscription(MessageSubscription, ReminderSubscription):
     pass
 
 
@@ -56,6 +68,8 @@ def build_schema() -> strawberry.Schema:
             Conversation,
             Message,
             Attachment,
+            Appointment,
+            Reminder,
         ],
         extensions=[MaskInternalErrors, *limit_extensions()],
         config=StrawberryConfig(disable_field_suggestions=True),

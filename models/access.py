@@ -110,6 +110,13 @@ class Relation:
         return self.dossier_basis is not None and self.consent is ConsentAccess.READ_WRITE
 
     @property
+    def books_appointments(self) -> bool:
+        """The patient side, or a professional under a consent or as médecin traitant."""
+        if self.manages:
+            return True
+        return self.dossier_basis in (AccessBasis.CONSENT, AccessBasis.TREATING_DOCTOR)
+
+    @property
     def visible(self) -> bool:
         """May see the space at all (identity at least)."""
         if self.manages or self.operator:

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from dateutil.relativedelta import relativedelta
 from tortoise import fields
+from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 
 from api.errors import BadUserInput, Conflict, NotFound
@@ -49,6 +50,8 @@ class Patient(Entity):
     archived_until = fields.DatetimeField(null=True)
     delete_by = fields.DatetimeField(null=True)
     emergency_access_opposed = fields.BooleanField(default=False)
+    # The day the reminder rules last ran for this space (reset when the record changes).
+    rules_checked_on = fields.DateField(null=True)
     treating_doctor: fields.ForeignKeyNullableRelation[Professional] = fields.ForeignKeyField(
         "models.Professional", related_name="treated_patients", null=True, on_delete=fields.SET_NULL
     )
@@ -97,6 +100,9 @@ def age_on(birth_date: date, day: date) -> int:
     return relativedelta(day, birth_date).years
 
 
+ALREADY_LINKED = "This representative is already linked to this minor."
+
+
 async def add_dependent(representative_id: UUID, dependent_id: UUID, *, today: date) -> Patient:
     """Link a further legal representative to a minor (operator action)."""
     representative = await Patient.get_or_none(id=representative_id)
@@ -118,6 +124,10 @@ async def add_dependent(representative_id: UUID, dependent_id: UUID, *, today: d
     if representative.id == dependent.id:
         raise BadUserInput("A person cannot represent themselves.", field="dependentId")
     if await Representation.exists(representative_id=representative.id, dependent_id=dependent.id):
-        raise Conflict("This representative is already linked to this minor.")
-    await Representation.create(representative_id=representative.id, dependent_id=dependent.id)
+        raise Conflict(ALREADY_LINKED)
+    try:
+        await Representation.create(representative_id=representative.id, dependent_id=dependent.id)
+    except IntegrityError:
+        # The same link was added concurrently, between the check and the insert.
+        raise Conflict(ALREADY_LINKED) from None
     return representative

@@ -91,11 +91,13 @@ class HealthProfile(Entity):
 # --- operations -------------------------------------------------------------------------
 
 
-def _past(day: date, today: date, field: str) -> date:
+async def _past(patient_id: UUID, day: date, today: date, field: str) -> date:
+    """A record is dated between the patient's birth and today (the rules read these dates)."""
     if day > today:
         raise BadUserInput("The date cannot be in the future.", field=field)
-    if day.year < 1880:
-        raise BadUserInput("The date is not plausible.", field=field)
+    birth_date = await Patient.filter(id=patient_id).values_list("birth_date", flat=True).first()
+    if day.year < 1880 or (isinstance(birth_date, date) and day < birth_date):
+        raise BadUserInput("The date cannot be before the patient's birth.", field=field)
     return day
 
 
@@ -109,7 +111,7 @@ async def record_vaccination(
     professional_id: UUID | None,
     today: date,
 ) -> Vaccination:
-    _past(day, today, "date")
+    await _past(patient_id, day, today, "date")
     if dose_number is not None and not 1 <= dose_number <= 20:
         raise BadUserInput("The dose number is between 1 and 20.", field="doseNumber")
     lot = (lot_number or "").strip() or None
@@ -117,6 +119,7 @@ async def record_vaccination(
         raise BadUserInput("A lot number has 64 characters at most.", field="lotNumber")
     if professional_id is not None and not await Professional.exists(id=professional_id):
         raise BadUserInput("No such professional.", field="professionalId")
+    await _rules_changed(patient_id)
     return await Vaccination.create(
         patient_id=patient_id,
         vaccine=vaccine,
@@ -130,11 +133,17 @@ async def record_vaccination(
 async def record_screening(
     patient_id: UUID, *, kind: ScreeningKind, day: date, result: str | None, today: date
 ) -> Screening:
-    _past(day, today, "date")
+    await _past(patient_id, day, today, "date")
     text = (result or "").strip() or None
     if text is not None and len(text) > 500:
         raise BadUserInput("A result has 500 characters at most.", field="result")
+    await _rules_changed(patient_id)
     return await Screening.create(patient_id=patient_id, kind=kind, date=day, result=text)
+
+
+async def _rules_changed(patient_id: UUID) -> None:
+    """The reminder rules read the record: run them again for this space at the next job."""
+    await Patient.filter(id=patient_id).update(rules_checked_on=None)
 
 
 PROFILE_SECTIONS = (
@@ -178,5 +187,7 @@ async def update_health_profile(patient_id: UUID, changes: dict[str, Any]) -> He
         profile, _ = await HealthProfile.get_or_create(patient_id=patient_id, using_db=conn)
         for name, value in changes.items():
             setattr(profile, name, value)
-        await profile.save(using_db=conn)
+        # Only the changed columns: two updates of different sections must not undo each other.
+        await profile.save(using_db=conn, update_fields=[*changes, "updated_at"])
+        await profile.refresh_from_db(using_db=conn)
     return profile

@@ -6,13 +6,19 @@ machines) cannot raise the same reminder twice.
 
 from __future__ import annotations
 
+from datetime import datetime, time
 from enum import StrEnum
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from tortoise import fields
+from tortoise.expressions import Q
 
-from models.base import Entity
+from models.base import PARIS, Entity
 from models.patient import Patient
+
+if TYPE_CHECKING:
+    from models.appointment import Appointment
 
 
 class ReminderKind(StrEnum):
@@ -41,9 +47,134 @@ class Reminder(Entity):
     status = fields.CharEnumField(ReminderStatus, max_length=16, default=ReminderStatus.PENDING)
     sent_at = fields.DatetimeField(null=True)
     dismissed_at = fields.DatetimeField(null=True)
+    appointment: fields.ForeignKeyNullableRelation[Appointment] = fields.ForeignKeyField(
+        "models.Appointment", related_name="reminders", null=True, on_delete=fields.CASCADE
+    )
     patient_id: UUID
+    appointment_id: UUID | None
 
     class Meta:
         table = "reminder"
         unique_together = (("patient", "key"),)
         indexes = (("status", "due_at"),)
+
+
+# --- operations -------------------------------------------------------------------------
+
+
+async def raise_due(now: datetime, *, limit: int = 500) -> list[Reminder]:
+    """PENDING reminders that fell due become SENT exactly once: the conditional UPDATE is
+    the lock, so two processes running the jobs at once never raise one twice."""
+    from models.appointment import Appointment, AppointmentStatus
+
+    rows = (
+        await Reminder.filter(status=ReminderStatus.PENDING, due_at__lte=now)
+        .order_by("due_at", "id")
+        .limit(limit)
+    )
+    raised: list[Reminder] = []
+    for row in rows:
+        if row.appointment_id is not None:
+            live = await Appointment.filter(
+                id=row.appointment_id, status=AppointmentStatus.SCHEDULED, starts_at__gt=now
+            ).exists()
+            if not live:
+                # Caught up after downtime too late, or the appointment changed: not raised.
+                await Reminder.filter(id=row.id, status=ReminderStatus.PENDING).update(
+                    status=ReminderStatus.DISMISSED, dismissed_at=now
+                )
+                continue
+        won = await Reminder.filter(id=row.id, status=ReminderStatus.PENDING).update(
+            status=ReminderStatus.SENT, sent_at=now
+        )
+        if won == 1:
+            row.status = ReminderStatus.SENT
+            row.sent_at = now
+            raised.append(row)
+    return raised
+
+
+async def raise_now(patient_id: UUID, key: str, *, now: datetime) -> list[Reminder]:
+    """Raise one reminder at once (emergency access), with the same exactly-once UPDATE."""
+    row = await Reminder.get_or_none(patient_id=patient_id, key=key)
+    if row is None:
+        return []
+    won = await Reminder.filter(id=row.id, status=ReminderStatus.PENDING).update(
+        status=ReminderStatus.SENT, sent_at=now
+    )
+    return [row] if won == 1 else []
+
+
+async def compute_rule_reminders(now: datetime, *, batch: int = 500) -> int:
+    """Screening and vaccination reminders by the rules table, once per patient per day.
+
+    A patient is claimed for the day by a conditional UPDATE; the (patient, key) unique
+    constraint makes a reminder exist once whatever runs twice.
+    """
+    from models.base import paris_today
+    from models.patient import SpaceStatus
+    from models.record import Screening, Vaccination
+    from models.rules import ScreeningRecord, VaccinationRecord, due_reminders
+
+    today = paris_today(now)
+    candidates = await Patient.filter(
+        Q(rules_checked_on=None) | Q(rules_checked_on__lt=today), status=SpaceStatus.ACTIVE
+    ).limit(batch)
+    created = 0
+    for patient in candidates:
+        claimed = await Patient.filter(
+            Q(rules_checked_on=None) | Q(rules_checked_on__lt=today), id=patient.id
+        ).update(rules_checked_on=today)
+        if claimed != 1:
+            continue
+        vaccinations = [
+            VaccinationRecord(vaccine=v.vaccine.value, date=v.date, dose_number=v.dose_number)
+            for v in await Vaccination.filter(patient_id=patient.id)
+        ]
+        screenings = [
+            ScreeningRecord(kind=s.kind.value, date=s.date)
+            for s in await Screening.filter(patient_id=patient.id)
+        ]
+        due = due_reminders(
+            birth_date=patient.birth_date,
+            sex=patient.sex.value,
+            vaccinations=vaccinations,
+            screenings=screenings,
+            today=today,
+        )
+        if not due:
+            continue
+        keys = [d.key for d in due]
+        existing = {
+            str(key)
+            for key in await Reminder.filter(patient_id=patient.id, key__in=keys).values_list(
+                "key", flat=True
+            )
+        }
+        fresh = [
+            Reminder(
+                patient_id=patient.id,
+                kind=ReminderKind(d.kind),
+                key=d.key,
+                rule=d.rule,
+                title=d.title,
+                reason=d.reason,
+                due_at=datetime.combine(d.due_on, time.min, tzinfo=PARIS),
+            )
+            for d in due
+            if d.key not in existing
+        ]
+        if fresh:
+            await Reminder.bulk_create(fresh, ignore_conflicts=True)
+            created += len(fresh)
+    return created
+
+
+async def dismiss(reminder: Reminder, *, now: datetime) -> Reminder:
+    if reminder.status is not ReminderStatus.DISMISSED:
+        await Reminder.filter(id=reminder.id).update(
+            status=ReminderStatus.DISMISSED, dismissed_at=now
+        )
+        reminder.status = ReminderStatus.DISMISSED
+        reminder.dismissed_at = now
+    return reminder

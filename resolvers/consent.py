@@ -9,13 +9,17 @@ from uuid import UUID
 import strawberry
 
 from api.context import Info
-from api.errors import BadUserInput, NotFound
+from api.errors import BadUserInput, NotFound, Unauthenticated
+from api.jobs import alert
+from models import access
 from models import consent as consents
 from models.audit import AccessAction, AccessBasis
 from models.audit import AccessEvent as AccessEventModel
 from models.consent import Consent as ConsentModel
 from models.identifiers import normalize_nir
 from models.patient import Patient as PatientModel
+from models.patient import SpaceStatus
+from models.reminder import raise_now
 from resolvers import ids
 from resolvers.audit import record_access
 from resolvers.dossier import Document
@@ -179,8 +183,10 @@ class ConsentQuery:
         ctx = info.context
         number = normalize_nir(nir)
         row = await PatientModel.get_or_none(nir_hash=ctx.vault.keyed_hash(number, purpose="nir"))
-        if row is None or row.birth_date != birth_date or row.status.value == "OPPOSED":
+        if row is None or row.birth_date != birth_date or row.status is SpaceStatus.OPPOSED:
             raise NotFound()
+        if ctx.actor.is_professional and row.status not in access.LIVE_SPACES:
+            raise NotFound()  # a closed space is archived: an operator still finds it
         relation = await ctx.loaders.relation.load(row.id)
         if relation.blocked:
             raise NotFound()
@@ -281,14 +287,17 @@ class EmergencyAccessPayload:
 
 
 async def _patient(info: Info, pk: UUID) -> Patient:
-    info.context.loaders.patient.clear(pk)
-    row = await info.context.loaders.patient.load(pk)
+    """The space as the mutation left it (the request's loader may hold the row before)."""
+    row = await PatientModel.get_or_none(id=pk)
     if row is None:
         raise NotFound()
+    info.context.loaders.patient.prime(pk, row, force=True)
     return Patient.from_model(row)
 
 
 async def _consent_of_manager(info: Info, consent_id: strawberry.ID) -> ConsentModel:
+    if info.context.actor.anonymous:
+        raise Unauthenticated()
     pk = ids.decode_as(str(consent_id), "Consent")
     row = await ConsentModel.get_or_none(id=pk)
     if row is None:
@@ -372,13 +381,16 @@ class ConsentMutation:
         if row is None or row.status.value not in ("ACTIVE", "PENDING"):
             raise NotFound()
         assert ctx.actor.professional_id is not None
-        await consents.open_emergency_access(
+        emergency = await consents.open_emergency_access(
             pk, ctx.actor.professional_id, reason=input.reason, now=ctx.now
         )
-        ctx.loaders.relation.clear(pk)
-        relation = await ctx.loaders.relation.load(pk)
+        # The relation now has an emergency basis; the request's loader may hold the old one.
+        relation = (await access.relations(ctx.actor, [pk], ctx.today, ctx.now))[pk]
+        ctx.loaders.relation.prime(pk, relation, force=True)
         await record_access(
             info, relation, action=AccessAction.EMERGENCY_OPEN, basis=AccessBasis.EMERGENCY
         )
-        await ctx.services.bus.publish(f"reminders:{pk}", {"type": "reminder", "patient": str(pk)})
+        # The holder is alerted at once, through the same path as every reminder.
+        raised = await raise_now(pk, f"EMERGENCY_ACCESS:{emergency.id}", now=ctx.now)
+        await alert(ctx.services.bus, raised, ctx.now)
         return EmergencyAccessPayload(patient=Patient.from_model(row))

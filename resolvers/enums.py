@@ -5,6 +5,8 @@ from __future__ import annotations
 import strawberry
 
 from models.account import Role as _Role
+from models.appointment import AppointmentSource as _AppointmentSource
+from models.appointment import AppointmentStatus as _AppointmentStatus
 from models.audit import AccessAction as _AccessAction
 from models.audit import AccessBasis as _AccessBasis
 from models.audit import ActorRole as _ActorRole
@@ -38,3 +40,5 @@ AccessBasis = strawberry.enum(_AccessBasis, name="AccessBasis")
 ActorRole = strawberry.enum(_ActorRole, name="ActorRole")
 ReminderKind = strawberry.enum(_ReminderKind, name="ReminderKind")
 ReminderStatus = strawberry.enum(_ReminderStatus, name="ReminderStatus")
+AppointmentStatus = strawberry.enum(_AppointmentStatus, name="AppointmentStatus")
+AppointmentSource = strawberry.enum(_AppointmentSource, name="AppointmentSource")

@@ -12,6 +12,7 @@ from tortoise.models import Model
 
 from models import access
 from models.account import Operator
+from models.appointment import Appointment
 from models.consent import Consent
 from models.document import Document
 from models.message import Attachment, Conversation, ReadMark, SenderRole
@@ -59,6 +60,7 @@ class Loaders:
         )
         self.consents: DataLoader[UUID, list[Consent]] = DataLoader(load_fn=self._consents)
         self.conversation = ByIdLoader(Conversation)
+        self.appointment = ByIdLoader(Appointment)
         self.attachments: DataLoader[UUID, list[Attachment]] = DataLoader(load_fn=self._attachments)
         self.read_marks: DataLoader[UUID, dict[SenderRole, datetime]] = DataLoader(
             load_fn=self._read_marks

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
@@ -18,7 +18,14 @@ from models.patient import Patient as PatientModel
 from models.professional import Establishment as EstablishmentModel
 from models.professional import Professional as ProfessionalModel
 from resolvers import ids
-from resolvers.enums import DocumentCategory, Profession, Sector, Sex, SpaceStatus
+from resolvers.enums import (
+    DocumentCategory,
+    Profession,
+    ReminderStatus,
+    Sector,
+    Sex,
+    SpaceStatus,
+)
 from resolvers.node import Node, register
 from resolvers.pagination import Connection, Order, paginate
 from resolvers.permissions import (
@@ -31,6 +38,7 @@ from resolvers.permissions import (
 )
 
 if TYPE_CHECKING:
+    from resolvers.agenda import AppointmentConnection, ReminderConnection
     from resolvers.consent import AccessEventConnection, Consent
     from resolvers.dossier import DocumentConnection, HealthProfile, Screening, Vaccination
     from resolvers.messaging import ConversationConnection
@@ -43,6 +51,8 @@ ConsentRef = Annotated["Consent", strawberry.lazy("resolvers.consent")]
 ConversationConnectionRef = Annotated[
     "ConversationConnection", strawberry.lazy("resolvers.messaging")
 ]
+AppointmentConnectionRef = Annotated["AppointmentConnection", strawberry.lazy("resolvers.agenda")]
+ReminderConnectionRef = Annotated["ReminderConnection", strawberry.lazy("resolvers.agenda")]
 AccessEventConnectionRef = Annotated["AccessEventConnection", strawberry.lazy("resolvers.consent")]
 
 
@@ -263,6 +273,52 @@ class Patient(Node):
         from resolvers.messaging import patient_conversations
 
         return await patient_conversations(info, self.pk, first, after)
+
+    @strawberry.field(
+        description=(
+            "Appointments and their history, by start time; `from`/`to` keep those that "
+            "overlap the range."
+        ),
+        extensions=guard(ReadsDossier()),
+    )
+    async def appointments(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
+        to: datetime | None = None,
+    ) -> AppointmentConnectionRef | None:
+        from resolvers.agenda import patient_appointments
+
+        return await patient_appointments(info, self.pk, first, after, from_, to)
+
+    @strawberry.field(
+        description="Reminders, latest due first: holder and representative only.",
+        extensions=guard(ManagesPatient()),
+    )
+    async def reminders(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        status: ReminderStatus | None = None,  # type: ignore[valid-type]
+    ) -> ReminderConnectionRef | None:
+        from resolvers.agenda import patient_reminders
+
+        return await patient_reminders(info, self.pk, first, after, status)
+
+    @strawberry.field(
+        description=(
+            "The private iCalendar URL for calendar apps (times and places only): holder and "
+            "representative only. rotateCalendarFeed replaces it."
+        ),
+        extensions=guard(ManagesPatient()),
+    )
+    async def calendar_feed_url(self, info: Info) -> str | None:
+        from resolvers.agenda import patient_calendar_feed_url
+
+        return await patient_calendar_feed_url(info, self.pk)
 
     @classmethod
     def from_model(cls, row: PatientModel) -> Patient:

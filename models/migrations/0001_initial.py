@@ -3,6 +3,7 @@ from tortoise.migrations import operations as ops
 import functools
 from json import dumps, loads
 from models.account import Role
+from models.appointment import AppointmentSource, AppointmentStatus
 from models.audit import AccessAction, AccessBasis, ActorRole
 from models.base import utcnow
 from models.consent import ConsentAccess
@@ -111,6 +112,7 @@ class Migration(migrations.Migration):
                 ('archived_until', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('delete_by', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('emergency_access_opposed', fields.BooleanField(default=False)),
+                ('rules_checked_on', fields.DateField(null=True)),
                 ('treating_doctor', fields.ForeignKeyField('models.Professional', source_field='treating_doctor_id', null=True, db_constraint=True, to_field='id', related_name='treated_patients', on_delete=OnDelete.SET_NULL)),
             ],
             options={'table': 'patient', 'app': 'models', 'indexes': [Index(fields=['last_name', 'first_name'])], 'pk_attr': 'id'},
@@ -165,6 +167,27 @@ class Migration(migrations.Migration):
             bases=['Entity'],
         ),
         ops.CreateModel(
+            name='Appointment',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('patient', fields.ForeignKeyField('models.Patient', source_field='patient_id', db_constraint=True, to_field='id', related_name='appointments', on_delete=OnDelete.CASCADE)),
+                ('professional', fields.ForeignKeyField('models.Professional', source_field='professional_id', null=True, db_constraint=True, to_field='id', related_name='appointments', on_delete=OnDelete.SET_NULL)),
+                ('starts_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                ('ends_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                ('title', fields.CharField(max_length=200)),
+                ('location', fields.CharField(null=True, max_length=300)),
+                ('status', fields.CharEnumField(default=AppointmentStatus.SCHEDULED, description='SCHEDULED: SCHEDULED\nCANCELLED: CANCELLED\nDONE: DONE', enum_type=AppointmentStatus, max_length=16)),
+                ('source', fields.CharEnumField(description='PATIENT: PATIENT\nPROFESSIONAL: PROFESSIONAL\nPLATFORM: PLATFORM', enum_type=AppointmentSource, max_length=16)),
+                ('cancelled_reason', fields.CharField(null=True, max_length=500)),
+                ('cancelled_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('sequence', fields.IntField(default=0)),
+                ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
+            ],
+            options={'table': 'appointment', 'app': 'models', 'indexes': [Index(fields=['patient_id', 'starts_at']), Index(fields=['status', 'ends_at'])], 'pk_attr': 'id'},
+            bases=['Entity'],
+        ),
+        ops.CreateModel(
             name='Block',
             fields=[
                 ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
@@ -173,6 +196,18 @@ class Migration(migrations.Migration):
                 ('professional', fields.ForeignKeyField('models.Professional', source_field='professional_id', db_constraint=True, to_field='id', related_name='blocks', on_delete=OnDelete.CASCADE)),
             ],
             options={'table': 'block', 'app': 'models', 'unique_together': (('patient', 'professional'),), 'pk_attr': 'id', 'table_description': 'A blocked professional sees nothing of the space, whatever consent exists.'},
+            bases=['Entity'],
+        ),
+        ops.CreateModel(
+            name='CalendarFeed',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('patient', fields.OneToOneField('models.Patient', source_field='patient_id', db_constraint=True, to_field='id', related_name='calendar_feed', on_delete=OnDelete.CASCADE)),
+                ('token_hash', fields.CharField(unique=True, max_length=64)),
+                ('token_encrypted', fields.BinaryField()),
+            ],
+            options={'table': 'calendar_feed', 'app': 'models', 'pk_attr': 'id', 'table_description': "The secret of a patient's feed URL: a hash to find it, a ciphertext to show it again."},
             bases=['Entity'],
         ),
         ops.CreateModel(
@@ -326,6 +361,7 @@ class Migration(migrations.Migration):
                 ('status', fields.CharEnumField(default=ReminderStatus.PENDING, description='PENDING: PENDING\nSENT: SENT\nDISMISSED: DISMISSED', enum_type=ReminderStatus, max_length=16)),
                 ('sent_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('dismissed_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('appointment', fields.ForeignKeyField('models.Appointment', source_field='appointment_id', null=True, db_constraint=True, to_field='id', related_name='reminders', on_delete=OnDelete.CASCADE)),
             ],
             options={'table': 'reminder', 'app': 'models', 'unique_together': (('patient', 'key'),), 'indexes': [Index(fields=['status', 'due_at'])], 'pk_attr': 'id'},
             bases=['Entity'],

@@ -1,0 +1,110 @@
+"""reminderAlerts: each reminder pushed to the holder and the representatives as it falls due.
+
+Events carry the reminder id; the subscriber's session and right to the space are re-checked
+before each alert is sent. After a broadcast outage (RESYNC) the alerts sent meanwhile are
+replayed from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from uuid import UUID
+
+import strawberry
+
+from api.context import Info
+from api.errors import Forbidden, Unauthenticated
+from models.access import visible_patients
+from models.base import utcnow
+from models.patient import Patient as PatientModel
+from models.reminder import Reminder as ReminderModel
+from models.reminder import ReminderStatus
+from models.session import session_active
+from resolvers.agenda import Reminder
+from subscriptions.broadcast import SubscriberDropped
+from subscriptions.channels import account_channel
+
+RECHECK_SECONDS = 30.0
+
+
+def _fresh(info: Info) -> None:
+    ctx = info.context
+    ctx.now = utcnow()
+    ctx._loaders = None
+    ctx._audit = None
+
+
+async def _managed(info: Info) -> list[UUID]:
+    ctx = info.context
+    rows = await PatientModel.filter(visible_patients(ctx.actor, ctx.today, ctx.now)).values_list(
+        "id", flat=True
+    )
+    return [UUID(str(row)) for row in rows]
+
+
+@strawberry.type
+class ReminderSubscription:
+    @strawberry.subscription(
+        description=(
+            "The viewer's reminders (and their minors') as they fall due, within a scheduler "
+            "interval; emergency-access alerts at once."
+        )
+    )
+    async def reminder_alerts(self, info: Info) -> AsyncGenerator[Reminder, None]:
+        ctx = info.context
+        actor = ctx.actor
+        if actor.anonymous or actor.account_id is None or actor.session_id is None:
+            raise Unauthenticated()
+        if not actor.is_patient:
+            raise Forbidden("Reminders are for the holder and legal representatives.")
+        session_id = actor.session_id
+        delivered: set[UUID] = set()
+        since = utcnow()
+
+        async def allowed(reminder_id: UUID) -> ReminderModel | None:
+            row = await ReminderModel.get_or_none(id=reminder_id)
+            if row is None or row.status is not ReminderStatus.SENT:
+                return None
+            return row if row.patient_id in await _managed(info) else None
+
+        async def catch_up() -> list[ReminderModel]:
+            rows = await ReminderModel.filter(
+                patient_id__in=await _managed(info),
+                status=ReminderStatus.SENT,
+                sent_at__gte=since,
+            ).order_by("sent_at", "id")
+            return [row for row in rows if row.id not in delivered]
+
+        while True:
+            try:
+                async with ctx.services.bus.subscribe(account_channel(actor.account_id)) as sub:
+                    events = sub.__aiter__()
+                    while True:
+                        try:
+                            event = await asyncio.wait_for(events.__anext__(), RECHECK_SECONDS)
+                        except TimeoutError:
+                            if not await session_active(session_id):
+                                return
+                            continue
+                        _fresh(info)
+                        if not await session_active(session_id):
+                            return
+                        kind = event.get("type")
+                        if kind == "resync":
+                            for row in await catch_up():
+                                delivered.add(row.id)
+                                yield Reminder.from_model(row)
+                            continue
+                        if kind != "reminder":
+                            continue
+                        try:
+                            reminder_id = UUID(str(event.get("reminder")))
+                        except ValueError:
+                            continue
+                        found = await allowed(reminder_id)
+                        if found is not None and found.id not in delivered:
+                            delivered.add(found.id)
+                            yield Reminder.from_model(found)
+            except SubscriberDropped:
+                continue
