@@ -9,6 +9,8 @@ from datetime import timedelta
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -165,6 +167,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Exception: server_error,
         },
         lifespan=lifespan,
+        middleware=[
+            # Browsers on the allowed origins only; tokens travel in headers, never cookies.
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.allowed_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=[
+                    "Authorization",
+                    "Content-Type",
+                    "Apollo-Require-Preflight",
+                    "X-Apollo-Operation-Name",
+                ],
+                max_age=600,
+            )
+        ],
     )
     app.state.services = services
     return app

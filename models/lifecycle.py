@@ -12,6 +12,7 @@ from uuid import UUID
 from dateutil.relativedelta import relativedelta
 from tortoise import fields
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
@@ -60,6 +61,8 @@ class ActivationCode(Entity):
 GENERIC_CODE_ERROR = (
     "The code, NIR or birth date is incorrect, or the code has expired or was already used."
 )
+EMAIL_TAKEN = "This e-mail address is already in use."
+ALREADY_ENROLLED = "A space already exists, or was opposed, for this person."
 ARCHIVE_YEARS = 10
 DELETION_DELAY_MONTHS = 3
 LOCK_RETRY_AFTER = 3600
@@ -202,8 +205,15 @@ async def enroll_patient(
                 "A minor is enrolled with a legal representative.", field="representativeId"
             )
         representative = await _active_adult(data.representative_id, today)
-        if data.channel is Channel.EMAIL and send_email is None:
+        if data.channel is Channel.EMAIL:
+            # A minor's code goes to the representative, even when the minor has an e-mail
+            # of their own (kept as the contact for their 18th birthday).
             send_email = await _account_email(representative.id)
+            if send_email is None:
+                raise BadUserInput(
+                    "The representative has no e-mail address: send the code by post.",
+                    field="representativeId",
+                )
     elif data.representative_id is not None:
         raise BadUserInput("Only a minor has a legal representative.", field="representativeId")
     if data.channel is Channel.EMAIL and send_email is None:
@@ -212,33 +222,37 @@ async def enroll_patient(
         raise BadUserInput("A postal address is needed for this channel.", field="postalAddress")
     hashed = nir_key(vault, nir)
     if await Patient.exists(nir_hash=hashed):
-        raise Conflict("A space already exists, or was opposed, for this person.")
-    async with in_transaction() as conn:
-        patient = await Patient.create(
-            nir_encrypted=vault.encrypt(nir, context="nir"),
-            nir_hash=hashed,
-            first_name=first_name,
-            last_name=last_name,
-            birth_date=data.birth_date,
-            sex=data.sex,
-            status=SpaceStatus.PENDING,
-            contact_email=email,
-            postal_address=asdict(address) if address else None,
-            using_db=conn,
-        )
-        if representative is not None:
-            await Representation.create(
-                representative_id=representative.id, dependent_id=patient.id, using_db=conn
+        raise Conflict(ALREADY_ENROLLED)
+    try:
+        async with in_transaction() as conn:
+            patient = await Patient.create(
+                nir_encrypted=vault.encrypt(nir, context="nir"),
+                nir_hash=hashed,
+                first_name=first_name,
+                last_name=last_name,
+                birth_date=data.birth_date,
+                sex=data.sex,
+                status=SpaceStatus.PENDING,
+                contact_email=email,
+                postal_address=asdict(address) if address else None,
+                using_db=conn,
             )
-        message = await _send_code(
-            patient,
-            channel=data.channel,
-            vault=vault,
-            now=now,
-            email=send_email,
-            address=address,
-            using_db=conn,
-        )
+            if representative is not None:
+                await Representation.create(
+                    representative_id=representative.id, dependent_id=patient.id, using_db=conn
+                )
+            message = await _send_code(
+                patient,
+                channel=data.channel,
+                vault=vault,
+                now=now,
+                email=send_email,
+                address=address,
+                using_db=conn,
+            )
+    except IntegrityError:
+        # A concurrent enrolment of the same NIR committed between the check and the insert.
+        raise Conflict(ALREADY_ENROLLED) from None
     await deliver_now(message.id, settings)
     return patient
 
@@ -285,6 +299,8 @@ async def reissue_code(
     address = PostalAddress(**patient.postal_address) if patient.postal_address else None
     today = paris_today(now)
     if is_minor(patient.birth_date, today):
+        # As at enrolment, a minor's code goes to a representative.
+        email = None
         reps = await Representation.filter(dependent_id=patient.id).values_list(
             "representative_id", flat=True
         )
@@ -372,37 +388,55 @@ async def activate_space(
         if not password:
             raise BadUserInput("A password is required.", field="password")
         check_password(password, email=clean_email, names=[patient.first_name, patient.last_name])
-        taken = await Account.filter(email=clean_email).exclude(patient_id=patient.id).exists()
-        if taken:
-            raise BadUserInput("This e-mail address is already in use.", field="email")
+        # Not `.exclude(patient_id=…)`: in SQL that also drops the accounts of professionals
+        # and operators (patient_id NULL), and the insert would then fail on the unique key.
+        holder = await Account.filter(email=clean_email).values_list("patient_id", flat=True)
+        if any(owner != patient.id for owner in holder):
+            raise BadUserInput(EMAIL_TAKEN, field="email")
         password_hash = await hash_password(password)
-    async with in_transaction() as conn:
-        used = (
-            await ActivationCode.filter(id=code.id, used_at=None).using_db(conn).update(used_at=now)
-        )
-        if used != 1:
-            raise BadUserInput(GENERIC_CODE_ERROR)
-        reopening = patient.status is SpaceStatus.CLOSED
-        patient.status = SpaceStatus.ACTIVE
-        patient.activated_at = patient.activated_at if reopening else now
-        patient.closed_at = None
-        patient.archived_until = None
-        patient.delete_by = None
-        await patient.save(using_db=conn)
-        if password_hash is not None and clean_email is not None:
-            if account is None:
-                await Account.create(
-                    email=clean_email,
-                    password_hash=password_hash,
-                    role=Role.PATIENT,
-                    patient_id=patient.id,
-                    using_db=conn,
-                )
-            else:
-                account.email = clean_email
-                account.password_hash = password_hash
-                await account.save(using_db=conn)
-        await ratelimit.clear("nir:" + patient.nir_hash, using_db=conn)
+    try:
+        async with in_transaction() as conn:
+            # Conditional: of two concurrent activations with one code, one gets through.
+            used = (
+                await ActivationCode.filter(id=code.id, used_at=None, superseded_at=None)
+                .using_db(conn)
+                .update(used_at=now)
+            )
+            if used != 1:
+                raise BadUserInput(GENERIC_CODE_ERROR)
+            reopening = patient.status is SpaceStatus.CLOSED
+            patient.status = SpaceStatus.ACTIVE
+            patient.activated_at = patient.activated_at if reopening else now
+            patient.closed_at = None
+            patient.archived_until = None
+            patient.delete_by = None
+            await patient.save(
+                using_db=conn,
+                update_fields=[
+                    "status",
+                    "activated_at",
+                    "closed_at",
+                    "archived_until",
+                    "delete_by",
+                ],
+            )
+            if password_hash is not None and clean_email is not None:
+                if account is None:
+                    await Account.create(
+                        email=clean_email,
+                        password_hash=password_hash,
+                        role=Role.PATIENT,
+                        patient_id=patient.id,
+                        using_db=conn,
+                    )
+                else:
+                    account.email = clean_email
+                    account.password_hash = password_hash
+                    await account.save(using_db=conn, update_fields=["email", "password_hash"])
+            await ratelimit.clear("nir:" + patient.nir_hash, using_db=conn)
+    except IntegrityError:
+        # Another account took the e-mail between the check above and this write.
+        raise BadUserInput(EMAIL_TAKEN, field="email") from None
     return patient
 
 
@@ -411,17 +445,11 @@ async def oppose_space(
 ) -> bool:
     now = now or utcnow()
     patient, _ = await _check_code(proof, vault=vault, actor=actor, now=now)
-    if patient.status is not SpaceStatus.PENDING:
-        # Once created, a space is closed, not opposed.
-        await ratelimit.record_failure("nir:" + patient.nir_hash, now=now)
-        raise BadUserInput(GENERIC_CODE_ERROR)
     async with in_transaction() as conn:
-        await ActivationCode.filter(patient_id=patient.id).using_db(conn).delete()
-        await Representation.filter(dependent_id=patient.id).using_db(conn).delete()
-        await Account.filter(patient_id=patient.id).using_db(conn).delete()
         # Nothing of theirs is kept but the proof of opposition: the keyed NIR hash and when.
-        await (
-            Patient.filter(id=patient.id)
+        # Conditional, so an activation that won the race is never overwritten.
+        opposed = (
+            await Patient.filter(id=patient.id, status=SpaceStatus.PENDING)
             .using_db(conn)
             .update(
                 status=SpaceStatus.OPPOSED,
@@ -433,7 +461,15 @@ async def oppose_space(
                 postal_address=None,
             )
         )
-        await ratelimit.clear("nir:" + patient.nir_hash, using_db=conn)
+        if opposed == 1:
+            await ActivationCode.filter(patient_id=patient.id).using_db(conn).delete()
+            await Representation.filter(dependent_id=patient.id).using_db(conn).delete()
+            await Account.filter(patient_id=patient.id).using_db(conn).delete()
+            await ratelimit.clear("nir:" + patient.nir_hash, using_db=conn)
+    if opposed != 1:
+        # Once created, a space is closed, not opposed.
+        await ratelimit.record_failure("nir:" + patient.nir_hash, now=now)
+        raise BadUserInput(GENERIC_CODE_ERROR)
     return True
 
 
@@ -449,14 +485,20 @@ async def close_space(
 ) -> Patient:
     now = now or utcnow()
     await _confirm_password(account_id, password)
-    patient = await Patient.get(id=patient_id)
-    if patient.status is not SpaceStatus.ACTIVE:
-        raise Conflict("Only an active space can be closed.")
     async with in_transaction() as conn:
-        patient.status = SpaceStatus.CLOSED
-        patient.closed_at = now
-        patient.archived_until = now + relativedelta(years=ARCHIVE_YEARS)
-        await patient.save(using_db=conn)
+        # Conditional, so two concurrent requests cannot both close (and archive) the space.
+        closed = (
+            await Patient.filter(id=patient_id, status=SpaceStatus.ACTIVE)
+            .using_db(conn)
+            .update(
+                status=SpaceStatus.CLOSED,
+                closed_at=now,
+                archived_until=now + relativedelta(years=ARCHIVE_YEARS),
+            )
+        )
+        if closed != 1:
+            raise Conflict("Only an active space can be closed.")
+        patient = await Patient.get(id=patient_id, using_db=conn)
         accounts = (
             await Account.filter(patient_id=patient.id).using_db(conn).values_list("id", flat=True)
         )
@@ -500,11 +542,13 @@ async def create_spaces_due(now: datetime) -> int:
 
 async def purge_closed(now: datetime) -> int:
     """Archives past 10 years, and deletion requests past their deadline, are deleted."""
-    return (
-        await Patient.filter(status=SpaceStatus.CLOSED)
-        .filter(Q(archived_until__lte=now) | Q(delete_by__lte=now))
-        .delete()
-    )
+    due = Q(status=SpaceStatus.CLOSED) & (Q(archived_until__lte=now) | Q(delete_by__lte=now))
+    ids = list(await Patient.filter(due).values_list("id", flat=True))
+    if not ids:
+        return 0
+    # Counted by ids: what a DELETE reports on SQLite includes the rows its cascades removed.
+    await Patient.filter(due, id__in=ids).delete()
+    return len(ids) - await Patient.filter(id__in=ids).count()
 
 
 async def end_majority_links(*, vault: Vault, settings: Settings, now: datetime) -> int:
@@ -515,28 +559,37 @@ async def end_majority_links(*, vault: Vault, settings: Settings, now: datetime)
     ).distinct()
     ended = 0
     for patient in adults:
-        rep_emails = [
-            await _account_email(rep_id)  # type: ignore[arg-type]
-            for rep_id in await Representation.filter(dependent_id=patient.id).values_list(
-                "representative_id", flat=True
-            )
-        ]
+        # The code goes to the new adult's own contact, never to a former representative:
+        # with it, they could activate the space and choose its credentials.
+        address = PostalAddress(**patient.postal_address) if patient.postal_address else None
+        channel = Channel.EMAIL if patient.contact_email else Channel.POST if address else None
+        message: OutboxMessage | None = None
         async with in_transaction() as conn:
             deleted = await Representation.filter(dependent_id=patient.id).using_db(conn).delete()
-            if not deleted:
-                continue
             ended += deleted
-            address = PostalAddress(**patient.postal_address) if patient.postal_address else None
-            email = patient.contact_email or next((e for e in rep_emails if e), None)
-            channel = Channel.POST if address and not patient.contact_email else Channel.EMAIL
-            message = await _send_code(
-                patient,
-                channel=channel,
-                vault=vault,
-                now=now,
-                email=email,
-                address=address,
-                using_db=conn,
+            if deleted and channel is not None:
+                message = await _send_code(
+                    patient,
+                    channel=channel,
+                    vault=vault,
+                    now=now,
+                    email=patient.contact_email,
+                    address=address,
+                    using_db=conn,
+                )
+            elif deleted:
+                # A code a representative still holds must not open the adult's space.
+                await (
+                    ActivationCode.filter(patient_id=patient.id, superseded_at=None)
+                    .using_db(conn)
+                    .update(superseded_at=now)
+                )
+        if message is not None:
+            await deliver_now(message.id, settings)
+        elif deleted:
+            logger.warning(
+                "representation of %s ended at 18; no contact of their own: an operator "
+                "re-issues the code when they come forward",
+                patient.id,
             )
-        await deliver_now(message.id, settings)
     return ended

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from uuid import UUID
 
 from tortoise import fields
+from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from api.errors import BadUserInput, Conflict
@@ -73,15 +74,20 @@ class Registration:
     finess: str | None = None
 
 
+def _clean_name(value: str, field: str) -> str:
+    cleaned = " ".join(value.split())
+    if not cleaned or len(cleaned) > 100:
+        raise BadUserInput("A name is required (100 characters at most).", field=field)
+    return cleaned
+
+
 async def register_professional(data: Registration) -> Professional:
-    from models.account import Account, Role
+    from models.account import Account
 
     rpps = normalize_rpps(data.rpps)
     email = normalize_email(data.email)
-    first_name = " ".join(data.first_name.split())
-    last_name = " ".join(data.last_name.split())
-    if not first_name or not last_name or len(first_name) > 100 or len(last_name) > 100:
-        raise BadUserInput("First and last names are required.", field="lastName")
+    first_name = _clean_name(data.first_name, "firstName")
+    last_name = _clean_name(data.last_name, "lastName")
     finess = normalize_finess(data.finess) if data.finess else None
     check_password(data.password, email=email, names=[first_name, last_name])
     if await Professional.exists(rpps=rpps):
@@ -89,23 +95,36 @@ async def register_professional(data: Registration) -> Professional:
     if await Account.exists(email=email):
         raise Conflict("This e-mail address is already in use.")
     password_hash = await hash_password(data.password)
+    clean = replace(
+        data, rpps=rpps, first_name=first_name, last_name=last_name, email=email, finess=finess
+    )
+    try:
+        return await _create(clean, password_hash)
+    except IntegrityError:
+        # A concurrent registration took the RPPS or the e-mail after the checks above.
+        raise Conflict("A professional with this RPPS or e-mail is already registered.") from None
+
+
+async def _create(data: Registration, password_hash: str) -> Professional:
+    from models.account import Account, Role
+
     async with in_transaction() as conn:
         establishment = None
-        if finess:
+        if data.finess:
             establishment, _ = await Establishment.get_or_create(
-                finess=finess, defaults={"name": ""}, using_db=conn
+                finess=data.finess, defaults={"name": ""}, using_db=conn
             )
         professional = await Professional.create(
-            rpps=rpps,
-            first_name=first_name,
-            last_name=last_name,
+            rpps=data.rpps,
+            first_name=data.first_name,
+            last_name=data.last_name,
             profession=data.profession,
             sector=data.sector,
             establishment=establishment,
             using_db=conn,
         )
         await Account.create(
-            email=email,
+            email=data.email,
             password_hash=password_hash,
             role=Role.PROFESSIONAL,
             professional_id=professional.id,

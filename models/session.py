@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from tortoise import fields
+from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from api.config import Settings
@@ -198,7 +199,8 @@ async def verify_login(
         await _fail(keys, now)
         raise Unauthenticated(CODE_FAILED)
     if not constant_time_equals(challenge.code_hash, code_hash(vault, code.strip())):
-        await LoginChallenge.filter(id=challenge.id).update(failures=challenge.failures + 1)
+        # F(): concurrent wrong guesses must each count.
+        await LoginChallenge.filter(id=challenge.id).update(failures=F("failures") + 1)
         await _fail(keys, now)
         raise Unauthenticated(CODE_FAILED)
     async with in_transaction() as conn:

@@ -12,6 +12,7 @@ from models import session
 from models.account import Account
 from resolvers import ids
 from resolvers.people import Viewer, viewer_of
+from subscriptions.channels import publish_revoked
 
 
 @strawberry.type(description="A pending two-factor step: a one-time code went out by e-mail.")
@@ -112,4 +113,6 @@ class AuthMutation:
         if actor.session_id is None:
             raise Unauthenticated()
         await session.logout(actor.session_id, now=info.context.now)
+        if actor.account_id is not None:
+            await publish_revoked(info.context.services.bus, accounts=[actor.account_id])
         return True

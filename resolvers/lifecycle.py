@@ -10,6 +10,7 @@ import strawberry
 from api.context import Info
 from api.errors import BadUserInput, NotFound
 from models import lifecycle
+from models.account import Account
 from models.patient import add_dependent
 from models.professional import Registration, register_professional
 from resolvers import ids
@@ -17,6 +18,7 @@ from resolvers.enums import EnrollmentChannel, Profession, Sector, Sex
 from resolvers.people import Patient, Professional
 from resolvers.permissions import IsOperator, IsPatient, guard
 from resolvers.scope import patient_scope
+from subscriptions.channels import publish_revoked
 
 
 @strawberry.input
@@ -224,13 +226,16 @@ class LifecycleMutation:
         extensions=guard(IsPatient()),
     )
     async def close_space(self, info: Info, input: CloseSpaceInput) -> CloseSpacePayload:
-        pk, _ = await patient_scope(info, input.patient_id)
+        # A closed space reaches the domain, which answers CONFLICT rather than FORBIDDEN.
+        pk, _ = await patient_scope(info, input.patient_id, allow_closed=True)
         patient = await lifecycle.close_space(
             pk,
             account_id=info.context.actor.account_id,
             password=input.password,
             now=info.context.now,
         )
+        accounts = await Account.filter(patient_id=pk).values_list("id", flat=True)
+        await publish_revoked(info.context.services.bus, accounts=[UUID(str(a)) for a in accounts])
         return CloseSpacePayload(patient=Patient.from_model(patient))
 
     @strawberry.mutation(

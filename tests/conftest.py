@@ -30,9 +30,9 @@ PG_URL = os.environ.get("TEST_DATABASE_URL")  # e.g. postgres://postgres@127.0.0
 @pytest.fixture(autouse=True)
 def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     """argon2id at its real cost takes ~0.2 s a hash; tests use minimal parameters."""
-    monkeypatch.setattr(
-        models.passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
-    )
+    cheap = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
+    monkeypatch.setattr(models.passwords, "_hasher", cheap)
+    monkeypatch.setattr(models.passwords, "_DUMMY_HASH", cheap.hash("timing-only"))
 
 
 # --- database ---------------------------------------------------------------------------
