@@ -56,7 +56,7 @@ class Settings:
     session_ttl: timedelta = timedelta(hours=8)
     max_upload_bytes: int = 20 * 1024 * 1024
     max_attachment_bytes: int = 5 * 1024 * 1024
-    max_request_bytes: int = 30 * 1024 * 1024
+    max_request_bytes: int = 55 * 1024 * 1024  # ten 5 MB attachments and the form fit
     scheduler_enabled: bool = True
     scheduler_interval: int = 60
     appointment_reminder_hours: tuple[int, ...] = (48, 2)

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from api.auth import bearer_from_header
 from api.context import Services
-from api.errors import NotFound, Unauthenticated
+from api.errors import InternalError, NotFound, Unauthenticated
 from api.view import json_error_response
-from models.audit import AccessAction, AccessBasis, AuditTrail
+from models.audit import AccessAction, AuditTrail
 from models.base import paris_today, utcnow
-from models.document import readable_document
+from models.document import read_basis, readable_document
 from models.session import authenticate
 from resolvers import ids
+
+logger = logging.getLogger(__name__)
 
 
 def _filename(title: str, mime: str) -> str:
@@ -28,8 +32,8 @@ def _filename(title: str, mime: str) -> str:
         "application/rtf": "rtf",
         "text/plain": "txt",
     }.get(mime, "bin")
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", title).strip("._") or "document"
-    return f"{stem[:80]}.{extension}"
+    stem = " ".join(title.split())[:80] or "document"
+    return f"{stem}.{extension}"
 
 
 async def document_content(request: Request) -> Response:
@@ -48,9 +52,17 @@ async def document_content(request: Request) -> Response:
     if found is None:
         return json_error_response(404, "NOT_FOUND", "Not found.")
     document, relation = found
-    basis = relation.audit_basis
-    if basis is None and not relation.holder:
-        basis = AccessBasis.AUTHOR
+    if not await services.blobs.exists(document.sha256):
+        # Checked before streaming: once the headers are sent, no JSON error can follow.
+        request_id = uuid.uuid4().hex
+        logger.error("document %s has no bytes (request_id=%s)", document.id, request_id)
+        return json_error_response(
+            500,
+            InternalError.code,
+            InternalError.default_message,
+            extensions={"requestId": request_id},
+        )
+    basis = read_basis(relation)
     if basis is not None:
         trail = AuditTrail(
             request_id=uuid.uuid4().hex, actor_id=actor.id, actor_role=actor.audit_role, now=now
@@ -70,16 +82,32 @@ async def document_content(request: Request) -> Response:
     )
 
 
+def _ascii_name(filename: str, limit: int = 120) -> str:
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", filename).strip("._") or "download"
+    stem, dot, extension = safe.rpartition(".")
+    if len(safe) <= limit or not dot or len(extension) > 8:
+        return safe[:limit]
+    return f"{stem[: limit - len(extension) - 1]}.{extension}"
+
+
 def stream_blob(
     services: Services, *, sha256: str, mime_type: str, size: int, filename: str
 ) -> Response:
-    """Stream stored bytes as a download the browser never renders inline or caches."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", filename).strip("._") or "download"
+    """Stream stored bytes as a download the browser never renders inline or caches.
+
+    The Content-Type is exactly the stored one: no charset is claimed for text, whose bytes
+    may be Windows-1252 as well as UTF-8. The name goes twice (RFC 6266): an ASCII fallback,
+    and UTF-8 in `filename*` so accented titles survive.
+    """
+    disposition = (
+        f'attachment; filename="{_ascii_name(filename)}"; '
+        f"filename*=UTF-8''{quote(filename, safe='')}"
+    )
     return StreamingResponse(
         services.blobs.iter_chunks(sha256),
-        media_type=mime_type,
         headers={
-            "Content-Disposition": f'attachment; filename="{safe[:120]}"',
+            "Content-Type": mime_type,
+            "Content-Disposition": disposition,
             "Content-Length": str(size),
             "X-Content-Type-Options": "nosniff",
             "Cache-Control": "no-store",

@@ -14,8 +14,8 @@ from tortoise import fields
 
 from models.appointment import Appointment, AppointmentStatus
 from models.base import Entity, utcnow
-from models.patient import Patient
 from models.crypto import Vault, new_token, token_hash
+from models.patient import Patient
 
 GENERIC_SUMMARY = "Rendez-vous (Mon espace santé)"
 

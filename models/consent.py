@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from uuid import UUID
 
@@ -10,7 +10,7 @@ from tortoise import fields
 from tortoise.transactions import in_transaction
 
 from api.errors import BadUserInput, Conflict, Forbidden, NotFound
-from models.base import Entity
+from models.base import PARIS, Entity
 from models.patient import Patient
 from models.professional import Profession, Professional
 
@@ -83,9 +83,11 @@ class EmergencyAccess(Entity):
 
 
 async def _professional(professional_id: UUID) -> Professional:
+    """The professional named by an input: an unknown one is the input's fault, answered as a
+    malformed id is (`professionalId`)."""
     professional = await Professional.get_or_none(id=professional_id)
     if professional is None:
-        raise NotFound("No such professional.")
+        raise BadUserInput("Unknown professional.", field="professionalId")
     return professional
 
 
@@ -99,8 +101,13 @@ async def grant_consent(
 ) -> Consent:
     """A new grant replaces the live one of that professional (one live consent each)."""
     await _professional(professional_id)
-    if expires_at is not None and expires_at <= now:
-        raise BadUserInput("The expiry must be in the future.", field="expiresAt")
+    if expires_at is not None:
+        # Without an offset the moment is ambiguous (the contract asks for one).
+        if expires_at.tzinfo is None or expires_at.utcoffset() is None:
+            raise BadUserInput("The expiry needs a UTC offset.", field="expiresAt")
+        expires_at = expires_at.astimezone(UTC)
+        if expires_at <= now:
+            raise BadUserInput("The expiry must be in the future.", field="expiresAt")
     if await Block.exists(patient_id=patient_id, professional_id=professional_id):
         raise Conflict("This professional is blocked: unblock them first.")
     async with in_transaction() as conn:
@@ -121,8 +128,10 @@ async def grant_consent(
 
 async def revoke_consent(consent: Consent, *, now: datetime) -> Consent:
     if consent.revoked_at is None:
-        await Consent.filter(id=consent.id, revoked_at=None).update(revoked_at=now)
-        consent.revoked_at = now
+        if await Consent.filter(id=consent.id, revoked_at=None).update(revoked_at=now):
+            consent.revoked_at = now
+        else:  # revoked meanwhile (another request, or a newer grant): keep that moment
+            await consent.refresh_from_db()
     return consent
 
 
@@ -161,11 +170,12 @@ async def open_emergency_access(
     reason = " ".join(reason.split())
     if not reason or len(reason) > MAX_REASON:
         raise BadUserInput("A reason is required (1000 characters at most).", field="reason")
+    if await Block.exists(patient_id=patient_id, professional_id=professional_id):
+        # A blocked professional sees nothing of the space: answered as an unknown id.
+        raise NotFound()
     patient = await Patient.get(id=patient_id)
     if patient.emergency_access_opposed:
         raise Forbidden("The holder opposed emergency access to this space.")
-    if await Block.exists(patient_id=patient_id, professional_id=professional_id):
-        raise Forbidden("The holder blocked you from this space.")
     professional = await _professional(professional_id)
     async with in_transaction() as conn:
         access = await EmergencyAccess.create(
@@ -184,7 +194,7 @@ async def open_emergency_access(
             title="Accès d'urgence à votre dossier",
             reason=(
                 f"{professional.first_name} {professional.last_name} a ouvert votre dossier "
-                f"en urgence le {now:%d/%m/%Y à %H:%M} UTC. Motif : {reason}"
+                f"en urgence le {now.astimezone(PARIS):%d/%m/%Y à %H:%M}. Motif : {reason}"
             ),
             due_at=now,
             using_db=conn,

@@ -15,6 +15,7 @@ from tortoise.transactions import in_transaction
 
 from api.errors import BadUserInput, Forbidden, NotFound
 from models.access import Actor, Relation
+from models.audit import AccessBasis
 from models.base import Entity
 from models.blobs import BlobStore, validate_upload
 from models.patient import Patient
@@ -111,6 +112,20 @@ async def readable_document(
     return (row, relation) if row else None
 
 
+def read_basis(relation: Relation) -> AccessBasis | None:
+    """The basis an access event records for reading one of this dossier's documents.
+
+    None for the holder. Without a dossier basis, the only documents a professional reads
+    are those they deposited: the basis is AUTHOR, even when a conversation shows them the
+    patient's identity.
+    """
+    if relation.holder:
+        return None
+    if not relation.manages and relation.dossier_basis is None:
+        return AccessBasis.AUTHOR
+    return relation.audit_basis
+
+
 # --- operations -------------------------------------------------------------------------
 
 MAX_TITLE = 200
@@ -134,7 +149,13 @@ def clean_title(title: str) -> str:
 
 
 async def blob_in_use(sha256: str) -> bool:
-    return await Document.filter(sha256=sha256).exists()
+    """Documents and message attachments share the blob store."""
+    from models.message import Attachment
+
+    return (
+        await Document.filter(sha256=sha256).exists()
+        or await Attachment.filter(sha256=sha256).exists()
+    )
 
 
 async def release_blob(blobs: BlobStore, sha256: str) -> None:

@@ -16,7 +16,7 @@ from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
 from api.errors import BadUserInput, Conflict, Forbidden, NotFound
-from models.access import Actor, Relation
+from models.access import LIVE_SPACES, Actor, Relation
 from models.base import Entity
 from models.blobs import BlobStore, validate_upload
 from models.consent import Block
@@ -129,9 +129,20 @@ def open_conversation_patients(professional_id: UUID) -> Q:
 
 
 def visible_conversations(actor: Actor, managed_patients: list[UUID]) -> Q | None:
-    """Filter on Conversation: a professional's own, or those of the spaces a patient manages."""
+    """Filter on Conversation: a professional's own, or those of the spaces a patient manages.
+
+    As for every other view of a space, a block (which wins over everything) or a space
+    that is no longer live (closed, opposed) cuts the professional off its conversations:
+    no reading, posting, downloading or live delivery, and so no identity either.
+    """
     if actor.is_professional and actor.professional_id is not None:
-        return Q(professional_id=actor.professional_id)
+        pid = actor.professional_id
+        blocked = Block.filter(professional_id=pid).values("patient_id")
+        return (
+            Q(professional_id=pid)
+            & Q(patient__status__in=list(LIVE_SPACES))
+            & ~Q(patient_id__in=Subquery(blocked))
+        )
     if actor.is_patient and managed_patients:
         return Q(patient_id__in=managed_patients)
     return None

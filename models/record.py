@@ -95,8 +95,8 @@ async def _past(patient_id: UUID, day: date, today: date, field: str) -> date:
     """A record is dated between the patient's birth and today (the rules read these dates)."""
     if day > today:
         raise BadUserInput("The date cannot be in the future.", field=field)
-    birth_date = await Patient.filter(id=patient_id).values_list("birth_date", flat=True).first()
-    if day.year < 1880 or (isinstance(birth_date, date) and day < birth_date):
+    patient = await Patient.get_or_none(id=patient_id).only("id", "birth_date")
+    if day.year < 1880 or (patient is not None and day < patient.birth_date):
         raise BadUserInput("The date cannot be before the patient's birth.", field=field)
     return day
 

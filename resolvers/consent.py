@@ -29,7 +29,12 @@ from resolvers.enums import ActorRole, ConsentAccess
 from resolvers.node import Node, register
 from resolvers.pagination import Connection, Order, paginate
 from resolvers.people import Operator, Patient, Professional
-from resolvers.permissions import IsProfessional, IsProfessionalOrOperator, guard
+from resolvers.permissions import (
+    IsProfessional,
+    IsProfessionalOrOperator,
+    SeesReferencedDocument,
+    guard,
+)
 from resolvers.scope import patient_scope
 
 Actor = Annotated[
@@ -94,7 +99,13 @@ class AccessEvent(Node):
             return Patient.from_model(patient) if patient else None
         return None
 
-    @strawberry.field(description="The document concerned, when there is one and it still exists.")
+    @strawberry.field(
+        description=(
+            "The document concerned, when there is one and it still exists; FORBIDDEN when "
+            "the viewer may not read it (a representative, a document hidden from them)."
+        ),
+        extensions=guard(SeesReferencedDocument()),
+    )
     async def document(self, info: Info) -> Document | None:
         if self.document_id is None:
             return None
@@ -152,6 +163,7 @@ async def _consent_nodes(info: Info, pks: list[UUID]) -> dict[UUID, object]:
     for row in rows:
         relation = await info.context.loaders.relation.load(row.patient_id)
         if relation.manages:
+            await record_access(info, relation)
             out[row.id] = Consent.from_model(row, info.context.now)
     return out
 
@@ -163,6 +175,7 @@ async def _event_nodes(info: Info, pks: list[UUID]) -> dict[UUID, object]:
     for row in rows:
         relation = await info.context.loaders.relation.load(row.patient_id)
         if relation.manages:
+            await record_access(info, relation)
             out[row.id] = AccessEvent.from_model(row)
     return out
 

@@ -10,7 +10,7 @@ import strawberry
 from strawberry.file_uploads import Upload
 
 from api.context import Info
-from api.errors import BadUserInput, Forbidden, NotFound
+from api.errors import BadUserInput, Forbidden, NotFound, Unauthenticated
 from models import document as documents
 from models import record
 from models.access import Relation
@@ -272,21 +272,9 @@ async def _document_nodes(info: Info, pks: list[UUID]) -> dict[UUID, Any]:
     found = await visible_documents(info, pks)
     for row in found.values():
         relation = await info.context.loaders.relation.load(row.patient_id)
-        await record_access(info, relation, document_id=row.id, basis=_basis(info, relation, row))
+        basis = documents.read_basis(relation)
+        await record_access(info, relation, document_id=row.id, basis=basis)
     return {pk: Document.from_model(row) for pk, row in found.items()}
-
-
-def _basis(info: Info, relation: Relation, row: DocumentModel) -> Any:
-    from models.audit import AccessBasis
-
-    actor = info.context.actor
-    if (
-        relation.audit_basis is None
-        and not relation.holder
-        and (actor.is_professional and row.author_professional_id == actor.professional_id)
-    ):
-        return AccessBasis.AUTHOR
-    return None
 
 
 @register("Vaccination")
@@ -432,14 +420,16 @@ async def dossier_writer(info: Info, patient_id: strawberry.ID | None) -> Relati
         _, relation = await patient_scope(info, patient_id)
         return relation
     if actor.anonymous:
-        from api.errors import Unauthenticated
-
         raise Unauthenticated()
     raise Forbidden()
 
 
 async def _managed_document(info: Info, document_id: strawberry.ID) -> DocumentModel:
-    """A document the viewer may manage (holder or representative)."""
+    """A document the viewer may manage (holder or representative): NOT_FOUND when they
+    cannot see it at all, FORBIDDEN when they see it but may not manage it."""
+    actor = info.context.actor
+    if actor.anonymous:
+        raise Unauthenticated()
     pk = ids.decode_as(str(document_id), "Document")
     found = await visible_documents(info, [pk])
     if pk not in found:
@@ -448,6 +438,8 @@ async def _managed_document(info: Info, document_id: strawberry.ID) -> DocumentM
     relation = await info.context.loaders.relation.load(row.patient_id)
     if not relation.manages:
         raise Forbidden("Only the holder or a legal representative manages documents.")
+    if relation.holder and not actor.space_open:
+        raise Forbidden("This space is closed.")
     return row
 
 
@@ -561,7 +553,9 @@ class DossierMutation:
                 changes[name] = value
         if input.measurements is not strawberry.UNSET:
             m = input.measurements
-            changes["measurements"] = _measurements(m) if m is not None else None
+            changes["measurements"] = (
+                _measurements(m, info.context.today) if m is not None else None
+            )
         if input.trusted_person is not strawberry.UNSET:
             t = input.trusted_person
             changes["trusted_person"] = _trusted_person(t) if t is not None else None
@@ -570,7 +564,7 @@ class DossierMutation:
         return UpdateHealthProfilePayload(health_profile=HealthProfile.from_model(row))
 
 
-def _measurements(m: MeasurementsInput) -> dict[str, Any]:
+def _measurements(m: MeasurementsInput, today: date) -> dict[str, Any]:
     checks = (
         ("height_cm", m.height_cm, 20, 260, "measurements.heightCm"),
         ("weight_kg", m.weight_kg, 0.3, 400, "measurements.weightKg"),
@@ -582,6 +576,13 @@ def _measurements(m: MeasurementsInput) -> dict[str, Any]:
         if value is not None and not low <= value <= high:
             raise BadUserInput(f"Out of range ({low} to {high}).", field=field)
         out[key] = value
+    systolic, diastolic = m.systolic_mmhg, m.diastolic_mmhg
+    if systolic is not None and diastolic is not None and diastolic >= systolic:
+        raise BadUserInput(
+            "The diastolic pressure is below the systolic one.", field="measurements.diastolicMmhg"
+        )
+    if m.measured_on is not None and m.measured_on > today:
+        raise BadUserInput("The date cannot be in the future.", field="measurements.measuredOn")
     out["measured_on"] = m.measured_on.isoformat() if m.measured_on else None
     return out
 
@@ -598,16 +599,13 @@ def _trusted_person(t: TrustedPersonInput) -> dict[str, Any]:
 
 
 async def _read_upload(file: Any, max_bytes: int) -> bytes:
-    """Read at most one byte past the limit, so an oversize file is refused without
-    holding all of it."""
-    from api.errors import PayloadTooLarge
-
-    data = await file.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise PayloadTooLarge(
-            f"The file is larger than the {max_bytes // (1024 * 1024)} MB limit.", field="file"
-        )
-    return bytes(data)
+    """Read at most one byte past the limit, so an oversize file is refused (by
+    `validate_upload`) without holding all of it. A JSON value where the multipart map
+    should have put a file is bad input, not a crash."""
+    read = getattr(file, "read", None)
+    if not callable(read):
+        raise BadUserInput("Send the file as a multipart upload.", field="file")
+    return bytes(await read(max_bytes + 1))
 
 
 __all__ = [

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 from uuid import UUID
 
 import strawberry
 from strawberry.file_uploads import Upload
 from tortoise.expressions import Q, Subquery
+from tortoise.queryset import QuerySet
 
 from api.context import Info
-from api.errors import Forbidden, NotFound, PayloadTooLarge, Unauthenticated
+from api.errors import BadUserInput, Forbidden, NotFound, PayloadTooLarge, Unauthenticated
 from models import message as messaging
 from models.access import Actor
 from models.audit import AccessAction
@@ -225,11 +226,17 @@ async def visible_conversation(info: Info, global_id: strawberry.ID) -> Conversa
     return row
 
 
+async def viewer_conversations(info: Info) -> QuerySet[ConversationModel]:
+    """The conversations the viewer takes part in: every list goes through it."""
+    where = await conversation_filter(info)
+    return ConversationModel.filter(where if where is not None else Q(id__in=[]))
+
+
 async def patient_conversations(
     info: Info, patient_pk: UUID, first: int | None, after: str | None
 ) -> ConversationConnection:
     return await paginate(
-        ConversationModel.filter(patient_id=patient_pk),
+        (await viewer_conversations(info)).filter(patient_id=patient_pk),
         CONVERSATION_ORDER,
         first=first,
         after=after,
@@ -242,7 +249,7 @@ async def professional_conversations(
     info: Info, professional_pk: UUID, first: int | None, after: str | None
 ) -> ConversationConnection:
     return await paginate(
-        ConversationModel.filter(professional_id=professional_pk),
+        (await viewer_conversations(info)).filter(professional_id=professional_pk),
         CONVERSATION_ORDER,
         first=first,
         after=after,
@@ -351,7 +358,12 @@ async def _uploads(info: Info, files: list[Upload] | None) -> list[messaging.Upl
     limit = info.context.settings.max_attachment_bytes
     out = []
     for index, file in enumerate(files or []):
-        data = await cast(Any, file).read(limit + 1)
+        read = getattr(file, "read", None)
+        if not callable(read):  # a JSON value where the multipart map should put a file
+            raise BadUserInput(
+                "Send attachments as multipart uploads.", field=f"attachments.{index}"
+            )
+        data = await read(limit + 1)
         if len(data) > limit:
             raise PayloadTooLarge(
                 f"An attachment has {limit // (1024 * 1024)} MB at most.",

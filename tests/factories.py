@@ -25,7 +25,8 @@ _serial = itertools.count(1)
 
 def make_nir(sex: Sex = Sex.FEMALE, birth: date = date(1980, 1, 1)) -> str:
     n = next(_serial)
-    body = f"{1 if sex is Sex.MALE else 2}{birth:%y}{birth:%m}75{random.randint(100, 999)}{n % 1000:03d}"
+    commune = random.randint(100, 999)
+    body = f"{1 if sex is Sex.MALE else 2}{birth:%y}{birth:%m}75{commune}{n % 1000:03d}"
     return body + stdnum_nir.calc_check_digits(body)
 
 
@@ -147,4 +148,6 @@ async def make_operator() -> Staff:
     )
     from resolvers.ids import encode
 
-    return Staff(id=encode("Operator", operator.id), email=email, token=await _token(account), pk=operator.id)
+    return Staff(
+        id=encode("Operator", operator.id), email=email, token=await _token(account), pk=operator.id
+    )

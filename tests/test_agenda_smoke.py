@@ -18,7 +18,9 @@ async def test_appointment_reminders_and_feed(
     start = datetime.now(UTC) + timedelta(days=3)
     created = await gql(
         client,
-        'mutation($s: DateTime!, $e: DateTime!) { createAppointment(input: {startsAt: $s, endsAt: $e, title: "Cardiologie", location: "12 rue X"}) { appointment { id status source } } }',
+        "mutation($s: DateTime!, $e: DateTime!) { createAppointment(input: {startsAt: $s, "
+        'endsAt: $e, title: "Cardiologie", location: "12 rue X"}) '
+        "{ appointment { id status source } } }",
         {"s": start.isoformat(), "e": (start + timedelta(minutes=30)).isoformat()},
         token=alice.token,
     )

@@ -4,7 +4,7 @@ import json
 
 import httpx
 
-from tests.factories import make_professional, make_patient
+from tests.factories import make_patient, make_professional
 from tests.graphql import gql
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -37,14 +37,16 @@ async def test_patient_uploads_and_professional_reads_under_consent(
     assert body["data"]["addDocument"]["document"]["mimeType"] == "application/pdf", body
     grant = await gql(
         client,
-        "mutation($p: ID!) { grantConsent(input: {professionalId: $p, access: READ}) { consent { active } } }",
+        "mutation($p: ID!) { grantConsent(input: {professionalId: $p, access: READ}) "
+        "{ consent { active } } }",
         {"p": doc.id},
         token=alice.token,
     )
     assert grant.ok() == {"grantConsent": {"consent": {"active": True}}}
     read = await gql(
         client,
-        "query($id: ID!) { patient(id: $id) { documents(first: 5) { totalCount edges { node { title author { __typename } } } } } }",
+        "query($id: ID!) { patient(id: $id) { documents(first: 5) { totalCount "
+        "edges { node { title author { __typename } } } } } }",
         {"id": alice.id},
         token=doc.token,
     )
@@ -58,7 +60,8 @@ async def test_patient_uploads_and_professional_reads_under_consent(
     }
     log = await gql(
         client,
-        "{ viewer { ... on Patient { accessLog { edges { node { action basis role actor { __typename } } } } } } }",
+        "{ viewer { ... on Patient { accessLog { edges { node "
+        "{ action basis role actor { __typename } } } } } } }",
         token=alice.token,
     )
     assert log.ok()["viewer"]["accessLog"]["edges"] == [

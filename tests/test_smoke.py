@@ -24,9 +24,7 @@ async def test_viewer_anonymous_is_null(client: httpx.AsyncClient) -> None:
 
 async def test_viewer_patient(client: httpx.AsyncClient) -> None:
     alice = await make_patient()
-    result = await gql(
-        client, "{ viewer { ... on Patient { firstName nir } } }", token=alice.token
-    )
+    result = await gql(client, "{ viewer { ... on Patient { firstName nir } } }", token=alice.token)
     assert result.ok() == {"viewer": {"firstName": "Alice", "nir": alice.nir}}
 
 
