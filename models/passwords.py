@@ -8,8 +8,16 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 
-# Verified when an e-mail is unknown, so both failures cost the same time.
-_DUMMY_HASH = _hasher.hash("not-a-real-password-used-for-timing")
+# Verified when an e-mail is unknown, so both failures cost the same time. Made on first
+# use: hashing at import would cost every process start a full argon2 run.
+_DUMMY_HASH: str | None = None
+
+
+def _dummy_hash() -> str:
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = _hasher.hash("not-a-real-password-used-for-timing")
+    return _DUMMY_HASH
 
 
 async def hash_password(password: str) -> str:
@@ -19,7 +27,7 @@ async def hash_password(password: str) -> str:
 async def verify_password(password_hash: str | None, password: str) -> bool:
     def check() -> bool:
         try:
-            return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
+            return _hasher.verify(password_hash or _dummy_hash(), password) and bool(password_hash)
         except (VerificationError, InvalidHashError):
             return False
 

@@ -6,7 +6,9 @@ every event is re-authorised against the database before anything is sent.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
+from typing import Any
 from uuid import UUID
 
 from subscriptions.broadcast import EventBus
@@ -21,17 +23,20 @@ async def publish_message(
 ) -> None:
     """After the commit, best effort: a lost event is replayed from the database by cursor."""
     event = {"type": "message", "message": str(message_id), "conversation": str(conversation_id)}
-    for account in accounts:
-        await bus.publish(account_channel(account), event)
+    await _publish_to(bus, accounts, event)
 
 
 async def publish_reminder(bus: EventBus, *, accounts: Iterable[UUID], reminder_id: UUID) -> None:
     event = {"type": "reminder", "reminder": str(reminder_id)}
-    for account in accounts:
-        await bus.publish(account_channel(account), event)
+    await _publish_to(bus, accounts, event)
 
 
 async def publish_revoked(bus: EventBus, *, accounts: Iterable[UUID]) -> None:
     """A session ended (logout, closed space): live streams re-check and stop."""
-    for account in accounts:
-        await bus.publish(account_channel(account), {"type": "revoked"})
+    await _publish_to(bus, accounts, {"type": "revoked"})
+
+
+async def _publish_to(bus: EventBus, accounts: Iterable[UUID], event: dict[str, Any]) -> None:
+    # Concurrently: while a dead Redis is not yet detected, each publish waits for its
+    # timeout, and a mutation must not wait once per recipient.
+    await asyncio.gather(*(bus.publish(account_channel(a), event) for a in accounts))

@@ -8,7 +8,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncGenerator
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import strawberry
@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 REPLAY_BATCH = 200
 RECHECK_SECONDS = 30.0  # also re-checked at once on every event and on revocation notices
+# How far a catch-up after RESYNC steps back before the newest message delivered: a send
+# takes its `sent_at` when its request starts, and commits (then publishes) a little later.
+RESYNC_MARGIN = timedelta(seconds=60)
 SEEN_MEMORY = 1024
 
 
@@ -104,46 +107,60 @@ class Subscription:
                 or not await ConversationModel.filter(where, id=conversation_pk).exists()
             ):
                 raise NotFound()
-        if after is not None:
-            after_filter(MessageModel, MESSAGE_ORDER, after)  # validates the cursor early
-        cursor = after
+        start = utcnow()
+        # Catch-ups never go back beyond the client's cursor (validated here, early).
+        floor = (
+            after_filter(MessageModel, MESSAGE_ORDER, after)
+            if after is not None
+            else Q(sent_at__gte=start)
+        )
+        newest: datetime | None = None  # the latest `sent_at` delivered
         seen = _Seen()
         expires_at = await _session_expiry(actor.session_id)
-        start = utcnow()
 
         async def still_allowed() -> bool:
             return actor.session_id is not None and await session_active(actor.session_id)
 
-        async def replay(since: str | None) -> list[MessageModel]:
+        if not await still_allowed():  # a socket whose session was revoked since it opened
+            raise Unauthenticated()
+
+        async def replay(position: str | None) -> list[MessageModel]:
             visible = await _visible_messages(info, conversation_pk)
             if visible is None:
                 return []
-            query = MessageModel.filter(visible)
-            if since is not None:
-                query = query.filter(after_filter(MessageModel, MESSAGE_ORDER, since))
-            else:
-                query = query.filter(sent_at__gte=start)
+            query = MessageModel.filter(visible, floor)
+            if position is not None:
+                query = query.filter(after_filter(MessageModel, MESSAGE_ORDER, position))
             return list(await query.order_by(*MESSAGE_ORDER.order_by()).limit(REPLAY_BATCH))
 
         while True:
             try:
                 async with ctx.services.bus.subscribe(account_channel(actor.account_id)) as sub:
-                    # Subscribed first, then replay: anything committed meanwhile arrives live
-                    # too, and `seen` drops the duplicate.
-                    if cursor is not None:
-                        while True:
-                            _fresh(info)
-                            if not await still_allowed():
-                                return
-                            batch = await replay(cursor)
-                            for row in batch:
-                                cursor = cursor_of(row, MESSAGE_ORDER)
-                                if seen.add(row.id):
-                                    yield Message.from_model(row)
-                            if len(batch) < REPLAY_BATCH:
-                                break
+                    # Subscribed first, then catch up from the database: anything committed
+                    # meanwhile arrives live too, and `seen` drops the duplicate. The same
+                    # catch-up follows every RESYNC (events may have been lost).
+                    catch_up = True
                     events = sub.__aiter__()
                     while True:
+                        if catch_up:
+                            catch_up = False
+                            # A message's `sent_at` is taken before its commit: one committed
+                            # late may sort before what was already delivered, so step back.
+                            position = (
+                                _cursor_at(newest - RESYNC_MARGIN) if newest is not None else None
+                            )
+                            while True:
+                                _fresh(info)
+                                if not await still_allowed():
+                                    return
+                                batch = await replay(position)
+                                for row in batch:
+                                    position = cursor_of(row, MESSAGE_ORDER)
+                                    newest = _later(newest, row.sent_at)
+                                    if seen.add(row.id):
+                                        yield Message.from_model(row)
+                                if len(batch) < REPLAY_BATCH:
+                                    break
                         timeout = RECHECK_SECONDS
                         if expires_at is not None:
                             timeout = min(timeout, (expires_at - utcnow()).total_seconds())
@@ -160,23 +177,22 @@ class Subscription:
                             return
                         kind = event.get("type")
                         if kind == "resync":
-                            for row in await replay(cursor):
-                                cursor = cursor_of(row, MESSAGE_ORDER)
-                                if seen.add(row.id):
-                                    yield Message.from_model(row)
+                            catch_up = True
                             continue
                         if kind != "message":
                             continue
                         message = await _deliverable(info, event, conversation_pk)
                         if message is not None and seen.add(message.id):
-                            cursor = cursor_of(message, MESSAGE_ORDER)
+                            newest = _later(newest, message.sent_at)
                             yield Message.from_model(message)
             except SubscriberDropped:
-                # Too slow: resubscribe and catch up from the cursor.
-                logger.info("subscriber dropped for being slow; replaying from its cursor")
-                if cursor is None:
-                    cursor = _cursor_at(start)
+                # Too slow: resubscribe and catch up from the database.
+                logger.info("subscriber dropped for being slow; replaying from the database")
                 continue
+
+
+def _later(newest: datetime | None, moment: datetime) -> datetime:
+    return moment if newest is None or moment > newest else newest
 
 
 def _cursor_at(moment: datetime) -> str:
