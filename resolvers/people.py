@@ -35,6 +35,7 @@ from resolvers.permissions import (
     ManagesPatient,
     ReadsDossier,
     guard,
+    guard_read,
 )
 
 if TYPE_CHECKING:
@@ -170,7 +171,7 @@ class Patient(Node):
 
     @strawberry.field(
         description="The social-security number: holder and legal representative only.",
-        extensions=guard(ManagesPatient()),
+        extensions=guard_read(ManagesPatient()),
     )
     def nir(self, info: Info) -> str | None:
         if self.nir_encrypted is None:
@@ -187,7 +188,7 @@ class Patient(Node):
 
     @strawberry.field(
         description="The legal representatives of this minor: holder and representative only.",
-        extensions=guard(ManagesPatient()),
+        extensions=guard_read(ManagesPatient()),
     )
     async def representatives(self, info: Info) -> list[Patient] | None:
         rows = await info.context.loaders.representatives.load(self.pk)
@@ -195,7 +196,7 @@ class Patient(Node):
 
     @strawberry.field(
         description="Documents of the dossier, newest first, as this viewer may see them.",
-        extensions=guard(ReadsDossier()),
+        extensions=guard_read(ReadsDossier()),
     )
     async def documents(
         self,
@@ -210,27 +211,29 @@ class Patient(Node):
 
     @strawberry.field(
         description="Allergies, treatments, history, measurements, directives, trusted person.",
-        extensions=guard(ReadsDossier()),
+        extensions=guard_read(ReadsDossier()),
     )
     async def health_profile(self, info: Info) -> HealthProfileRef | None:
         from resolvers.dossier import patient_health_profile
 
         return await patient_health_profile(info, self.pk)
 
-    @strawberry.field(description="The médecin traitant.", extensions=guard(ReadsDossier()))
+    @strawberry.field(description="The médecin traitant.", extensions=guard_read(ReadsDossier()))
     async def treating_doctor(self, info: Info) -> Professional | None:
         if self.treating_doctor_id is None:
             return None
         row = await info.context.loaders.professional.load(self.treating_doctor_id)
         return Professional.from_model(row) if row else None
 
-    @strawberry.field(description="The carnet de vaccination.", extensions=guard(ReadsDossier()))
+    @strawberry.field(
+        description="The carnet de vaccination.", extensions=guard_read(ReadsDossier())
+    )
     async def vaccinations(self, info: Info) -> list[VaccinationRef] | None:
         from resolvers.dossier import patient_vaccinations
 
         return await patient_vaccinations(info, self.pk)
 
-    @strawberry.field(description="Screening tests.", extensions=guard(ReadsDossier()))
+    @strawberry.field(description="Screening tests.", extensions=guard_read(ReadsDossier()))
     async def screenings(self, info: Info) -> list[ScreeningRef] | None:
         from resolvers.dossier import patient_screenings
 
@@ -238,7 +241,7 @@ class Patient(Node):
 
     @strawberry.field(
         description="Consents given to professionals: holder and representative only.",
-        extensions=guard(ManagesPatient()),
+        extensions=guard_read(ManagesPatient()),
     )
     async def consents(self, info: Info) -> list[ConsentRef] | None:
         from resolvers.consent import patient_consents
@@ -247,14 +250,14 @@ class Patient(Node):
 
     @strawberry.field(
         description="Whether emergency access is opposed: holder and representative only.",
-        extensions=guard(ManagesPatient()),
+        extensions=guard_read(ManagesPatient()),
     )
     def emergency_access_opposed(self) -> bool | None:
         return self.emergency_opposed
 
     @strawberry.field(
         description="Who accessed the dossier, newest first: holder and representative only.",
-        extensions=guard(ManagesPatient()),
+        extensions=guard_read(ManagesPatient()),
     )
     async def access_log(
         self, info: Info, first: int | None = None, after: str | None = None

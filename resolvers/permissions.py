@@ -4,16 +4,37 @@ from __future__ import annotations
 
 from typing import Any
 
-from strawberry.extensions.field_extension import FieldExtension
+from strawberry.extensions.field_extension import AsyncExtensionResolver, FieldExtension
 from strawberry.permission import BasePermission, PermissionExtension
+from strawberry.utils.await_maybe import await_maybe
 
 from api.context import Info
 from api.errors import Forbidden, Unauthenticated
+from resolvers.audit import record_access
 
 
 def guard(*permissions: BasePermission) -> list[FieldExtension]:
     """The `extensions=` of a guarded field or operation."""
     return [PermissionExtension(permissions=list(permissions))]
+
+
+def guard_read(*permissions: BasePermission) -> list[FieldExtension]:
+    """A guarded field of a Patient whose reading is an access event (see RecordsRead)."""
+    return [*guard(*permissions), RecordsRead()]
+
+
+class RecordsRead(FieldExtension):
+    """Serving this Patient field is a read of the space: an access event for anyone but the
+    holder (one per request and action, however many fields). It wraps the permission, so
+    a denied field writes nothing."""
+
+    async def resolve_async(
+        self, next_: AsyncExtensionResolver, source: Any, info: Info, **kwargs: Any
+    ) -> Any:
+        result = await await_maybe(next_(source, info, **kwargs))
+        relation = await info.context.loaders.relation.load(source.pk)
+        await record_access(info, relation)
+        return result
 
 
 class _FieldGuard(BasePermission):
@@ -36,6 +57,20 @@ class ReadsDossier(_FieldGuard):
     async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         relation = await info.context.loaders.relation.load(source.pk)
         return relation.reads_dossier
+
+
+class SeesReferencedDocument(_FieldGuard):
+    """A reference to a document (an access event's): readable when the document itself is,
+    by the rule of every list; one that no longer exists is simply null."""
+
+    async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        from models.document import Document
+        from resolvers.dossier import visible_documents
+
+        pk = source.document_id
+        if pk is None or pk in await visible_documents(info, [pk]):
+            return True
+        return not await Document.exists(id=pk)
 
 
 class IsThisProfessional(_FieldGuard):
