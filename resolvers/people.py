@@ -18,6 +18,7 @@ from models.patient import Patient as PatientModel
 from models.professional import Establishment as EstablishmentModel
 from models.professional import Professional as ProfessionalModel
 from resolvers import ids
+from resolvers.audit import record_access
 from resolvers.enums import (
     DocumentCategory,
     Profession,
@@ -268,7 +269,7 @@ class Patient(Node):
 
     @strawberry.field(
         description="Conversations with professionals, latest first: holder and representative.",
-        extensions=guard(ManagesPatient()),
+        extensions=guard_read(ManagesPatient()),
     )
     async def conversations(
         self, info: Info, first: int | None = None, after: str | None = None
@@ -282,7 +283,7 @@ class Patient(Node):
             "Appointments and their history, by start time; `from`/`to` keep those that "
             "overlap the range."
         ),
-        extensions=guard(ReadsDossier()),
+        extensions=guard_read(ReadsDossier()),
     )
     async def appointments(
         self,
@@ -298,7 +299,7 @@ class Patient(Node):
 
     @strawberry.field(
         description="Reminders, latest due first: holder and representative only.",
-        extensions=guard(ManagesPatient()),
+        extensions=guard_read(ManagesPatient()),
     )
     async def reminders(
         self,
@@ -316,7 +317,7 @@ class Patient(Node):
             "The private iCalendar URL for calendar apps (times and places only): holder and "
             "representative only. rotateCalendarFeed replaces it."
         ),
-        extensions=guard(ManagesPatient()),
+        extensions=guard_read(ManagesPatient()),
     )
     async def calendar_feed_url(self, info: Info) -> str | None:
         from resolvers.agenda import patient_calendar_feed_url
@@ -356,9 +357,17 @@ async def visible_patients(info: Info, pks: list[UUID]) -> dict[UUID, PatientMod
     return {row.id: row for row in rows}
 
 
+async def read_patients(info: Info, pks: list[UUID]) -> dict[UUID, PatientModel]:
+    """Spaces fetched by id: reading one is an access event for anyone but its holder."""
+    found = await visible_patients(info, pks)
+    for relation in await info.context.loaders.relation.load_many(list(found)):
+        await record_access(info, relation)
+    return found
+
+
 @register("Patient")
 async def _patient_nodes(info: Info, pks: list[UUID]) -> dict[UUID, Any]:
-    return {pk: Patient.from_model(row) for pk, row in (await visible_patients(info, pks)).items()}
+    return {pk: Patient.from_model(row) for pk, row in (await read_patients(info, pks)).items()}
 
 
 @register("Professional")
@@ -429,7 +438,7 @@ class PeopleQuery:
     )
     async def patient(self, info: Info, id: strawberry.ID) -> Patient | None:
         pk = ids.decode_as(str(id), "Patient")
-        found = await visible_patients(info, [pk])
+        found = await read_patients(info, [pk])
         if pk not in found:
             raise NotFound()
         return Patient.from_model(found[pk])

@@ -105,13 +105,9 @@ TABLE = (
     Row("N  A  F  N  N  N  N  N  N  N  N  N  N  N", "AccessEvent", "event", ("document",)),
 )
 
-# Identity is not the dossier: reading it is no access event (DOMAIN "Who sees what": every
-# read *of a dossier*; `patientByNir` is the logged look-up of an identity).
-UNAUDITED = {("Patient", name) for name in IDENTITY}
-# Owned by the agenda and the messagerie, which log no read yet: outcomes and silent denials
-# asserted, the event of an allowed read not (an open question for their owners; `guard_read`
-# is the one-word fix).
-AUDIT_PENDING = {("Patient", "appointments"), *(("Patient", name) for name in LATER)}
+# Fetching a space by id (`patient`, `node`, `nodes`) is a read of it: identity included,
+# every allowed read by a non-holder writes exactly one event.
+AUDIT_PENDING: set[tuple[str, str]] = set()
 LIST_FIELD = {
     "Document": "documents",
     "Vaccination": "vaccinations",
@@ -179,6 +175,10 @@ class Cell:
         return self.row.per_field and self.path == "patient"
 
 
+def _identity_outcome(kind: Kind) -> str:
+    return next(r.outcome(kind) for r in TABLE if r.type_name == "Patient" and "id" in r.fields)
+
+
 def _list_outcome(kind: Kind, type_name: str) -> str:
     name = LIST_FIELD[type_name]
     return next(r.outcome(kind) for r in TABLE if r.type_name == "Patient" and name in r.fields)
@@ -215,10 +215,12 @@ def expected_events(cell: Cell) -> int:
     if cell.path == "content":
         return 1 if cell.expect == A else 0
     if cell.row.type_name == "Patient":
-        audited = (cell.row.type_name, cell.field) not in UNAUDITED
-        return 1 if audited and cell.expect == A else 0
+        # Fetching the space is the read; a denied field of it adds nothing and takes
+        # nothing away.
+        return 1 if _identity_outcome(cell.kind) == A else 0
     if cell.path == "patient":
-        return 1 if _list_outcome(cell.kind, cell.row.type_name) == A else 0
+        # `patient(id:)` fetched the space: that read is the event, whatever its lists say.
+        return 1 if _identity_outcome(cell.kind) == A else 0
     return 1 if cell.expect in (A, F) else 0
 
 

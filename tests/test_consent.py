@@ -538,8 +538,10 @@ async def test_emergency_access_opens_logs_and_alerts_the_holder(
     assert started - timedelta(seconds=1) <= alert.due_at <= datetime.now(UTC)
     assert "Patiente inconsciente" in alert.reason
     assert "Urgentiste" in alert.reason
+    # One event per request: the opening, the look at the space, the dossier read.
     assert await events(alice) == [
         ("EMERGENCY_OPEN", "EMERGENCY", str(doc.pk)),
+        ("READ", "EMERGENCY", str(doc.pk)),
         ("READ", "EMERGENCY", str(doc.pk)),
     ]
 
