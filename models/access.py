@@ -101,7 +101,8 @@ class Relation:
 
     @property
     def reads_dossier(self) -> bool:
-        return self.manages or self.dossier_basis is not None
+        """A closed space's dossier is archived: not even its holder reads it until reopened."""
+        return (self.manages and self.space_live) or self.dossier_basis is not None
 
     @property
     def writes_dossier(self) -> bool:

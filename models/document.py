@@ -68,6 +68,8 @@ class Document(Entity):
 def readable_documents(actor: Actor, relation: Relation) -> Q | None:
     """Filter on Document for one patient's dossier; None when nothing is readable."""
     own = Q(patient_id=relation.patient_id)
+    if relation.manages and not relation.space_live:
+        return None  # archived with the closed space
     if relation.holder:
         return own
     if relation.representative:

@@ -4,7 +4,7 @@ import json
 
 import httpx
 
-from tests.factories import make_patient, make_professional
+from tests.factories import PASSWORD, Person, make_patient, make_professional
 from tests.graphql import gql
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -74,3 +74,33 @@ async def test_patient_uploads_and_professional_reads_under_consent(
             }
         }
     ]
+
+
+async def test_a_closed_space_is_archived_even_for_its_holder(client: httpx.AsyncClient) -> None:
+    alice = await make_patient()
+    response = await upload(client, alice.token, {"title": "Bilan", "category": "LAB_RESULT"})
+    document_id = response.json()["data"]["addDocument"]["document"]["id"]
+    closed = await gql(
+        client,
+        "mutation($p: String!) { closeSpace(input: {password: $p}) { patient { status } } }",
+        {"p": PASSWORD},
+        token=alice.token,
+    )
+    assert closed.ok() == {"closeSpace": {"patient": {"status": "CLOSED"}}}
+    token = await login_token(alice)
+    read = await gql(
+        client, "{ viewer { ... on Patient { status documents { totalCount } } } }", token=token
+    )
+    assert read.data == {"viewer": {"status": "CLOSED", "documents": None}}
+    assert read.codes == ["FORBIDDEN"]
+    download = await client.get(
+        f"/documents/{document_id}/content", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert download.status_code == 404
+
+
+async def login_token(person: Person) -> str:
+    from models.account import Account
+    from tests.factories import _token
+
+    return await _token(await Account.get(patient_id=person.patient.id))
