@@ -775,8 +775,9 @@ async def test_the_holder_of_a_closed_space_cannot_change_its_documents(
     hide = await gql(client, HIDE, {"id": document_id, "hidden": True}, token=alice.token)
     delete = await gql(client, DELETE, {"id": document_id}, token=alice.token)
 
-    assert hide.codes == ["FORBIDDEN"]
-    assert delete.codes == ["FORBIDDEN"]
+    # Archived with the closed space: the documents are out of reach, as if absent.
+    assert hide.codes == ["NOT_FOUND"]
+    assert delete.codes == ["NOT_FOUND"]
     assert await snapshot(alice) == before
     assert stored_files(settings) == [blob_path(settings, PDF)]
 
