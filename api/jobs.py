@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from api.config import Settings
 from models import lifecycle, ratelimit
@@ -40,8 +40,14 @@ async def alert(bus: EventBus | None, reminders: list[Reminder], now: datetime) 
 async def run_jobs(
     settings: Settings, *, now: datetime | None = None, bus: EventBus | None = None
 ) -> dict[str, int]:
-    """`bus` is the server's event bus; the CLI passes one only for a shared (Redis) bus."""
-    now = now or utcnow()
+    """`bus` is the server's event bus; the CLI passes one only for a shared (Redis) bus.
+
+    `now` is taken to UTC first: SQLite compares timestamps as text, so a moment with another
+    offset (`run-jobs --now …+01:00`) would be compared wrongly with the stored UTC ones.
+    """
+    if now is not None and (now.tzinfo is None or now.utcoffset() is None):
+        raise ValueError("now must be timezone-aware")
+    now = (now or utcnow()).astimezone(UTC)
     vault = Vault(settings.secret_key)
     jobs: dict[str, Callable[[], Awaitable[int]]] = {
         "spaces_created": lambda: lifecycle.create_spaces_due(now),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from uuid import UUID
 
@@ -85,7 +85,9 @@ def check_slot(slot: Slot) -> Slot:
     location = " ".join((slot.location or "").split()) or None
     if location is not None and len(location) > 300:
         raise BadUserInput("A location has 300 characters at most.", field="location")
-    return Slot(slot.starts_at, slot.ends_at, title, location)
+    # Stored and answered in UTC: SQLite compares timestamps as text, and the contract
+    # answers in UTC whatever offset the client sent.
+    return Slot(slot.starts_at.astimezone(UTC), slot.ends_at.astimezone(UTC), title, location)
 
 
 async def _schedule_reminders(
@@ -147,14 +149,31 @@ async def update_appointment(
     if professional_id is not None and not await Professional.exists(id=professional_id):
         raise BadUserInput("No such professional.", field="professionalId")
     moved = slot.starts_at != appointment.starts_at
+    values = {
+        "starts_at": slot.starts_at,
+        "ends_at": slot.ends_at,
+        "title": slot.title,
+        "location": slot.location,
+        "professional_id": professional_id,
+        "sequence": appointment.sequence + 1,
+        "updated_at": now,
+    }
     async with in_transaction() as conn:
-        appointment.starts_at = slot.starts_at
-        appointment.ends_at = slot.ends_at
-        appointment.title = slot.title
-        appointment.location = slot.location
-        appointment.professional_id = professional_id
-        appointment.sequence += 1
-        await appointment.save(using_db=conn)
+        # Conditional on what was read: a cancel or another change in between is a
+        # conflict, never overwritten (a plain save() would bring a cancelled one back).
+        changed = (
+            await Appointment.filter(
+                id=appointment.id,
+                status=AppointmentStatus.SCHEDULED,
+                sequence=appointment.sequence,
+            )
+            .using_db(conn)
+            .update(**values)
+        )
+        if changed != 1:
+            raise Conflict("The appointment was changed or cancelled meanwhile; reload it.")
+        for name, value in values.items():
+            setattr(appointment, name, value)
         if moved:
             await _drop_pending(appointment.id, now=now, conn=conn)
             await _schedule_reminders(appointment, hours=hours, now=now, conn=conn)
@@ -186,6 +205,7 @@ async def cancel_appointment(
                 cancelled_reason=text,
                 cancelled_at=now,
                 sequence=appointment.sequence + 1,
+                updated_at=now,
             )
         )
         if updated != 1:
@@ -197,6 +217,7 @@ async def cancel_appointment(
 
 async def mark_done(now: datetime) -> int:
     """Appointments that ended are history (idempotent)."""
+    now = now.astimezone(UTC)  # SQLite compares timestamps as text: UTC like the stored ones
     return await Appointment.filter(status=AppointmentStatus.SCHEDULED, ends_at__lte=now).update(
         status=AppointmentStatus.DONE
     )

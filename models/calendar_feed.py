@@ -73,10 +73,8 @@ async def render_feed(token: str, *, host: str, now: datetime | None = None) -> 
     calendar.add("calscale", "GREGORIAN")
     calendar.add("method", "PUBLISH")
     calendar.add("x-wr-calname", "Mon espace santé")
-    rows = await Appointment.filter(
-        patient_id=feed.patient_id,
-        status__in=[AppointmentStatus.SCHEDULED, AppointmentStatus.CANCELLED],
-    ).order_by("starts_at")
+    # Past (DONE) appointments stay: a calendar app deletes whatever leaves the feed.
+    rows = await Appointment.filter(patient_id=feed.patient_id).order_by("starts_at", "id")
     for row in rows:
         event = Event()
         event.add("uid", f"{row.id}@{host}")

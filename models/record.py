@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from tortoise import fields
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from api.errors import BadUserInput
@@ -119,15 +120,18 @@ async def record_vaccination(
         raise BadUserInput("A lot number has 64 characters at most.", field="lotNumber")
     if professional_id is not None and not await Professional.exists(id=professional_id):
         raise BadUserInput("No such professional.", field="professionalId")
-    await _rules_changed(patient_id)
-    return await Vaccination.create(
-        patient_id=patient_id,
-        vaccine=vaccine,
-        date=day,
-        dose_number=dose_number,
-        lot_number=lot,
-        professional_id=professional_id,
-    )
+    async with in_transaction() as conn:
+        row = await Vaccination.create(
+            patient_id=patient_id,
+            vaccine=vaccine,
+            date=day,
+            dose_number=dose_number,
+            lot_number=lot,
+            professional_id=professional_id,
+            using_db=conn,
+        )
+        await _rules_changed(patient_id, conn)
+    return row
 
 
 async def record_screening(
@@ -137,13 +141,18 @@ async def record_screening(
     text = (result or "").strip() or None
     if text is not None and len(text) > 500:
         raise BadUserInput("A result has 500 characters at most.", field="result")
-    await _rules_changed(patient_id)
-    return await Screening.create(patient_id=patient_id, kind=kind, date=day, result=text)
+    async with in_transaction() as conn:
+        row = await Screening.create(
+            patient_id=patient_id, kind=kind, date=day, result=text, using_db=conn
+        )
+        await _rules_changed(patient_id, conn)
+    return row
 
 
-async def _rules_changed(patient_id: UUID) -> None:
-    """The reminder rules read the record: run them again for this space at the next job."""
-    await Patient.filter(id=patient_id).update(rules_checked_on=None)
+async def _rules_changed(patient_id: UUID, conn: BaseDBAsyncClient) -> None:
+    """The reminder rules read the record: run them again for this space at the next job
+    (after the insert, in its transaction, so a job in between cannot miss the record)."""
+    await Patient.filter(id=patient_id).using_db(conn).update(rules_checked_on=None)
 
 
 PROFILE_SECTIONS = (

@@ -6,13 +6,15 @@ machines) cannot raise the same reminder twice.
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from typing import TYPE_CHECKING
 from uuid import UUID
 
 from tortoise import fields
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
 
 from models.base import PARIS, Entity
 from models.patient import Patient
@@ -65,13 +67,24 @@ class Reminder(Entity):
 async def raise_due(now: datetime, *, limit: int = 500) -> list[Reminder]:
     """PENDING reminders that fell due become SENT exactly once: the conditional UPDATE is
     the lock, so two processes running the jobs at once never raise one twice."""
+    now = now.astimezone(UTC)  # SQLite compares timestamps as text: UTC like the stored ones
+    while True:
+        rows = (
+            await Reminder.filter(status=ReminderStatus.PENDING, due_at__lte=now)
+            .order_by("due_at", "id")
+            .limit(limit)
+        )
+        raised = await _raise_rows(rows, now)
+        # A full batch of stale rows (or rows another run won) raises nothing, yet more may
+        # be due behind it: the caller stops at an empty batch, so look further first. Each
+        # pass leaves the rows it saw not PENDING, so this ends.
+        if raised or len(rows) < limit:
+            return raised
+
+
+async def _raise_rows(rows: list[Reminder], now: datetime) -> list[Reminder]:
     from models.appointment import Appointment, AppointmentStatus
 
-    rows = (
-        await Reminder.filter(status=ReminderStatus.PENDING, due_at__lte=now)
-        .order_by("due_at", "id")
-        .limit(limit)
-    )
     raised: list[Reminder] = []
     for row in rows:
         if row.appointment_id is not None:
@@ -113,61 +126,75 @@ async def compute_rule_reminders(now: datetime, *, batch: int = 500) -> int:
     """
     from models.base import paris_today
     from models.patient import SpaceStatus
+
+    today = paris_today(now)
+    created = 0
+    # Every space in one run, a batch at a time (a daily `run-jobs` must not stop at the
+    # first batch); each pass claims or skips what it saw, so the loop ends.
+    while candidates := await Patient.filter(
+        Q(rules_checked_on=None) | Q(rules_checked_on__lt=today), status=SpaceStatus.ACTIVE
+    ).limit(batch):
+        created += await _apply_rules(candidates, today)
+    return created
+
+
+async def _apply_rules(candidates: list[Patient], today: date) -> int:
+    created = 0
+    for patient in candidates:
+        # Claim, compute and insert in one transaction: a crash mid-way leaves the space
+        # unclaimed for the next run, and a concurrent run waits on the claim, then skips.
+        async with in_transaction() as conn:
+            created += await _apply_rules_to(patient, today, conn)
+    return created
+
+
+async def _apply_rules_to(patient: Patient, today: date, conn: BaseDBAsyncClient) -> int:
     from models.record import Screening, Vaccination
     from models.rules import ScreeningRecord, VaccinationRecord, due_reminders
 
-    today = paris_today(now)
-    candidates = await Patient.filter(
-        Q(rules_checked_on=None) | Q(rules_checked_on__lt=today), status=SpaceStatus.ACTIVE
-    ).limit(batch)
-    created = 0
-    for patient in candidates:
-        claimed = await Patient.filter(
-            Q(rules_checked_on=None) | Q(rules_checked_on__lt=today), id=patient.id
-        ).update(rules_checked_on=today)
-        if claimed != 1:
-            continue
-        vaccinations = [
+    unchecked = Q(rules_checked_on=None) | Q(rules_checked_on__lt=today)
+    claimed = (
+        await Patient.filter(unchecked, id=patient.id).using_db(conn).update(rules_checked_on=today)
+    )
+    if claimed != 1:
+        return 0
+    due = due_reminders(
+        birth_date=patient.birth_date,
+        sex=patient.sex.value,
+        vaccinations=[
             VaccinationRecord(vaccine=v.vaccine.value, date=v.date, dose_number=v.dose_number)
-            for v in await Vaccination.filter(patient_id=patient.id)
-        ]
-        screenings = [
+            for v in await Vaccination.filter(patient_id=patient.id).using_db(conn)
+        ],
+        screenings=[
             ScreeningRecord(kind=s.kind.value, date=s.date)
-            for s in await Screening.filter(patient_id=patient.id)
-        ]
-        due = due_reminders(
-            birth_date=patient.birth_date,
-            sex=patient.sex.value,
-            vaccinations=vaccinations,
-            screenings=screenings,
-            today=today,
+            for s in await Screening.filter(patient_id=patient.id).using_db(conn)
+        ],
+        today=today,
+    )
+    if not due:
+        return 0
+    existing = {
+        str(key)
+        for key in await Reminder.filter(patient_id=patient.id, key__in=[d.key for d in due])
+        .using_db(conn)
+        .values_list("key", flat=True)
+    }
+    fresh = [
+        Reminder(
+            patient_id=patient.id,
+            kind=ReminderKind(d.kind),
+            key=d.key,
+            rule=d.rule,
+            title=d.title,
+            reason=d.reason,
+            due_at=datetime.combine(d.due_on, time.min, tzinfo=PARIS),
         )
-        if not due:
-            continue
-        keys = [d.key for d in due]
-        existing = {
-            str(key)
-            for key in await Reminder.filter(patient_id=patient.id, key__in=keys).values_list(
-                "key", flat=True
-            )
-        }
-        fresh = [
-            Reminder(
-                patient_id=patient.id,
-                kind=ReminderKind(d.kind),
-                key=d.key,
-                rule=d.rule,
-                title=d.title,
-                reason=d.reason,
-                due_at=datetime.combine(d.due_on, time.min, tzinfo=PARIS),
-            )
-            for d in due
-            if d.key not in existing
-        ]
-        if fresh:
-            await Reminder.bulk_create(fresh, ignore_conflicts=True)
-            created += len(fresh)
-    return created
+        for d in due
+        if d.key not in existing
+    ]
+    if fresh:
+        await Reminder.bulk_create(fresh, ignore_conflicts=True, using_db=conn)
+    return len(fresh)
 
 
 async def dismiss(reminder: Reminder, *, now: datetime) -> Reminder:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import strawberry
 
 from api.context import Info
-from api.errors import Forbidden, NotFound, Unauthenticated
+from api.errors import BadUserInput, Forbidden, NotFound, Unauthenticated
 from models import appointment as agenda
 from models import reminder as reminders
 from models.access import Relation
@@ -119,9 +119,9 @@ async def patient_appointments(
 ) -> AppointmentConnection:
     query = AppointmentModel.filter(patient_id=patient_pk)
     if starts_from is not None:
-        query = query.filter(ends_at__gte=starts_from)
+        query = query.filter(ends_at__gte=_utc(starts_from, "from"))
     if starts_to is not None:
-        query = query.filter(starts_at__lt=starts_to)
+        query = query.filter(starts_at__lt=_utc(starts_to, "to"))
     return await paginate(
         query,
         APPOINTMENT_ORDER,
@@ -130,6 +130,13 @@ async def patient_appointments(
         wrap=Appointment.from_model,
         connection=AppointmentConnection,
     )
+
+
+def _utc(moment: datetime, name: str) -> datetime:
+    """Bounds compared in UTC, like the stored times (SQLite compares them as text)."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise BadUserInput("A time needs an offset (ISO-8601).", field=name)
+    return moment.astimezone(UTC)
 
 
 async def patient_reminders(
@@ -255,8 +262,6 @@ async def _booker(info: Info, patient_id: strawberry.ID | None) -> Relation:
         raise Unauthenticated()
     if actor.is_professional:
         if patient_id is None:
-            from api.errors import BadUserInput
-
             raise BadUserInput("A professional names the patient.", field="patientId")
         pk = ids.decode_as(str(patient_id), "Patient")
         relation = await info.context.loaders.relation.load(pk)
@@ -272,6 +277,11 @@ async def _booker(info: Info, patient_id: strawberry.ID | None) -> Relation:
 
 
 async def _appointment(info: Info, appointment_id: strawberry.ID) -> AppointmentModel:
+    actor = info.context.actor
+    if actor.anonymous:
+        raise Unauthenticated()
+    if not (actor.is_patient or actor.is_professional):
+        raise Forbidden()  # an operator never touches health data, as in createAppointment
     pk = ids.decode_as(str(appointment_id), "Appointment")
     found = await _readable_appointments(info, [pk])
     if pk not in found:
@@ -289,8 +299,6 @@ def _professional_pk(value: strawberry.ID | None) -> UUID | None:
     try:
         return ids.decode_as(str(value), "Professional")
     except NotFound:
-        from api.errors import BadUserInput
-
         raise BadUserInput("Unknown professional.", field="professionalId") from None
 
 
