@@ -22,7 +22,7 @@ from resolvers.enums import AppointmentSource, AppointmentStatus, ReminderKind, 
 from resolvers.node import Node, register
 from resolvers.pagination import Connection, Order, paginate
 from resolvers.people import Professional
-from resolvers.scope import patient_scope
+from resolvers.scope import acting_for, patient_scope
 
 APPOINTMENT_ORDER = Order((("starts_at", False), ("id", False)))
 REMINDER_ORDER = Order((("due_at", True), ("id", True)))
@@ -257,23 +257,12 @@ class RotateCalendarFeedPayload:
 
 async def _booker(info: Info, patient_id: strawberry.ID | None) -> Relation:
     """The patient side, or a professional under consent (or médecin traitant)."""
-    actor = info.context.actor
-    if actor.anonymous:
-        raise Unauthenticated()
-    if actor.is_professional:
-        if patient_id is None:
-            raise BadUserInput("A professional names the patient.", field="patientId")
-        pk = ids.decode_as(str(patient_id), "Patient")
-        relation = await info.context.loaders.relation.load(pk)
-        if not relation.visible:
-            raise NotFound()
-        if not relation.books_appointments:
-            raise Forbidden("Booking for this patient needs their consent.")
-        return relation
-    if actor.is_patient:
-        _, relation = await patient_scope(info, patient_id)
-        return relation
-    raise Forbidden()
+    return await acting_for(
+        info,
+        patient_id,
+        professional_may=lambda relation: relation.books_appointments,
+        refusal="Booking for this patient needs their consent.",
+    )
 
 
 async def _appointment(info: Info, appointment_id: strawberry.ID) -> AppointmentModel:

@@ -25,7 +25,7 @@ from resolvers.enums import DocumentCategory, ScreeningKind, VaccineCode
 from resolvers.node import Node, register
 from resolvers.pagination import Connection, Order, empty_connection, paginate
 from resolvers.people import Patient, Professional
-from resolvers.scope import patient_scope
+from resolvers.scope import acting_for
 
 DocumentAuthor = Annotated[
     Patient | Professional,
@@ -405,23 +405,12 @@ class UpdateHealthProfilePayload:
 async def dossier_writer(info: Info, patient_id: strawberry.ID | None) -> Relation:
     """The patient (or representative) acting on their space, or a professional under a
     READ_WRITE consent, who must name the patient."""
-    actor = info.context.actor
-    if actor.is_professional:
-        if patient_id is None:
-            raise BadUserInput("A professional names the patient.", field="patientId")
-        pk = ids.decode_as(str(patient_id), "Patient")
-        relation = await info.context.loaders.relation.load(pk)
-        if not relation.visible:
-            raise NotFound()
-        if not relation.writes_dossier:
-            raise Forbidden("Adding to this dossier needs a READ_WRITE consent.")
-        return relation
-    if actor.is_patient:
-        _, relation = await patient_scope(info, patient_id)
-        return relation
-    if actor.anonymous:
-        raise Unauthenticated()
-    raise Forbidden()
+    return await acting_for(
+        info,
+        patient_id,
+        professional_may=lambda relation: relation.writes_dossier,
+        refusal="Adding to this dossier needs a READ_WRITE consent.",
+    )
 
 
 async def _managed_document(info: Info, document_id: strawberry.ID) -> DocumentModel:

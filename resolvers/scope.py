@@ -3,12 +3,13 @@ present, a space the viewer holds or represents."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from uuid import UUID
 
 import strawberry
 
 from api.context import Info
-from api.errors import Forbidden, NotFound, Unauthenticated
+from api.errors import BadUserInput, Forbidden, NotFound, Unauthenticated
 from models import access
 from resolvers import ids
 
@@ -33,3 +34,31 @@ async def patient_scope(
     if relation.holder and not actor.space_open and not allow_closed:
         raise Forbidden("This space is closed.")
     return pk, relation
+
+
+async def acting_for(
+    info: Info,
+    patient_id: strawberry.ID | None,
+    *,
+    professional_may: Callable[[access.Relation], bool],
+    refusal: str,
+) -> access.Relation:
+    """The patient side acting on its space (the `patientId` rule), or a professional who
+    names the patient and whose relation to it allows the operation."""
+    actor = info.context.actor
+    if actor.anonymous:
+        raise Unauthenticated()
+    if actor.is_professional:
+        if patient_id is None:
+            raise BadUserInput("A professional names the patient.", field="patientId")
+        pk = ids.decode_as(str(patient_id), "Patient")
+        relation = await info.context.loaders.relation.load(pk)
+        if not relation.visible:
+            raise NotFound()
+        if not professional_may(relation):
+            raise Forbidden(refusal)
+        return relation
+    if actor.is_patient:
+        _, relation = await patient_scope(info, patient_id)
+        return relation
+    raise Forbidden()
