@@ -288,11 +288,23 @@ async def reissue_code(
     vault: Vault,
     settings: Settings,
     now: datetime | None = None,
+    email: str | None = None,
+    postal_address: PostalAddress | None = None,
 ) -> Patient:
+    """A new code; a contact given here (e.g. for an automatically created space or a new
+    adult without one) becomes the person's own contact."""
     now = now or utcnow()
     patient = await Patient.get_or_none(id=patient_id)
     if patient is None or patient.status is SpaceStatus.OPPOSED:
         raise NotFound()
+    new_email = normalize_email(email) if email else None
+    new_address = _check_address(postal_address) if postal_address else None
+    if new_email or new_address:
+        if new_email:
+            patient.contact_email = new_email
+        if new_address:
+            patient.postal_address = asdict(new_address)
+        await patient.save(update_fields=["contact_email", "postal_address"])
     last = await ActivationCode.filter(patient_id=patient.id).order_by("-sent_at").first()
     channel = channel or (last.channel if last else Channel.EMAIL)
     email = patient.contact_email

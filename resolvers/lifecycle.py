@@ -53,6 +53,10 @@ class EnrollPatientPayload:
 class ReissueActivationCodeInput:
     patient_id: strawberry.ID
     channel: EnrollmentChannel | None = None  # type: ignore[valid-type]
+    email: str | None = strawberry.field(
+        default=None, description="A new contact e-mail for the person (kept for later codes)."
+    )
+    postal_address: PostalAddressInput | None = None
 
 
 @strawberry.type
@@ -143,6 +147,12 @@ def _patient_pk(value: strawberry.ID, field: str) -> UUID:
         raise BadUserInput("Unknown patient.", field=field) from None
 
 
+def _address(value: PostalAddressInput) -> lifecycle.PostalAddress:
+    return lifecycle.PostalAddress(
+        line1=value.line1, line2=value.line2, postal_code=value.postal_code, city=value.city
+    )
+
+
 @strawberry.type
 class LifecycleMutation:
     @strawberry.mutation(
@@ -160,14 +170,7 @@ class LifecycleMutation:
                 sex=input.sex,
                 channel=input.channel,
                 email=input.email,
-                postal_address=lifecycle.PostalAddress(
-                    line1=address.line1,
-                    line2=address.line2,
-                    postal_code=address.postal_code,
-                    city=address.city,
-                )
-                if address
-                else None,
+                postal_address=_address(address) if address else None,
                 representative_id=_patient_pk(input.representative_id, "representativeId")
                 if input.representative_id
                 else None,
@@ -185,12 +188,15 @@ class LifecycleMutation:
     async def reissue_activation_code(
         self, info: Info, input: ReissueActivationCodeInput
     ) -> ReissueActivationCodePayload:
+        address = input.postal_address
         patient = await lifecycle.reissue_code(
             ids.decode_as(str(input.patient_id), "Patient"),
             channel=input.channel,
             vault=info.context.vault,
             settings=info.context.settings,
             now=info.context.now,
+            email=input.email,
+            postal_address=_address(address) if address else None,
         )
         return ReissueActivationCodePayload(patient=Patient.from_model(patient))
 

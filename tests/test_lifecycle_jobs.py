@@ -347,3 +347,24 @@ async def test_at_18_a_code_never_goes_to_the_former_representative(
     )
     assert taken.codes == ["BAD_USER_INPUT"]
     assert await _status(child) == SpaceStatus.PENDING
+
+
+async def test_reissue_with_a_new_contact_reaches_an_automatically_created_space(
+    client: httpx.AsyncClient, mailbox: CaughtMail
+) -> None:
+    # Given a space created automatically, whose person never gave an e-mail
+    operator = await make_operator()
+    person = await make_patient("Zoé", "Martin", email=None)
+    # When the operator re-issues the code with a new contact address
+    result = await gql(
+        client,
+        "mutation($p: ID!) { reissueActivationCode(input: {patientId: $p, channel: EMAIL, "
+        'email: "zoe.martin@example.org"}) { patient { status } } }',
+        {"p": person.id},
+        token=operator.token,
+    )
+    # Then the code goes there, and the address is kept for the next codes
+    assert result.ok() == {"reissueActivationCode": {"patient": {"status": "ACTIVE"}}}
+    assert "Mon espace sant" in mailbox.last_to("zoe.martin@example.org")
+    await person.patient.refresh_from_db()
+    assert person.patient.contact_email == "zoe.martin@example.org"
