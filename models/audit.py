@@ -8,11 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from tortoise import fields
 
-from models.base import Entity
+from models.base import Entity, parameter_prefix, utcnow
 from models.patient import Patient
 
 
@@ -87,13 +87,27 @@ class AuditTrail:
         if key in self._written or self.actor_id is None or self.actor_role is None:
             return
         self._written.add(key)
-        await AccessEvent.create(
-            at=self.now,
-            patient_id=patient_id,
-            actor_id=self.actor_id,
-            actor_role=self.actor_role,
-            action=action,
-            basis=basis,
-            document_id=document_id,
-            request_id=self.request_id,
+        # Most requests write one: the INSERT written out costs half of `create()`.
+        db = AccessEvent._meta.db  # the transaction's connection inside one
+        p = parameter_prefix(db)
+        await db.execute_insert(
+            _INSERT.format(*(f"{p}{n}" for n in range(1, 11))),
+            [
+                str(uuid4()),
+                utcnow(),
+                self.now,
+                str(patient_id),
+                str(self.actor_id),
+                self.actor_role.value,
+                action.value,
+                basis.value,
+                None if document_id is None else str(document_id),
+                self.request_id,
+            ],
         )
+
+
+_INSERT = (
+    "INSERT INTO access_event (id, created_at, at, patient_id, actor_id, actor_role, action,"
+    " basis, document_id, request_id) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {})"
+)

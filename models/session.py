@@ -16,7 +16,7 @@ from api.errors import RateLimited, Unauthenticated
 from models import ratelimit
 from models.access import ANONYMOUS, Actor
 from models.account import Account, Role
-from models.base import Entity, utcnow
+from models.base import Entity, parameter_prefix, utcnow
 from models.crypto import (
     Vault,
     code_hash,
@@ -216,31 +216,46 @@ async def verify_login(
     return await open_session(challenge.account, ttl=settings.session_ttl, now=now)
 
 
+# Every request runs this: one statement, hand-written (the ORM takes ~1 ms to build it).
+# Numbered parameters: {p}1 the token's hash, {p}2 the moment.
+_AUTHENTICATE = """
+SELECT s.id, a.id AS account_id, a.role, a.patient_id, a.professional_id, a.operator_id,
+    p.status AS patient_status
+FROM session s
+JOIN account a ON a.id = s.account_id
+LEFT JOIN patient p ON p.id = a.patient_id
+WHERE s.token_hash = {p}1 AND s.revoked_at IS NULL AND s.expires_at > {p}2
+"""
+
+
+def _uuid(value: object) -> UUID | None:
+    return None if value is None else UUID(str(value))  # text on SQLite, uuid on PostgreSQL
+
+
 async def authenticate(token: str | None, *, now: datetime | None = None) -> Actor:
     """The actor behind a bearer token; anonymous for none, UNAUTHENTICATED for a bad one."""
     if not token:
         return ANONYMOUS
     now = now or utcnow()
-    session = (
-        await Session.filter(token_hash=token_hash(token), revoked_at=None, expires_at__gt=now)
-        .select_related("account")
-        .first()
-    )
-    if session is None:
+    db = Session._meta.db
+    sql = _AUTHENTICATE.format(p=parameter_prefix(db))
+    rows = await db.execute_query_dict(sql, [token_hash(token), now])
+    if not rows:
         raise Unauthenticated("The session is invalid or has expired.")
-    account = session.account
+    row = rows[0]
+    role = Role(row["role"])
     status: SpaceStatus | None = None
-    if account.role is Role.PATIENT:
-        status = await _space_status(account.patient_id)
+    if role is Role.PATIENT:
+        status = SpaceStatus(row["patient_status"]) if row["patient_status"] else None
         if status not in (SpaceStatus.ACTIVE, SpaceStatus.CLOSED):
             raise Unauthenticated("The session is invalid or has expired.")
     return Actor(
-        role=account.role,
-        account_id=account.id,
-        session_id=session.id,
-        patient_id=account.patient_id,
-        professional_id=account.professional_id,
-        operator_id=account.operator_id,
+        role=role,
+        account_id=_uuid(row["account_id"]),
+        session_id=_uuid(row["id"]),
+        patient_id=_uuid(row["patient_id"]),
+        professional_id=_uuid(row["professional_id"]),
+        operator_id=_uuid(row["operator_id"]),
         patient_status=status,
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from uuid import UUID
 
@@ -13,6 +14,7 @@ from tortoise.models import Model
 from models import access
 from models.account import Operator
 from models.appointment import Appointment
+from models.base import parameter_prefix
 from models.consent import Consent
 from models.document import Document
 from models.message import Attachment, Conversation, ReadMark, SenderRole
@@ -34,38 +36,88 @@ class ByIdLoader(DataLoader[UUID, M | None], Generic[M]):
         super().__init__(load_fn=self._load)
 
     async def _load(self, keys: Sequence[UUID]) -> list[M | None]:
-        rows = await self.model.filter(pk__in=list(set(keys)))
+        # The statement written out, instances made by the ORM as for `Model.raw`: building
+        # `filter(pk__in=...)` costs more than the rest of the query (~0.3 ms, each time).
+        meta = self.model._meta
+        db = meta.db  # the transaction's connection inside one
+        ids = [meta.pk.to_db_value(key, self.model) for key in set(keys)]
+        p = parameter_prefix(db)
+        marks = ", ".join(f"{p}{n + 1}" for n in range(len(ids)))
+        sql = f'SELECT * FROM "{meta.db_table}" WHERE "{meta.db_pk_column}" IN ({marks})'  # noqa: S608
+        rows = await db.executor_class(model=self.model, db=db).execute_select(sql, ids)
         by_id: dict[Any, M] = {row.pk: row for row in rows}
         return [by_id.get(key) for key in keys]
 
 
 class Loaders:
+    """Each loader is made on first use: a request needs a few of them."""
+
     def __init__(self, context: Context) -> None:
         self.context = context
-        self.patient = ByIdLoader(Patient)
-        self.professional = ByIdLoader(Professional)
-        self.establishment = ByIdLoader(Establishment)
-        self.operator = ByIdLoader(Operator)
-        self.relation: DataLoader[UUID, access.Relation] = DataLoader(load_fn=self._relations)
-        self.dependents: DataLoader[UUID, list[Patient]] = DataLoader(load_fn=self._dependents)
-        self.representatives: DataLoader[UUID, list[Patient]] = DataLoader(
-            load_fn=self._representatives
-        )
-        self.vaccinations: DataLoader[UUID, list[Vaccination]] = DataLoader(
-            load_fn=self._vaccinations
-        )
-        self.screenings: DataLoader[UUID, list[Screening]] = DataLoader(load_fn=self._screenings)
-        self.health_profile: DataLoader[UUID, HealthProfile | None] = DataLoader(
-            load_fn=self._health_profiles
-        )
-        self.consents: DataLoader[UUID, list[Consent]] = DataLoader(load_fn=self._consents)
-        self.conversation = ByIdLoader(Conversation)
-        self.appointment = ByIdLoader(Appointment)
-        self.attachments: DataLoader[UUID, list[Attachment]] = DataLoader(load_fn=self._attachments)
-        self.read_marks: DataLoader[UUID, dict[SenderRole, datetime]] = DataLoader(
-            load_fn=self._read_marks
-        )
-        self.document = ByIdLoader(Document)
+
+    @cached_property
+    def patient(self) -> ByIdLoader[Patient]:
+        return ByIdLoader(Patient)
+
+    @cached_property
+    def professional(self) -> ByIdLoader[Professional]:
+        return ByIdLoader(Professional)
+
+    @cached_property
+    def establishment(self) -> ByIdLoader[Establishment]:
+        return ByIdLoader(Establishment)
+
+    @cached_property
+    def operator(self) -> ByIdLoader[Operator]:
+        return ByIdLoader(Operator)
+
+    @cached_property
+    def relation(self) -> DataLoader[UUID, access.Relation]:
+        return DataLoader(load_fn=self._relations)
+
+    @cached_property
+    def dependents(self) -> DataLoader[UUID, list[Patient]]:
+        return DataLoader(load_fn=self._dependents)
+
+    @cached_property
+    def representatives(self) -> DataLoader[UUID, list[Patient]]:
+        return DataLoader(load_fn=self._representatives)
+
+    @cached_property
+    def vaccinations(self) -> DataLoader[UUID, list[Vaccination]]:
+        return DataLoader(load_fn=self._vaccinations)
+
+    @cached_property
+    def screenings(self) -> DataLoader[UUID, list[Screening]]:
+        return DataLoader(load_fn=self._screenings)
+
+    @cached_property
+    def health_profile(self) -> DataLoader[UUID, HealthProfile | None]:
+        return DataLoader(load_fn=self._health_profiles)
+
+    @cached_property
+    def consents(self) -> DataLoader[UUID, list[Consent]]:
+        return DataLoader(load_fn=self._consents)
+
+    @cached_property
+    def conversation(self) -> ByIdLoader[Conversation]:
+        return ByIdLoader(Conversation)
+
+    @cached_property
+    def appointment(self) -> ByIdLoader[Appointment]:
+        return ByIdLoader(Appointment)
+
+    @cached_property
+    def attachments(self) -> DataLoader[UUID, list[Attachment]]:
+        return DataLoader(load_fn=self._attachments)
+
+    @cached_property
+    def read_marks(self) -> DataLoader[UUID, dict[SenderRole, datetime]]:
+        return DataLoader(load_fn=self._read_marks)
+
+    @cached_property
+    def document(self) -> ByIdLoader[Document]:
+        return ByIdLoader(Document)
 
     async def _by_patient(self, model: type[M], keys: Sequence[UUID], *order: str) -> list[list[M]]:
         rows = await model.filter(patient_id__in=list(set(keys))).order_by(*order)

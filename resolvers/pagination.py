@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 import strawberry
-from tortoise.expressions import Q
+from tortoise.expressions import F, Q
+from tortoise.fields import DateField, DatetimeField, Field
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
@@ -36,10 +38,16 @@ class PageInfo:
     start_cursor: str | None = None
 
 
+def _edge_cursor(root: Edge[Any]) -> str:
+    return encode_cursor(root.position)
+
+
 @strawberry.type
 class Edge(Generic[NodeT]):
-    cursor: str
+    # Encoded when asked for: pages are mostly read without their edges' cursors.
+    cursor: str = strawberry.field(resolver=_edge_cursor)
     node: NodeT
+    position: strawberry.Private[list[Any]]
 
 
 @strawberry.type
@@ -129,6 +137,32 @@ def page_size(first: int | None) -> int:
 
 ConnT = TypeVar("ConnT", bound=Connection[Any])
 
+# values() parses dates and moments with the iso8601 package (~10 µs each, a good part of a
+# page); the standard library's parsers take well under a microsecond. Those columns are
+# read raw and handed over parsed to the field's own to_python_value, which then deals
+# with time zones exactly as the ORM does.
+_PARSERS: dict[type[Field[Any]], Callable[[str], Any]] = {
+    DatetimeField: datetime.fromisoformat,
+    DateField: date.fromisoformat,
+}
+
+
+async def fetch_values(query: QuerySet[M], fields: Sequence[str]) -> list[dict[str, Any]]:
+    """`query.values(*fields)`, the same values, sooner."""
+    fields_map = query.model._meta.fields_map
+    raw = {name: fields_map[name] for name in fields if type(fields_map[name]) in _PARSERS}
+    if raw:
+        query = query.annotate(**{f"raw_{name}": F(name) for name in raw})
+    rows = await query.values(*(f"raw_{name}" if name in raw else name for name in fields))
+    for row in rows:
+        for name, field in raw.items():
+            value = row.pop(f"raw_{name}")
+            if isinstance(value, str):  # SQLite keeps text; PostgreSQL answers native types
+                with contextlib.suppress(ValueError):  # else the field's parser, which knows more
+                    value = _PARSERS[type(field)](value)
+            row[name] = field.to_python_value(value)
+    return rows
+
 
 async def paginate(
     query: QuerySet[M],
@@ -136,26 +170,38 @@ async def paginate(
     *,
     first: int | None,
     after: str | None,
-    wrap: Callable[[M], Any],
+    wrap: Callable[[Any], Any],
     connection: type[ConnT],
+    fields: Sequence[str] = (),
 ) -> ConnT:
-    """One query for the page (one extra row tells whether more follow); count on demand."""
+    """One query for the page (one extra row tells whether more follow); count on demand.
+
+    `wrap` makes a node of a model instance or, given `fields` (the order's among them), of
+    a dict of those fields: no model instances, which is cheaper.
+    """
     limit = page_size(first)
     model = query.model
     page_query = query
     if after:
         page_query = page_query.filter(after_filter(model, order, after))
-    rows = await page_query.order_by(*order.order_by()).limit(limit + 1) if limit else []
+    page_query = page_query.order_by(*order.order_by()).limit(limit + 1)
+    rows: list[Any] = []
+    if limit:
+        rows = await (fetch_values(page_query, fields) if fields else page_query)
     has_next = len(rows) > limit
     rows = rows[:limit]
-    edges = [Edge(cursor=cursor_of(row, order), node=wrap(row)) for row in rows]
+    names = [name for name, _ in order.columns]
+    if fields:
+        edges = [Edge(node=wrap(row), position=[row[name] for name in names]) for row in rows]
+    else:
+        edges = [Edge(node=wrap(row), position=[getattr(row, n) for n in names]) for row in rows]
     return connection(
         edges=edges,
         page_info=PageInfo(
             has_next_page=has_next,
-            end_cursor=edges[-1].cursor if edges else None,
+            end_cursor=encode_cursor(edges[-1].position) if edges else None,
             has_previous_page=bool(after),
-            start_cursor=edges[0].cursor if edges else None,
+            start_cursor=encode_cursor(edges[0].position) if edges else None,
         ),
         count_query=query,
     )
