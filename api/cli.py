@@ -66,6 +66,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         reload=args.reload,
         proxy_headers=False,
         ws_max_size=1024 * 1024,
+        # No permessage-deflate, whatever the client offers (every browser does): uvicorn
+        # would keep a zlib compressor and decompressor per socket, ~40 KB of server memory
+        # per idle subscription (bench/FANOUT.md), to shrink events of a few hundred bytes;
+        # and compressing a stream that mixes health data with text another party chose
+        # opens a length side channel (CRIME/BREACH-like) for nothing.
+        ws_per_message_deflate=False,
         log_level="info",
     )
     return 0

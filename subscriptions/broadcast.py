@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Final
@@ -36,16 +37,24 @@ class _Signal:
 
 
 _RESYNC: Final = _Signal()
-_WAKE: Final = _Signal()
 
 
 class Subscription:
-    """Async iterator of the events of one channel, for one consumer."""
+    """Async iterator of the events of one channel, for one consumer.
+
+    Every open websocket holds one while it idles, so it is kept small: a deque and at most
+    one waiting future, where an `asyncio.Queue` costs ~3.5 KB (three deques and more).
+    Wait for it under `asyncio.timeout`, not `asyncio.wait_for` (a task per call).
+    """
+
+    __slots__ = ("_closed", "_dropped", "_items", "_size", "_waiter", "channel")
 
     def __init__(self, channel: str, queue_size: int) -> None:
         self.channel = channel
         # Raw JSON is queued and decoded by the consumer: each gets its own dict to mutate.
-        self._queue: asyncio.Queue[str | _Signal] = asyncio.Queue(maxsize=queue_size)
+        self._items: deque[str | _Signal] = deque()
+        self._size = queue_size
+        self._waiter: asyncio.Future[None] | None = None
         self._dropped = False
         self._closed = False
 
@@ -58,7 +67,10 @@ class Subscription:
                 raise SubscriberDropped(self.channel)
             if self._closed:
                 raise StopAsyncIteration
-            item = await self._queue.get()
+            if not self._items:
+                await self._wait()
+                continue
+            item = self._items.popleft()
             if item is _RESYNC:
                 return dict(RESYNC)
             if isinstance(item, str):
@@ -69,20 +81,34 @@ class Subscription:
                         return event
                 logger.warning("event bus: ignoring a non-object event on %s", self.channel)
 
-    def _offer(self, item: str | _Signal) -> bool:
+    async def _wait(self) -> None:
+        # Cancelled (e.g. by `asyncio.timeout`), the future is cancelled too: nothing queued
+        # is lost, the next call finds it.
+        self._waiter = asyncio.get_running_loop().create_future()
         try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _offer(self, item: str | _Signal) -> bool:
+        if len(self._items) >= self._size:
             return False
+        self._items.append(item)
+        self._wake()
         return True
 
     def _drop(self) -> None:
-        # A full queue has no waiting getter, so the flag is seen at the next __anext__.
         self._dropped = True
+        self._wake()
 
     def _close(self) -> None:
         self._closed = True
-        self._offer(_WAKE)  # wakes a getter blocked on an empty queue
+        self._wake()
 
 
 class EventBus:

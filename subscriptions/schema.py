@@ -166,8 +166,13 @@ class Subscription:
                             timeout = min(timeout, (expires_at - utcnow()).total_seconds())
                         if timeout <= 0:
                             return
+                        # Idle from here on: hold nothing of the last delivery (its loaders
+                        # alone are ~10 KB a socket); the next event starts afresh anyway.
+                        _fresh(info)
                         try:
-                            event = await asyncio.wait_for(events.__anext__(), timeout)
+                            # Not `wait_for`: that makes a task per wait, per socket.
+                            async with asyncio.timeout(timeout):
+                                event = await events.__anext__()
                         except TimeoutError:
                             if not await still_allowed():
                                 return
@@ -210,4 +215,8 @@ async def _deliverable(
     visible = await _visible_messages(info, conversation_pk)
     if visible is None:
         return None
-    return await MessageModel.filter(visible, id=pk).first()
+    row = await MessageModel.filter(visible, id=pk).select_related("conversation").first()
+    if row is not None:
+        # Fetched with its conversation: `conversation { … }` costs no second query.
+        info.context.loaders.conversation.prime(row.conversation_id, row.conversation)
+    return row
