@@ -107,6 +107,22 @@ def start_setup(database_url: str, data_dir: Path, patients: int, *, migrate: bo
     )
 
 
+def open_session_for(database_url: str, data_dir: Path, account: str, *, seconds: float) -> str:
+    """A new token of `account` that expires in `seconds`, made in a subprocess."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.e2e.live_support", "session", account, str(seconds)],
+        env=server_env(data_dir, database_url, "memory://"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"session failed:\n{done.stdout}\n{done.stderr}")
+    token: str = json.loads(done.stdout.strip().splitlines()[-1])["token"]
+    return token
+
+
 class Setup:
     def __init__(self, process: subprocess.Popen[str]) -> None:
         self.process = process
@@ -147,6 +163,26 @@ async def _setup(patients: int, *, migrate_first: bool) -> dict[str, Any]:
     await Tortoise.init(config=tortoise_config(settings.database_url))
     try:
         return await _make_actors(settings, patients)
+    finally:
+        await Tortoise.close_connections()
+
+
+async def _open_session(account_id: str, seconds: float) -> dict[str, Any]:
+    from datetime import timedelta
+
+    from tortoise import Tortoise
+
+    from api.config import Settings
+    from api.db import tortoise_config
+    from models.account import Account
+    from models.base import utcnow
+    from models.session import open_session
+
+    await Tortoise.init(config=tortoise_config(Settings.from_env().database_url))
+    try:
+        account = await Account.get(id=account_id)
+        opened = await open_session(account, ttl=timedelta(seconds=seconds), now=utcnow())
+        return {"token": opened.token}
     finally:
         await Tortoise.close_connections()
 
@@ -423,7 +459,13 @@ def main(argv: list[str] | None = None) -> int:
     setup = sub.add_parser("setup", help="migrate DATABASE_URL and print the actors as JSON")
     setup.add_argument("--patients", type=int, default=1)
     setup.add_argument("--no-migrate", action="store_true", help="the database is migrated")
+    session = sub.add_parser("session", help="open a session of an account, print its token")
+    session.add_argument("account", help="the account's UUID")
+    session.add_argument("seconds", type=float, help="its lifetime")
     args = parser.parse_args(argv)
+    if args.command == "session":
+        print(json.dumps(asyncio.run(_open_session(args.account, args.seconds))))
+        return 0
     actors = asyncio.run(_setup(args.patients, migrate_first=not args.no_migrate))
     print(json.dumps(actors))
     return 0

@@ -16,6 +16,7 @@ import signal
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
@@ -34,6 +35,7 @@ from tests.e2e.live_support import (
     Setup,
     gql,
     gql_data,
+    open_session_for,
     start_setup,
 )
 from tests.e2e.test_server import _pg
@@ -90,6 +92,12 @@ class Fleet:
     outage: ServerProcess | None  # over a Redis of its own, stopped and restarted by a test
     own_redis: RedisServer | None
     redis_url: str | None
+    database_url: str
+    folder: Path
+
+    def short_session(self, actor: Actor, seconds: float) -> str:
+        """A new token of `actor` that expires `seconds` from now."""
+        return open_session_for(self.database_url, self.folder, actor.account, seconds=seconds)
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +143,7 @@ def fleet(
             actors = setup.actors()
         for server in started:
             server.wait_healthy()
-        yield Fleet(actors, main, workers, outage, own_redis, redis_url)
+        yield Fleet(actors, main, workers, outage, own_redis, redis_url, database_url, folder)
     finally:
         if setup is not None:
             setup.stop()
@@ -368,6 +376,31 @@ async def test_close_space_ends_the_stream(
     assert await socket.receive(ENDS_WITHIN) == {"id": op_id, "type": "complete"}
     await gql(single.url, SEND, {"conversationId": conversation, "body": "x"}, pro.token)
     assert await socket.silent_for(QUIET) == []
+
+
+async def test_the_stream_ends_when_its_session_expires(
+    fleet: Fleet, single: ServerProcess, actors: Actors, patient: Actor, sockets: Any
+) -> None:
+    pro = actors.professional
+    conversation, _, cursor = await start_conversation(single.url, pro, patient)
+    await send(single.url, pro, conversation, "m1")
+    lifetime = 3.0
+    token = fleet.short_session(patient, seconds=lifetime)
+    expires = asyncio.get_running_loop().time() + lifetime
+    socket: LiveSocket = await sockets(single.ws_url)
+    op_id = await subscribed(socket, token, cursor)
+    assert await bodies(socket, op_id, 1) == ["m1"]
+    await send(single.url, pro, conversation, "while valid")
+    assert await bodies(socket, op_id, 1) == ["while valid"]
+
+    ended = await socket.receive(lifetime + ENDS_WITHIN)
+
+    assert ended == {"id": op_id, "type": "complete"}
+    assert asyncio.get_running_loop().time() >= expires - 0.5  # ended by expiry, not before
+    await send(single.url, pro, conversation, "after expiry")
+    assert await socket.silent_for(QUIET) == []
+    # Nor can the expired token start a new stream on that socket.
+    await refused(socket, await socket.subscribe(SUBSCRIPTION, {"after": cursor}))
 
 
 async def test_a_bad_token_is_refused_at_connection_init(
