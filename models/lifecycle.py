@@ -169,6 +169,7 @@ async def _send_code(
             body=body,
             secret=code,
             kind="activation_code",
+            vault=vault,
             using_db=using_db,
         )
     if address is None:
@@ -180,6 +181,7 @@ async def _send_code(
         body=body,
         secret=code,
         kind="activation_code",
+        vault=vault,
         using_db=using_db,
     )
 

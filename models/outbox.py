@@ -1,14 +1,17 @@
 """A durable outbox for e-mails and postal letters that carry confidential codes.
 
 Callers queue a message inside their own transaction, so it is stored before their mutation
-returns; a worker delivers it later and retries with backoff. The code stays in the row until
-delivery succeeds, then it is wiped and the body only renders redacted.
+returns; a worker delivers it later and retries with backoff. The code stays in the row,
+encrypted (a database dump alone does not reveal a pending code), until delivery succeeds;
+then it is wiped and the body only renders redacted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import enum
+import functools
 import logging
 import os
 import uuid
@@ -27,6 +30,7 @@ from tortoise.expressions import Q
 
 from api.config import Settings
 from models.base import Entity, utcnow
+from models.crypto import Vault
 
 MODEL_MODULE = "models.outbox"
 
@@ -59,6 +63,7 @@ class OutboxMessage(Entity):
     recipient = fields.TextField()
     subject = fields.CharField(max_length=255)
     body = fields.TextField()
+    # The code, encrypted for this row (see `seal`); wiped once delivered.
     # TextField has no nullable overload; TextField subclasses str, so this type-checks.
     secret: str | None = fields.TextField(null=True)
     kind = fields.CharField(max_length=40)
@@ -74,9 +79,30 @@ class OutboxMessage(Entity):
         indexes = (("status", "next_attempt_at"),)
 
 
-def render(message: OutboxMessage) -> str:
+def render(message: OutboxMessage, code: str | None) -> str:
     """The body with the code while it is undelivered, with a redaction afterwards."""
-    return message.body.replace(PLACEHOLDER, message.secret or REDACTED)
+    return message.body.replace(PLACEHOLDER, code or REDACTED)
+
+
+def _context(message_id: uuid.UUID) -> str:
+    return f"outbox.secret:{message_id}"
+
+
+def seal(vault: Vault, message_id: uuid.UUID, code: str) -> str:
+    """The code as stored in the row: encrypted, and bound to that row."""
+    return base64.b64encode(vault.encrypt(code, context=_context(message_id))).decode()
+
+
+def reveal(message: OutboxMessage, vault: Vault) -> str | None:
+    """The code of an undelivered message; None once delivered (or for a message without)."""
+    if not message.secret:
+        return None
+    return vault.decrypt(base64.b64decode(message.secret), context=_context(message.id))
+
+
+@functools.lru_cache(maxsize=4)
+def _vault(secret_key: str) -> Vault:
+    return Vault(secret_key)
 
 
 async def queue_email(
@@ -86,17 +112,10 @@ async def queue_email(
     body: str,
     secret: str | None,
     kind: str,
+    vault: Vault,
     using_db: BaseDBAsyncClient | None = None,
 ) -> OutboxMessage:
-    return await OutboxMessage.create(
-        using_db=using_db,
-        channel=Channel.EMAIL,
-        recipient=to,
-        subject=subject,
-        body=body,
-        secret=secret,
-        kind=kind,
-    )
+    return await _queue(Channel.EMAIL, to, subject, body, secret, kind, vault, using_db)
 
 
 async def queue_letter(
@@ -106,15 +125,31 @@ async def queue_letter(
     body: str,
     secret: str | None,
     kind: str,
+    vault: Vault,
     using_db: BaseDBAsyncClient | None = None,
 ) -> OutboxMessage:
+    return await _queue(Channel.POST, address, subject, body, secret, kind, vault, using_db)
+
+
+async def _queue(
+    channel: Channel,
+    recipient: str,
+    subject: str,
+    body: str,
+    secret: str | None,
+    kind: str,
+    vault: Vault,
+    using_db: BaseDBAsyncClient | None,
+) -> OutboxMessage:
+    message_id = uuid.uuid4()
     return await OutboxMessage.create(
         using_db=using_db,
-        channel=Channel.POST,
-        recipient=address,
+        id=message_id,
+        channel=channel,
+        recipient=recipient,
         subject=subject,
         body=body,
-        secret=secret,
+        secret=seal(vault, message_id, secret) if secret else None,
         kind=kind,
     )
 
@@ -145,22 +180,24 @@ async def deliver(
     if claimed != 1:
         return False
     message = await OutboxMessage.get(id=message_id)
+    code: str | None = None
     try:
+        code = reveal(message, _vault(settings.secret_key))
         if message.channel is Channel.EMAIL:
-            await _send_email(message, settings, now)
+            await _send_email(message, code, settings, now)
         else:
             await asyncio.to_thread(
                 _write_private,
                 _letter_path(settings, message.id),
-                render_letter(message, settings, now).encode(),
+                render_letter(message, code, settings, now).encode(),
             )
     except Exception as exc:
-        await _record_failure(message, exc, settings, now)
+        await _record_failure(message, code, exc, settings, now)
         return False
     await OutboxMessage.filter(id=message.id, status=Status.PENDING).update(
         status=Status.SENT, sent_at=now, secret=None, claimed_until=None
     )
-    _log_delivery(message, settings)
+    _log_delivery(message, code, settings)
     return True
 
 
@@ -175,7 +212,9 @@ async def mark_printed(message_id: uuid.UUID | str, settings: Settings) -> bool:
     return True
 
 
-def render_letter(message: OutboxMessage, settings: Settings, now: datetime) -> str:
+def render_letter(
+    message: OutboxMessage, code: str | None, settings: Settings, now: datetime
+) -> str:
     deadline = now + DELAY_TO_ACT
     address = "\n".join(line.strip() for line in message.recipient.strip().splitlines())
     return (
@@ -183,7 +222,7 @@ def render_letter(message: OutboxMessage, settings: Settings, now: datetime) -> 
         f"{address}\n\n"
         f"Le {_french_date(now)}\n\n"
         f"Objet : {message.subject}\n\n"
-        f"{render(message).strip()}\n\n"
+        f"{render(message, code).strip()}\n\n"
         "Vous disposez de 6 semaines, jusqu'au "
         f"{_french_date(deadline)}, pour :\n"
         f"- activer votre espace sur {settings.public_url}, avec ce code, votre numéro de "
@@ -246,7 +285,9 @@ def _due(now: datetime) -> Q:
     )
 
 
-def _build_email(message: OutboxMessage, settings: Settings, now: datetime) -> EmailMessage:
+def _build_email(
+    message: OutboxMessage, code: str | None, settings: Settings, now: datetime
+) -> EmailMessage:
     domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "localhost"
     email = EmailMessage()
     email["From"] = settings.mail_from
@@ -255,12 +296,14 @@ def _build_email(message: OutboxMessage, settings: Settings, now: datetime) -> E
     email["Date"] = format_datetime(now)
     # Derived from the row, so a retried message is recognisable as the same one.
     email["Message-ID"] = f"<{message.id}@{domain}>"
-    email.set_content(render(message))
+    email.set_content(render(message, code))
     return email
 
 
-async def _send_email(message: OutboxMessage, settings: Settings, now: datetime) -> None:
-    email = _build_email(message, settings, now)
+async def _send_email(
+    message: OutboxMessage, code: str | None, settings: Settings, now: datetime
+) -> None:
+    email = _build_email(message, code, settings, now)
     if settings.smtp_url is None:
         path = settings.outbox_dir / f"{message.id}.eml"
         await asyncio.to_thread(_write_private, path, email.as_bytes())
@@ -279,10 +322,10 @@ async def _send_email(message: OutboxMessage, settings: Settings, now: datetime)
 
 
 async def _record_failure(
-    message: OutboxMessage, exc: Exception, settings: Settings, now: datetime
+    message: OutboxMessage, code: str | None, exc: Exception, settings: Settings, now: datetime
 ) -> None:
     attempts = message.attempts + 1
-    error = _describe(exc, message, settings)
+    error = _describe(exc, code, settings)
     status = Status.FAILED if attempts >= MAX_ATTEMPTS else Status.PENDING
     delay = timedelta(seconds=min(3600, 30 * 2**attempts))
     await OutboxMessage.filter(id=message.id, status=Status.PENDING).update(
@@ -314,10 +357,10 @@ async def _record_failure(
         )
 
 
-def _describe(exc: Exception, message: OutboxMessage, settings: Settings) -> str:
+def _describe(exc: Exception, code: str | None, settings: Settings) -> str:
     """The error class and a short message, with nothing secret left in it."""
     text = str(exc)
-    secrets: list[str | None] = [message.secret]
+    secrets: list[str | None] = [code]
     if settings.smtp_url:
         secrets.append(_password_of(settings.smtp_url))
     for secret in secrets:
@@ -334,12 +377,12 @@ def _password_of(url: str) -> str | None:
         return None
 
 
-def _log_delivery(message: OutboxMessage, settings: Settings) -> None:
+def _log_delivery(message: OutboxMessage, code: str | None, settings: Settings) -> None:
     masked = mask_recipient(message.recipient)
     verb = "e-mail sent" if message.channel is Channel.EMAIL else "letter queued for printing"
     logger.info("outbox: %s to %s, kind %s, id %s", verb, masked, message.kind, message.id)
-    if settings.development and message.secret:
-        logger.info("development: code for %s is %s", masked, message.secret)
+    if settings.development and code:
+        logger.info("development: code for %s is %s", masked, code)
 
 
 def _letter_path(settings: Settings, message_id: uuid.UUID | str) -> Path:

@@ -149,6 +149,7 @@ async def login(
             ),
             secret=code,
             kind="login_code",
+            vault=vault,
             using_db=conn,
         )
     try:

@@ -17,6 +17,7 @@ from tortoise.contrib.test import tortoise_test_context
 
 from api.config import Settings
 from models.base import utcnow
+from models.crypto import DecryptionError, Vault
 from models.outbox import (
     REDACTED,
     OutboxMessage,
@@ -27,10 +28,13 @@ from models.outbox import (
     queue_email,
     queue_letter,
     render,
+    reveal,
 )
 
 CODE = "K7QM-3XZP-R9TW"
 BODY = "Bonjour,\n\nVotre code d'activation : {code}\n"
+SECRET_KEY = "x" * 40
+VAULT = Vault(SECRET_KEY)
 
 
 class Catcher:
@@ -79,14 +83,33 @@ def settings_for(tmp_path: Path, *, port: int | None, environment: str = "test")
         environment=environment,
         data_dir=tmp_path,
         smtp_url=f"smtp://127.0.0.1:{port}" if port else None,
-        secret_key="x" * 40,
+        secret_key=SECRET_KEY,
     )
 
 
 async def queue(to: str = "jane@example.org") -> OutboxMessage:
     return await queue_email(
-        to=to, subject="Votre code", body=BODY, secret=CODE, kind="activation_code"
+        to=to, subject="Votre code", body=BODY, secret=CODE, kind="activation_code", vault=VAULT
     )
+
+
+async def test_the_stored_code_is_encrypted_and_bound_to_its_row(db: None) -> None:
+    first, second = await queue("a@example.org"), await queue("b@example.org")
+
+    rows = {row.id: row for row in await OutboxMessage.all()}
+
+    stored = rows[first.id].secret
+    assert stored is not None
+    assert CODE not in stored
+    assert CODE.replace("-", "") not in stored.replace("-", "")
+    assert stored != rows[second.id].secret  # a fresh nonce each time
+    assert reveal(rows[first.id], VAULT) == CODE
+    # Copied onto another row, or read with another key, it does not decrypt.
+    rows[second.id].secret = stored
+    with pytest.raises(DecryptionError):
+        reveal(rows[second.id], VAULT)
+    with pytest.raises(DecryptionError):
+        reveal(rows[first.id], Vault("y" * 40))
 
 
 async def test_queued_email_is_delivered_then_redacted(
@@ -105,7 +128,7 @@ async def test_queued_email_is_delivered_then_redacted(
     row = await OutboxMessage.get(id=message.id)
     assert (row.status, row.secret, row.attempts) == (Status.SENT, None, 0)
     assert row.sent_at is not None
-    assert render(row) == BODY.replace("{code}", REDACTED)
+    assert render(row, reveal(row, VAULT)) == BODY.replace("{code}", REDACTED)
 
 
 async def test_smtp_down_keeps_the_code_and_retries_later(
@@ -118,7 +141,7 @@ async def test_smtp_down_keeps_the_code_and_retries_later(
     assert await deliver(message.id, settings) is False
 
     row = await OutboxMessage.get(id=message.id)
-    assert (row.status, row.secret, row.attempts) == (Status.PENDING, CODE, 1)
+    assert (row.status, reveal(row, VAULT), row.attempts) == (Status.PENDING, CODE, 1)
     assert row.next_attempt_at > before + timedelta(seconds=50)
     assert row.last_error is not None
     assert row.last_error.startswith("SMTPConnect")
@@ -153,7 +176,7 @@ async def test_gives_up_after_twenty_attempts(
     assert await deliver(message.id, settings) is False
 
     row = await OutboxMessage.get(id=message.id)
-    assert (row.status, row.attempts, row.secret) == (Status.FAILED, 20, CODE)
+    assert (row.status, row.attempts, reveal(row, VAULT)) == (Status.FAILED, 20, CODE)
     assert any(r.levelno == logging.ERROR for r in caplog.records)
     assert await deliver_pending(settings, now=utcnow() + timedelta(days=1)) == 0
 
@@ -210,6 +233,7 @@ async def test_letter_is_rendered_for_printing_then_marked_printed(
         body=BODY,
         secret=CODE,
         kind="activation_code",
+        vault=VAULT,
     )
 
     assert await deliver_pending(settings) == 1
