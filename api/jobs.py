@@ -18,7 +18,7 @@ from models.appointment import mark_done
 from models.audience import managing_accounts
 from models.base import paris_today, utcnow
 from models.crypto import Vault
-from models.outbox import deliver_pending
+from models.outbox import deliver_pending, purge_delivered
 from models.reminder import Reminder, compute_rule_reminders, raise_due
 from subscriptions.broadcast import EventBus
 from subscriptions.channels import publish_reminder
@@ -56,6 +56,7 @@ async def run_jobs(
         ),
         "spaces_purged": lambda: lifecycle.purge_closed(now),
         "messages_delivered": lambda: deliver_pending(settings, now=now),
+        "messages_purged": lambda: purge_delivered(settings, now),
         "counters_purged": lambda: ratelimit.purge_older_than(now - timedelta(days=1)),
         "appointments_done": lambda: mark_done(now),
         "rule_reminders_created": lambda: compute_rule_reminders(now),

@@ -18,7 +18,7 @@ from tortoise.transactions import in_transaction
 
 from api.config import Settings
 from api.errors import BadUserInput, Conflict, NotFound, RateLimited
-from models import ratelimit
+from models import outbox, ratelimit
 from models.access import Actor, relations
 from models.account import Account, Role
 from models.base import PARIS, Entity, paris_today, utcnow
@@ -170,6 +170,7 @@ async def _send_code(
             secret=code,
             kind="activation_code",
             vault=vault,
+            patient_id=patient.id,
             using_db=using_db,
         )
     if address is None:
@@ -182,6 +183,7 @@ async def _send_code(
         secret=code,
         kind="activation_code",
         vault=vault,
+        patient_id=patient.id,
         using_db=using_db,
     )
 
@@ -455,10 +457,16 @@ async def activate_space(
 
 
 async def oppose_space(
-    proof: CodeProof, *, actor: Actor, vault: Vault, now: datetime | None = None
+    proof: CodeProof,
+    *,
+    actor: Actor,
+    vault: Vault,
+    settings: Settings,
+    now: datetime | None = None,
 ) -> bool:
     now = now or utcnow()
     patient, _ = await _check_code(proof, vault=vault, actor=actor, now=now)
+    erased: list[str] = []
     async with in_transaction() as conn:
         # Nothing of theirs is kept but the proof of opposition: the keyed NIR hash and when.
         # Conditional, so an activation that won the race is never overwritten.
@@ -480,6 +488,8 @@ async def oppose_space(
             await Representation.filter(dependent_id=patient.id).using_db(conn).delete()
             await Account.filter(patient_id=patient.id).using_db(conn).delete()
             await ratelimit.clear("nir:" + patient.nir_hash, using_db=conn)
+            erased = await outbox.erase_for(patient.id, using_db=conn)
+    await outbox.remove_files(settings, erased)
     if opposed != 1:
         # Once created, a space is closed, not opposed.
         await ratelimit.record_failure("nir:" + patient.nir_hash, now=now)

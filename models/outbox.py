@@ -42,6 +42,8 @@ SMTP_TIMEOUT = 10.0
 # taken over; a crashed worker's claim lapses and the message is retried.
 CLAIM_LEASE = timedelta(minutes=5)
 DELAY_TO_ACT = timedelta(days=42)
+# Delivered messages keep a name and an address: they go once nobody needs them.
+RETENTION = timedelta(days=30)
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +69,8 @@ class OutboxMessage(Entity):
     # TextField has no nullable overload; TextField subclasses str, so this type-checks.
     secret: str | None = fields.TextField(null=True)
     kind = fields.CharField(max_length=40)
+    # The space it is about (activation codes), so an opposition erases it with the rest.
+    patient_id = fields.UUIDField(null=True, db_index=True)
     status = fields.CharEnumField(Status, max_length=8, default=Status.PENDING)
     attempts = fields.IntField(default=0)
     next_attempt_at = fields.DatetimeField(default=utcnow)
@@ -113,9 +117,10 @@ async def queue_email(
     secret: str | None,
     kind: str,
     vault: Vault,
+    patient_id: uuid.UUID | None = None,
     using_db: BaseDBAsyncClient | None = None,
 ) -> OutboxMessage:
-    return await _queue(Channel.EMAIL, to, subject, body, secret, kind, vault, using_db)
+    return await _queue(Channel.EMAIL, to, subject, body, secret, kind, vault, patient_id, using_db)
 
 
 async def queue_letter(
@@ -126,9 +131,12 @@ async def queue_letter(
     secret: str | None,
     kind: str,
     vault: Vault,
+    patient_id: uuid.UUID | None = None,
     using_db: BaseDBAsyncClient | None = None,
 ) -> OutboxMessage:
-    return await _queue(Channel.POST, address, subject, body, secret, kind, vault, using_db)
+    return await _queue(
+        Channel.POST, address, subject, body, secret, kind, vault, patient_id, using_db
+    )
 
 
 async def _queue(
@@ -139,6 +147,7 @@ async def _queue(
     secret: str | None,
     kind: str,
     vault: Vault,
+    patient_id: uuid.UUID | None,
     using_db: BaseDBAsyncClient | None,
 ) -> OutboxMessage:
     message_id = uuid.uuid4()
@@ -151,6 +160,7 @@ async def _queue(
         body=body,
         secret=seal(vault, message_id, secret) if secret else None,
         kind=kind,
+        patient_id=patient_id,
     )
 
 
@@ -210,6 +220,49 @@ async def mark_printed(message_id: uuid.UUID | str, settings: Settings) -> bool:
         return False
     await asyncio.to_thread(_letter_path(settings, message_id).unlink, missing_ok=True)
     return True
+
+
+async def erase_for(
+    patient_id: uuid.UUID, *, using_db: BaseDBAsyncClient | None = None
+) -> list[str]:
+    """Delete every message about a space (after an opposition, nothing of theirs is kept);
+    returns their ids, whose files `remove_files` deletes once the transaction commits."""
+    ids = (
+        await OutboxMessage.filter(patient_id=patient_id)
+        .using_db(using_db)
+        .values_list("id", flat=True)
+    )
+    if ids:
+        await OutboxMessage.filter(id__in=ids).using_db(using_db).delete()
+    return [str(i) for i in ids]
+
+
+async def remove_files(settings: Settings, ids: list[str]) -> None:
+    """The e-mail copies (without SMTP_URL) and letters of these messages."""
+    if ids:
+        await asyncio.to_thread(_remove_files, settings, ids)
+
+
+async def purge_delivered(settings: Settings, now: datetime) -> int:
+    """Delete the messages queued more than RETENTION ago and done with (delivered, printed
+    or given up), and their files. A letter sent for printing stays until it is marked
+    printed: its file is what the operator prints."""
+    done = Q(status__in=[Status.PRINTED, Status.FAILED]) | Q(
+        status=Status.SENT, channel=Channel.EMAIL
+    )
+    ids = await OutboxMessage.filter(done, created_at__lt=now - RETENTION).values_list(
+        "id", flat=True
+    )
+    if ids:
+        await OutboxMessage.filter(id__in=ids).delete()
+        await remove_files(settings, [str(i) for i in ids])
+    return len(ids)
+
+
+def _remove_files(settings: Settings, ids: list[str]) -> None:
+    for message_id in ids:
+        (settings.outbox_dir / f"{message_id}.eml").unlink(missing_ok=True)
+        _letter_path(settings, message_id).unlink(missing_ok=True)
 
 
 def render_letter(

@@ -223,6 +223,7 @@ class LifecycleMutation:
             lifecycle.CodeProof(code=input.code, nir=input.nir, birth_date=input.birth_date),
             actor=info.context.actor,
             vault=info.context.vault,
+            settings=info.context.settings,
             now=info.context.now,
         )
         return OpposeSpacePayload(opposed=opposed)

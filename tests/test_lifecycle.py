@@ -245,6 +245,7 @@ async def test_oppose_space_keeps_only_the_proof_and_blocks_the_person(
 ) -> None:
     # given a pending space
     data, patient, code, operator_token = await _pending(client, mailbox)
+    assert await OutboxMessage.filter(patient_id=_pk(patient["id"])).count() == 1
 
     # when its holder opposes with the code
     result = await gql(client, OPPOSE, {"input": _proof(data, code)})
@@ -257,6 +258,9 @@ async def test_oppose_space_keeps_only_the_proof_and_blocks_the_person(
     assert (row.first_name, row.last_name, row.nir_encrypted) == ("", "", None)
     assert (row.contact_email, row.postal_address) == (None, None)
     assert await ActivationCode.filter(patient_id=row.id).count() == 0
+    # nor in the outbox that carried the code: not the address, not the name
+    assert await OutboxMessage.filter(patient_id=row.id).count() == 0
+    assert await OutboxMessage.filter(recipient=data["email"]).count() == 0
     # and the person can neither activate nor log in, nor be enrolled again
     assert only_error(await activate(client, _credentials(data, code, data["email"]))) == {
         **GENERIC,

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from email import message_from_bytes
@@ -20,13 +21,17 @@ from models.base import utcnow
 from models.crypto import DecryptionError, Vault
 from models.outbox import (
     REDACTED,
+    RETENTION,
     OutboxMessage,
     Status,
     deliver,
     deliver_pending,
+    erase_for,
     mark_printed,
+    purge_delivered,
     queue_email,
     queue_letter,
+    remove_files,
     render,
     reveal,
 )
@@ -253,3 +258,71 @@ async def test_letter_is_rendered_for_printing_then_marked_printed(
     assert not path.exists()
     assert (await OutboxMessage.get(id=letter.id)).status == Status.PRINTED
     assert await mark_printed(letter.id, settings) is False
+
+
+async def test_delivered_messages_go_after_the_retention_but_not_unprinted_letters(
+    db: None, tmp_path: Path
+) -> None:
+    settings = settings_for(tmp_path, port=None)
+    sent, pending = await queue("sent@example.org"), await queue("later@example.org")
+    letter = await queue_letter(
+        address="Jeanne Martin\n75011 Paris",
+        subject="Votre espace santé",
+        body=BODY,
+        secret=CODE,
+        kind="activation_code",
+        vault=VAULT,
+    )
+    now = utcnow()
+    assert await deliver(sent.id, settings, now=now) is True
+    assert await deliver(letter.id, settings, now=now) is True
+    eml = settings.outbox_dir / f"{sent.id}.eml"
+    letter_file = settings.outbox_dir / "letters" / f"{letter.id}.txt"
+    assert eml.exists() and letter_file.exists()
+    await OutboxMessage.filter(id=pending.id).update(next_attempt_at=now + timedelta(days=60))
+
+    assert await purge_delivered(settings, now + RETENTION - timedelta(minutes=1)) == 0
+    assert await purge_delivered(settings, now + RETENTION + timedelta(minutes=1)) == 1
+
+    assert {m.id for m in await OutboxMessage.all()} == {pending.id, letter.id}
+    assert not eml.exists()
+    assert letter_file.exists()  # not printed yet: still needed
+    assert await mark_printed(letter.id, settings) is True
+    assert await purge_delivered(settings, now + RETENTION + timedelta(minutes=1)) == 1
+    assert {m.id for m in await OutboxMessage.all()} == {pending.id}
+
+
+async def test_erasing_a_space_removes_its_messages_and_their_files(
+    db: None, tmp_path: Path
+) -> None:
+    settings = settings_for(tmp_path, port=None)
+    mine, other = uuid.uuid4(), uuid.uuid4()
+    kept = await queue_email(
+        to="other@example.org",
+        subject="s",
+        body=BODY,
+        secret=CODE,
+        kind="k",
+        vault=VAULT,
+        patient_id=other,
+    )
+    gone = [
+        await queue_email(
+            to="me@example.org",
+            subject="s",
+            body=BODY,
+            secret=CODE,
+            kind="k",
+            vault=VAULT,
+            patient_id=mine,
+        )
+        for _ in range(2)
+    ]
+    assert await deliver_pending(settings) == 3
+
+    ids = await erase_for(mine)
+    await remove_files(settings, ids)
+
+    assert sorted(ids) == sorted(str(m.id) for m in gone)
+    assert [m.id for m in await OutboxMessage.all()] == [kept.id]
+    assert sorted(p.name for p in settings.outbox_dir.glob("*.eml")) == [f"{kept.id}.eml"]

@@ -1,0 +1,16 @@
+from tortoise import migrations
+from tortoise.migrations import operations as ops
+from tortoise import fields
+
+class Migration(migrations.Migration):
+    dependencies = [('models', '0001_initial')]
+
+    initial = False
+
+    operations = [
+        ops.AddField(
+            model_name='OutboxMessage',
+            name='patient_id',
+            field=fields.UUIDField(null=True, db_index=True),
+        ),
+    ]
