@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from uuid import UUID
+
+from tortoise.transactions import in_transaction
 
 from api.context import Info
 from models.access import Relation
@@ -24,3 +29,23 @@ async def record_access(
     await info.context.audit.record(
         patient_id=relation.patient_id, action=action, basis=basis, document_id=document_id
     )
+
+
+@dataclass
+class LoggedWrite:
+    """What a write tells its access event: the document it touched, once known."""
+
+    document_id: UUID | None = None
+
+
+@asynccontextmanager
+async def logged_write(
+    info: Info, relation: Relation, *, action: AccessAction = AccessAction.WRITE
+) -> AsyncIterator[LoggedWrite]:
+    """A write by anyone but the holder and its access event, committed together or not at
+    all: no change without its trace. The writes inside join this transaction (the domain's
+    own transactions become savepoints)."""
+    write = LoggedWrite()
+    async with in_transaction():
+        yield write
+        await record_access(info, relation, action=action, document_id=write.document_id)

@@ -7,6 +7,7 @@ from typing import Annotated
 from uuid import UUID
 
 import strawberry
+from tortoise.transactions import in_transaction
 
 from api.context import Info
 from api.errors import BadUserInput, NotFound, Unauthenticated
@@ -21,7 +22,7 @@ from models.patient import Patient as PatientModel
 from models.patient import SpaceStatus
 from models.reminder import raise_now
 from resolvers import ids
-from resolvers.audit import record_access
+from resolvers.audit import logged_write, record_access
 from resolvers.dossier import Document
 from resolvers.enums import AccessAction as AccessActionEnum
 from resolvers.enums import AccessBasis as AccessBasisEnum
@@ -327,37 +328,43 @@ class ConsentMutation:
         description="Let a professional read (READ) or also add to (READ_WRITE) the dossier."
     )
     async def grant_consent(self, info: Info, input: GrantConsentInput) -> GrantConsentPayload:
-        pk, _ = await patient_scope(info, input.patient_id)
-        row = await consents.grant_consent(
-            pk,
-            _professional_pk(input.professional_id),
-            input.access,
-            expires_at=input.expires_at,
-            now=info.context.now,
-        )
+        pk, relation = await patient_scope(info, input.patient_id)
+        async with logged_write(info, relation):
+            row = await consents.grant_consent(
+                pk,
+                _professional_pk(input.professional_id),
+                input.access,
+                expires_at=input.expires_at,
+                now=info.context.now,
+            )
         return GrantConsentPayload(consent=Consent.from_model(row, info.context.now))
 
     @strawberry.mutation(description="Withdraw a consent; it stops working at once.")
     async def revoke_consent(self, info: Info, input: RevokeConsentInput) -> RevokeConsentPayload:
         row = await _consent_of_manager(info, input.consent_id)
-        await patient_scope(info, strawberry.ID(ids.encode("Patient", row.patient_id)))
-        row = await consents.revoke_consent(row, now=info.context.now)
+        _, relation = await patient_scope(
+            info, strawberry.ID(ids.encode("Patient", row.patient_id))
+        )
+        async with logged_write(info, relation):
+            row = await consents.revoke_consent(row, now=info.context.now)
         return RevokeConsentPayload(consent=Consent.from_model(row, info.context.now))
 
     @strawberry.mutation(description="Block a professional: a block wins over any consent.")
     async def block_professional(
         self, info: Info, input: BlockProfessionalInput
     ) -> BlockProfessionalPayload:
-        pk, _ = await patient_scope(info, input.patient_id)
-        await consents.block_professional(pk, _professional_pk(input.professional_id))
+        pk, relation = await patient_scope(info, input.patient_id)
+        async with logged_write(info, relation):
+            await consents.block_professional(pk, _professional_pk(input.professional_id))
         return BlockProfessionalPayload(patient=await _patient(info, pk))
 
     @strawberry.mutation(description="Lift a block.")
     async def unblock_professional(
         self, info: Info, input: UnblockProfessionalInput
     ) -> UnblockProfessionalPayload:
-        pk, _ = await patient_scope(info, input.patient_id)
-        await consents.unblock_professional(pk, _professional_pk(input.professional_id))
+        pk, relation = await patient_scope(info, input.patient_id)
+        async with logged_write(info, relation):
+            await consents.unblock_professional(pk, _professional_pk(input.professional_id))
         return UnblockProfessionalPayload(patient=await _patient(info, pk))
 
     @strawberry.mutation(
@@ -366,16 +373,18 @@ class ConsentMutation:
     async def set_treating_doctor(
         self, info: Info, input: SetTreatingDoctorInput
     ) -> SetTreatingDoctorPayload:
-        pk, _ = await patient_scope(info, input.patient_id)
-        await consents.set_treating_doctor(pk, _professional_pk(input.professional_id))
+        pk, relation = await patient_scope(info, input.patient_id)
+        async with logged_write(info, relation):
+            await consents.set_treating_doctor(pk, _professional_pk(input.professional_id))
         return SetTreatingDoctorPayload(patient=await _patient(info, pk))
 
     @strawberry.mutation(description="Oppose (or allow again) emergency access to the space.")
     async def set_emergency_access_opposition(
         self, info: Info, input: SetEmergencyAccessOppositionInput
     ) -> SetEmergencyAccessOppositionPayload:
-        pk, _ = await patient_scope(info, input.patient_id)
-        await consents.set_emergency_opposition(pk, input.opposed)
+        pk, relation = await patient_scope(info, input.patient_id)
+        async with logged_write(info, relation):
+            await consents.set_emergency_opposition(pk, input.opposed)
         return SetEmergencyAccessOppositionPayload(patient=await _patient(info, pk))
 
     @strawberry.mutation(
@@ -394,16 +403,19 @@ class ConsentMutation:
         if row is None or row.status.value not in ("ACTIVE", "PENDING"):
             raise NotFound()
         assert ctx.actor.professional_id is not None
-        emergency = await consents.open_emergency_access(
-            pk, ctx.actor.professional_id, reason=input.reason, now=ctx.now
-        )
-        # The relation now has an emergency basis; the request's loader may hold the old one.
-        relation = (await access.relations(ctx.actor, [pk], ctx.today, ctx.now))[pk]
-        ctx.loaders.relation.prime(pk, relation, force=True)
-        await record_access(
-            info, relation, action=AccessAction.EMERGENCY_OPEN, basis=AccessBasis.EMERGENCY
-        )
-        # The holder is alerted at once, through the same path as every reminder.
-        raised = await raise_now(pk, f"EMERGENCY_ACCESS:{emergency.id}", now=ctx.now)
+        # The opening, its access event and the holder's alert: all three or none.
+        async with in_transaction():
+            emergency = await consents.open_emergency_access(
+                pk, ctx.actor.professional_id, reason=input.reason, now=ctx.now
+            )
+            # The relation now has an emergency basis; the request's loader may hold the
+            # old one.
+            relation = (await access.relations(ctx.actor, [pk], ctx.today, ctx.now))[pk]
+            ctx.loaders.relation.prime(pk, relation, force=True)
+            await record_access(
+                info, relation, action=AccessAction.EMERGENCY_OPEN, basis=AccessBasis.EMERGENCY
+            )
+            raised = await raise_now(pk, f"EMERGENCY_ACCESS:{emergency.id}", now=ctx.now)
+        # Pushed once committed, through the same path as every reminder.
         await alert(ctx.services.bus, raised, ctx.now)
         return EmergencyAccessPayload(patient=Patient.from_model(row))

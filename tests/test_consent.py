@@ -10,7 +10,7 @@ from uuid import uuid4
 
 import httpx
 
-from models.audit import AccessEvent
+from models.audit import AccessEvent, AuditTrail
 from models.consent import Block, Consent, ConsentAccess, EmergencyAccess
 from models.document import Document, DocumentCategory
 from models.patient import Patient, SpaceStatus
@@ -912,3 +912,56 @@ async def test_the_directory_searches_professionals(client: httpx.AsyncClient) -
     assert len(capped.ok()["professionals"]) == 1
     anonymous = await gql(client, query, {"search": "du"})
     assert_denied(anonymous, "UNAUTHENTICATED")
+
+
+async def test_a_representatives_consent_changes_are_access_events_the_holders_are_not(
+    client: httpx.AsyncClient,
+) -> None:
+    mother = await make_patient("Claire")
+    theo = await make_minor(mother)
+    doc = await make_professional()
+    token = mother.token
+
+    await grant(client, mother, doc, "READ", patientId=theo.id)
+    await grant(client, mother, doc, "READ")  # her own space: the holder's acts are not logged
+    for mutation, variables in (
+        (BLOCK, {"professionalId": doc.id, "patientId": theo.id}),
+        (UNBLOCK, {"professionalId": doc.id, "patientId": theo.id}),
+        (TREATING, {"professionalId": doc.id, "patientId": theo.id}),
+        (OPPOSE, {"opposed": True, "patientId": theo.id}),
+    ):
+        assert not (await gql(client, mutation, {"input": variables}, token=token)).errors
+
+    logged = await events(theo)
+    # one WRITE per change (the payloads' reads of the space are READ events besides)
+    assert [action for action, _, _ in logged].count("WRITE") == 5
+    assert {basis for _, basis, _ in logged} == {"REPRESENTATIVE"}
+    assert len({actor for _, _, actor in logged}) == 1
+    assert await events(mother) == []
+
+
+async def test_a_change_whose_access_event_cannot_be_written_is_not_made(
+    client: httpx.AsyncClient, monkeypatch: Any
+) -> None:
+    mother = await make_patient("Claire")
+    theo = await make_minor(mother)
+    doc = await make_professional()
+    before = await snapshot()
+
+    async def failing(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the audit table is unavailable")
+
+    monkeypatch.setattr(AuditTrail, "record", failing)
+    result = await gql(
+        client,
+        GRANT,
+        {"input": {"professionalId": doc.id, "access": "READ", "patientId": theo.id}},
+        token=mother.token,
+    )
+    opened = await gql(
+        client, EMERGENCY, {"input": {"patientId": theo.id, "reason": "Urgence"}}, token=doc.token
+    )
+
+    assert result.codes == ["INTERNAL_SERVER_ERROR"]
+    assert opened.codes == ["INTERNAL_SERVER_ERROR"]
+    assert await snapshot() == before  # no consent, no emergency access, no alert
