@@ -18,6 +18,7 @@ from models.appointment import AppointmentSource as AppointmentSourceModel
 from models.calendar_feed import feed_url, rotate_feed
 from models.reminder import Reminder as ReminderModel
 from resolvers import ids
+from resolvers.audit import logged_write
 from resolvers.enums import AppointmentSource, AppointmentStatus, ReminderKind, ReminderStatus
 from resolvers.node import Node, register
 from resolvers.pagination import Connection, Order, paginate
@@ -307,14 +308,15 @@ class AgendaMutation:
         if ctx.actor.is_professional:
             source = AppointmentSourceModel.PROFESSIONAL
             professional = professional or ctx.actor.professional_id
-        row = await agenda.create_appointment(
-            relation.patient_id,
-            agenda.Slot(input.starts_at, input.ends_at, input.title, input.location),
-            professional_id=professional,
-            source=source,
-            hours=ctx.settings.appointment_reminder_hours,
-            now=ctx.now,
-        )
+        async with logged_write(info, relation):
+            row = await agenda.create_appointment(
+                relation.patient_id,
+                agenda.Slot(input.starts_at, input.ends_at, input.title, input.location),
+                professional_id=professional,
+                source=source,
+                hours=ctx.settings.appointment_reminder_hours,
+                now=ctx.now,
+            )
         return CreateAppointmentPayload(appointment=Appointment.from_model(row))
 
     @strawberry.mutation(description="Move or rename a scheduled appointment.")
@@ -327,18 +329,20 @@ class AgendaMutation:
         if input.professional_id is not strawberry.UNSET:
             professional = _professional_pk(input.professional_id)
         location = row.location if input.location is strawberry.UNSET else input.location
-        row = await agenda.update_appointment(
-            row,
-            agenda.Slot(
-                input.starts_at or row.starts_at,
-                input.ends_at or row.ends_at,
-                input.title if input.title is not None else row.title,
-                location,
-            ),
-            professional_id=professional,
-            hours=ctx.settings.appointment_reminder_hours,
-            now=ctx.now,
-        )
+        relation = await ctx.loaders.relation.load(row.patient_id)
+        async with logged_write(info, relation):
+            row = await agenda.update_appointment(
+                row,
+                agenda.Slot(
+                    input.starts_at or row.starts_at,
+                    input.ends_at or row.ends_at,
+                    input.title if input.title is not None else row.title,
+                    location,
+                ),
+                professional_id=professional,
+                hours=ctx.settings.appointment_reminder_hours,
+                now=ctx.now,
+            )
         return UpdateAppointmentPayload(appointment=Appointment.from_model(row))
 
     @strawberry.mutation(description="Cancel a scheduled appointment; its reminders are dropped.")
@@ -346,7 +350,9 @@ class AgendaMutation:
         self, info: Info, input: CancelAppointmentInput
     ) -> CancelAppointmentPayload:
         row = await _appointment(info, input.appointment_id)
-        row = await agenda.cancel_appointment(row, reason=input.reason, now=info.context.now)
+        relation = await info.context.loaders.relation.load(row.patient_id)
+        async with logged_write(info, relation):
+            row = await agenda.cancel_appointment(row, reason=input.reason, now=info.context.now)
         return CancelAppointmentPayload(appointment=Appointment.from_model(row))
 
     @strawberry.mutation(description="Dismiss a reminder (holder or representative).")
@@ -363,14 +369,16 @@ class AgendaMutation:
         relation = await info.context.loaders.relation.load(row.patient_id)
         if not relation.manages:
             raise NotFound()
-        row = await reminders.dismiss(row, now=info.context.now)
+        async with logged_write(info, relation):
+            row = await reminders.dismiss(row, now=info.context.now)
         return DismissReminderPayload(reminder=Reminder.from_model(row))
 
     @strawberry.mutation(description="A new private calendar URL; the old one stops working.")
     async def rotate_calendar_feed(
         self, info: Info, input: RotateCalendarFeedInput
     ) -> RotateCalendarFeedPayload:
-        pk, _ = await patient_scope(info, input.patient_id)
+        pk, relation = await patient_scope(info, input.patient_id)
         ctx = info.context
-        url = await rotate_feed(pk, vault=ctx.vault, public_url=ctx.settings.public_url)
+        async with logged_write(info, relation):
+            url = await rotate_feed(pk, vault=ctx.vault, public_url=ctx.settings.public_url)
         return RotateCalendarFeedPayload(calendar_feed_url=url)

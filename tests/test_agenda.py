@@ -15,6 +15,7 @@ from api.config import Settings
 from api.errors import Conflict
 from api.jobs import run_jobs
 from models.appointment import Appointment, AppointmentStatus, Slot, update_appointment
+from models.audit import AccessAction, AccessEvent, AuditTrail
 from models.base import PARIS, utcnow
 from models.consent import ConsentAccess, grant_consent, open_emergency_access, revoke_consent
 from models.reminder import Reminder
@@ -670,3 +671,62 @@ async def test_a_change_racing_a_cancel_never_brings_the_appointment_back(
     assert await snapshot() == before
     row = await Appointment.get(id=stale.id)
     assert row.status is AppointmentStatus.CANCELLED
+
+
+# --- the access log ------------------------------------------------------------------------
+
+
+async def writes(person: Person) -> list[tuple[str, str]]:
+    rows = await AccessEvent.filter(patient_id=person.patient.id, action=AccessAction.WRITE)
+    return sorted((e.basis.value, e.actor_role.value) for e in rows)
+
+
+async def test_agenda_changes_by_others_than_the_holder_are_access_events(
+    client: httpx.AsyncClient,
+) -> None:
+    mother = await make_patient("Claire")
+    child = await make_minor(mother)
+    doc = await make_professional()
+    await consent(child, doc)
+    await consent(mother, doc)
+
+    own = await book(client, mother.token, in_days(3))  # the holder: not an event
+    await gql(client, CANCEL, {"input": {"appointmentId": own["id"]}}, token=mother.token)
+    by_doc = await book(client, doc.token, in_days(3), patientId=child.id)
+    moved = await gql(
+        client,
+        UPDATE,
+        {"input": {"appointmentId": by_doc["id"], "title": "Vaccins"}},
+        token=mother.token,
+    )
+    cancelled = await gql(
+        client, CANCEL, {"input": {"appointmentId": by_doc["id"]}}, token=doc.token
+    )
+
+    assert not moved.errors and not cancelled.errors
+    assert await writes(mother) == []
+    assert await writes(child) == [
+        ("CONSENT", "PROFESSIONAL"),
+        ("CONSENT", "PROFESSIONAL"),
+        ("REPRESENTATIVE", "PATIENT"),
+    ]
+
+
+async def test_a_booking_whose_access_event_cannot_be_written_is_not_made(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await make_patient()
+    doc = await make_professional()
+    await consent(alice, doc)
+    before = await snapshot()
+
+    async def failing(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the audit table is unavailable")
+
+    monkeypatch.setattr(AuditTrail, "record", failing)
+    result = await gql(
+        client, CREATE, {"input": slot(in_days(3), patientId=alice.id)}, token=doc.token
+    )
+
+    assert result.codes == ["INTERNAL_SERVER_ERROR"]
+    assert await snapshot() == before
