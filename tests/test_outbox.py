@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiosmtpd.controller import Controller
-from tortoise.contrib.test import tortoise_test_context
+from tortoise import Tortoise
 
 from api.config import Settings
+from api.db import tortoise_config
 from models.base import utcnow
 from models.crypto import DecryptionError, Vault
 from models.outbox import (
@@ -64,9 +65,13 @@ def free_port() -> int:
 
 
 @pytest_asyncio.fixture
-async def db(tmp_path: Path) -> AsyncIterator[None]:
-    async with tortoise_test_context(["models.outbox"], db_url=f"sqlite://{tmp_path}/t.sqlite3"):
+async def db(database_url: str) -> AsyncIterator[None]:
+    """The suite's database (a SQLite copy, or PostgreSQL with TEST_DATABASE_URL)."""
+    await Tortoise.init(config=tortoise_config(database_url))
+    try:
         yield
+    finally:
+        await Tortoise.close_connections()
 
 
 @pytest.fixture
