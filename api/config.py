@@ -19,6 +19,29 @@ def _bool(value: str | None, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+# Every environment variable `Settings.from_env` reads; the README's table documents each.
+VARIABLES = (
+    "ENVIRONMENT",
+    "DATABASE_URL",
+    "BROADCAST_URL",
+    "SMTP_URL",
+    "MAIL_FROM",
+    "SECRET_KEY",
+    "ALLOWED_ORIGINS",
+    "DATA_DIR",
+    "PUBLIC_URL",
+    "TWO_FACTOR",
+    "SESSION_TTL_MINUTES",
+    "MAX_UPLOAD_BYTES",
+    "MAX_ATTACHMENT_BYTES",
+    "MAX_REQUEST_BYTES",
+    "SCHEDULER_ENABLED",
+    "SCHEDULER_INTERVAL_SECONDS",
+    "APPOINTMENT_REMINDER_HOURS",
+    "TRUSTED_PROXIES",
+)
+
+
 def _int(env: dict[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":

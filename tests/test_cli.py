@@ -18,33 +18,13 @@ from tortoise.cli.cli import tortoise_cli_context
 from tortoise.migrations.autodetector import MigrationAutodetector
 
 import api.cli
+import api.config
 from api.app import create_app
 from api.cli import main
-from api.config import Settings
+from api.config import VARIABLES, Settings
 from api.db import tortoise_config
 from api.schema import schema_sdl
 from models.demo import DEMO_PASSWORD
-
-SETTINGS_VARIABLES = [
-    "ENVIRONMENT",
-    "DATABASE_URL",
-    "BROADCAST_URL",
-    "SMTP_URL",
-    "MAIL_FROM",
-    "SECRET_KEY",
-    "ALLOWED_ORIGINS",
-    "DATA_DIR",
-    "PUBLIC_URL",
-    "TWO_FACTOR",
-    "SESSION_TTL_MINUTES",
-    "MAX_UPLOAD_BYTES",
-    "MAX_ATTACHMENT_BYTES",
-    "MAX_REQUEST_BYTES",
-    "SCHEDULER_ENABLED",
-    "SCHEDULER_INTERVAL_SECONDS",
-    "APPOINTMENT_REMINDER_HOURS",
-    "TRUSTED_PROXIES",
-]
 
 LOGIN = """
 mutation($email: String!, $password: String!) {
@@ -68,7 +48,7 @@ def fresh_query_cache() -> Iterator[None]:
 
 def development_env(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
     """A development environment in data_dir, whatever the developer's shell exports."""
-    for name in SETTINGS_VARIABLES:
+    for name in VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DATA_DIR", str(data_dir))
     monkeypatch.setenv("ENVIRONMENT", "development")
@@ -354,3 +334,12 @@ def test_production_refuses_two_factor_off(
     assert main(["serve"]) == 2
 
     assert "two-factor" in capsys.readouterr().err
+
+
+def test_every_setting_read_is_listed_and_documented() -> None:
+    source = Path(api.config.__file__).read_text()
+    read = set(re.findall(r'env(?:\.get\(|, )"([A-Z_]+)"', source))
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+
+    assert read == set(VARIABLES)
+    assert [name for name in VARIABLES if f"| `{name}` |" not in readme] == []

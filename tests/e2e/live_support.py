@@ -28,6 +28,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from api.config import VARIABLES
+
 TRANSPORT_WS = "graphql-transport-ws"
 LEGACY_WS = "graphql-ws"
 WAIT = 10.0  # the bound on every wait for something that should happen
@@ -35,23 +37,6 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 SECRET_KEY = "live-e2e-secret-key-" + "k" * 32
 PASSWORD = "correct horse battery staple"
-SETTINGS_PREFIXES = (
-    "ENVIRONMENT",
-    "DATABASE_URL",
-    "BROADCAST_URL",
-    "SMTP_URL",
-    "MAIL_FROM",
-    "SECRET_KEY",
-    "ALLOWED_ORIGINS",
-    "DATA_DIR",
-    "PUBLIC_URL",
-    "TWO_FACTOR",
-    "SESSION_TTL_MINUTES",
-    "MAX_",
-    "SCHEDULER_",
-    "APPOINTMENT_REMINDER_HOURS",
-    "TRUSTED_PROXIES",
-)
 
 
 def command(*args: str) -> list[str]:
@@ -63,7 +48,7 @@ def command(*args: str) -> list[str]:
 
 
 def server_env(data_dir: Path, database_url: str, broadcast_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_PREFIXES)}
+    env = {k: v for k, v in os.environ.items() if k not in VARIABLES}
     env.update(
         DATA_DIR=str(data_dir),
         DATABASE_URL=database_url,

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from stdnum.fr import nir
 
+from api.config import VARIABLES
 from models.demo import DEMO_PASSWORD
 from tests.conftest import PG_URL, free_port
 
@@ -26,23 +27,6 @@ pytestmark = pytest.mark.e2e
 
 START_TIMEOUT = 60.0  # generous: CI machines are shared
 STOP_TIMEOUT = 15.0
-SETTINGS_PREFIXES = (
-    "ENVIRONMENT",
-    "DATABASE_URL",
-    "BROADCAST_URL",
-    "SMTP_URL",
-    "MAIL_FROM",
-    "SECRET_KEY",
-    "ALLOWED_ORIGINS",
-    "DATA_DIR",
-    "PUBLIC_URL",
-    "TWO_FACTOR",
-    "SESSION_TTL_MINUTES",
-    "MAX_",
-    "SCHEDULER_",
-    "APPOINTMENT_REMINDER_HOURS",
-    "TRUSTED_PROXIES",
-)
 BACKENDS = ["sqlite", *(["postgres"] if PG_URL else [])]
 
 
@@ -61,7 +45,7 @@ def command(*args: str) -> list[str]:
 
 
 def server_env(data_dir: Path, database_url: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_PREFIXES)}
+    env = {k: v for k, v in os.environ.items() if k not in VARIABLES}
     env.update(
         DATA_DIR=str(data_dir),
         ENVIRONMENT="development",
