@@ -97,9 +97,15 @@ def settings_for(tmp_path: Path, *, port: int | None, environment: str = "test")
     )
 
 
-async def queue(to: str = "jane@example.org") -> OutboxMessage:
+async def queue(to: str = "jane@example.org", patient_id: uuid.UUID | None = None) -> OutboxMessage:
     return await queue_email(
-        to=to, subject="Votre code", body=BODY, secret=CODE, kind="activation_code", vault=VAULT
+        to=to,
+        subject="Votre code",
+        body=BODY,
+        secret=CODE,
+        kind="activation_code",
+        vault=VAULT,
+        patient_id=patient_id,
     )
 
 
@@ -302,27 +308,8 @@ async def test_erasing_a_space_removes_its_messages_and_their_files(
 ) -> None:
     settings = settings_for(tmp_path, port=None)
     mine, other = uuid.uuid4(), uuid.uuid4()
-    kept = await queue_email(
-        to="other@example.org",
-        subject="s",
-        body=BODY,
-        secret=CODE,
-        kind="k",
-        vault=VAULT,
-        patient_id=other,
-    )
-    gone = [
-        await queue_email(
-            to="me@example.org",
-            subject="s",
-            body=BODY,
-            secret=CODE,
-            kind="k",
-            vault=VAULT,
-            patient_id=mine,
-        )
-        for _ in range(2)
-    ]
+    kept = await queue("other@example.org", patient_id=other)
+    gone = [await queue("me@example.org", patient_id=mine) for _ in range(2)]
     assert await deliver_pending(settings) == 3
 
     ids = await erase_for(mine)
