@@ -18,7 +18,7 @@ from models.appointment import AppointmentSource as AppointmentSourceModel
 from models.calendar_feed import feed_url, rotate_feed
 from models.reminder import Reminder as ReminderModel
 from resolvers import ids
-from resolvers.audit import logged_write
+from resolvers.audit import logged_write, record_access
 from resolvers.enums import AppointmentSource, AppointmentStatus, ReminderKind, ReminderStatus
 from resolvers.node import Node, register
 from resolvers.pagination import Connection, Order, paginate
@@ -176,9 +176,11 @@ async def _readable_appointments(info: Info, pks: list[UUID]) -> dict[UUID, Appo
 
 @register("Appointment")
 async def _appointment_nodes(info: Info, pks: list[UUID]) -> dict[UUID, Any]:
-    return {
-        pk: Appointment.from_model(r) for pk, r in (await _readable_appointments(info, pks)).items()
-    }
+    out: dict[UUID, Any] = {}
+    for pk, row in (await _readable_appointments(info, pks)).items():
+        await record_access(info, await info.context.loaders.relation.load(row.patient_id))
+        out[pk] = Appointment.from_model(row)
+    return out
 
 
 @register("Reminder")
@@ -188,6 +190,7 @@ async def _reminder_nodes(info: Info, pks: list[UUID]) -> dict[UUID, Any]:
     for row in rows:
         relation = await info.context.loaders.relation.load(row.patient_id)
         if relation.manages:
+            await record_access(info, relation)
             out[row.id] = Reminder.from_model(row)
     return out
 

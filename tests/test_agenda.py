@@ -730,3 +730,36 @@ async def test_a_booking_whose_access_event_cannot_be_written_is_not_made(
 
     assert result.codes == ["INTERNAL_SERVER_ERROR"]
     assert await snapshot() == before
+
+
+NODES = "query($ids: [ID!]!) { nodes(ids: $ids) { id } }"
+
+
+async def reads(person: Person) -> list[tuple[str, str]]:
+    rows = await AccessEvent.filter(patient_id=person.patient.id, action=AccessAction.READ)
+    return sorted((e.basis.value, e.actor_role.value) for e in rows)
+
+
+async def test_reading_appointments_and_reminders_by_id_is_an_access_event(
+    client: httpx.AsyncClient,
+) -> None:
+    mother = await make_patient("Claire")
+    child = await make_minor(mother)
+    doc = await make_professional()
+    await consent(child, doc)
+    first = await book(client, mother.token, in_days(3), patientId=child.id)
+    second = await book(client, mother.token, in_days(4), patientId=child.id)
+    reminder = encode("Reminder", next(iter((await reminder_rows(first["id"])).values())).id)
+    own = await book(client, mother.token, in_days(3))
+    assert await reads(child) == []
+
+    by_doc = await gql(client, NODES, {"ids": [first["id"], second["id"]]}, token=doc.token)
+    by_mother = await gql(client, NODES, {"ids": [reminder]}, token=mother.token)
+    by_holder = await gql(client, NODES, {"ids": [own["id"]]}, token=mother.token)
+
+    assert by_doc.ok() == {"nodes": [{"id": first["id"]}, {"id": second["id"]}]}
+    assert by_mother.ok() == {"nodes": [{"id": reminder}]}
+    assert by_holder.ok() == {"nodes": [{"id": own["id"]}]}
+    # one event per request, actor and patient; none for the holder's own reads
+    assert await reads(child) == [("CONSENT", "PROFESSIONAL"), ("REPRESENTATIVE", "PATIENT")]
+    assert await reads(mother) == []
