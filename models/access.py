@@ -6,7 +6,7 @@ module, as query filters, so counts and pages are filtered in SQL.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from string import Formatter
 from uuid import UUID
@@ -21,7 +21,15 @@ from models.base import parameter_prefix, utcnow
 from models.consent import Block, Consent, ConsentAccess
 from models.patient import Patient, Representation, SpaceStatus, is_minor, minor_cutoff
 
-__all__ = ["ANONYMOUS", "Actor", "Relation", "is_minor", "relations", "visible_patients"]
+__all__ = [
+    "ANONYMOUS",
+    "Actor",
+    "Relation",
+    "is_minor",
+    "relations",
+    "visible_by_relation",
+    "visible_patients",
+]
 
 LIVE_SPACES = (SpaceStatus.PENDING, SpaceStatus.ACTIVE)
 
@@ -83,6 +91,9 @@ class Relation:
     conversation: bool = False
     blocked: bool = False
     space_live: bool = True
+    # The patient's row, when the relation was read with it (a professional's relation is:
+    # the same statement), so that a lookup by id needs no second one; None otherwise.
+    row: Patient | None = field(default=None, repr=False, compare=False)
 
     @property
     def manages(self) -> bool:
@@ -246,6 +257,21 @@ def visible_patients(actor: Actor, today: date, now: datetime | None = None) -> 
     return Q(id__in=[])
 
 
+def visible_by_relation(actor: Actor, found: list[Relation]) -> dict[UUID, Patient] | None:
+    """Spaces looked up by id that the actor may see, decided by their relations alone, with
+    their rows; None when those relations cannot decide: ask `visible_patients`.
+
+    A professional's relations are read with the rows, and `Relation.visible` is then exactly
+    `visible_patients`' condition (live, not blocked, and médecin traitant, consent,
+    emergency or conversation: the same CONSENTING, BLOCKING, ... subqueries), so the lookup
+    costs no second statement. For patients, `is_minor` and `minor_cutoff` may disagree on a
+    29 February: their lookups keep the filter.
+    """
+    if not actor.is_professional or actor.professional_id is None:
+        return None
+    return {r.patient_id: r.row for r in found if r.row is not None and r.visible}
+
+
 async def relations(
     actor: Actor, patient_ids: list[UUID], today: date, now: datetime | None = None
 ) -> dict[UUID, Relation]:
@@ -283,9 +309,10 @@ async def relations(
 
 # A professional's relation to some spaces in one statement, as every request that touches a
 # space computes it: the facts above, with numbered parameters ({p}1 the professional, {p}2
-# the moment). Only constants go into the text.
+# the moment), and the patient's row itself (see `Relation.row`). Only constants go into the
+# text.
 _PROFESSIONAL_RELATIONS = f"""
-SELECT id, status, treating_doctor_id,
+SELECT *,
     id IN ({CONSENTING}) AS consent,
     id IN ({CONSENTING_READ_WRITE}) AS read_write,
     id IN ({BLOCKING}) AS blocked,
@@ -293,6 +320,7 @@ SELECT id, status, treating_doctor_id,
     id IN ({IN_CONVERSATION}) AS conversation
 FROM patient WHERE id IN ({{ids}})
 """.replace("{pro}", "{p}1").replace("{now}", "{p}2")  # noqa: S608
+_RELATION_COLUMNS = ["consent", "read_write", "blocked", "emergency", "conversation"]
 
 
 async def _professional_relations(pid: UUID, result: dict[UUID, Relation], now: datetime) -> None:
@@ -302,13 +330,17 @@ async def _professional_relations(pid: UUID, result: dict[UUID, Relation], now: 
     sql = _PROFESSIONAL_RELATIONS.format(p=p, ids=", ".join(f"{p}{n + 3}" for n in range(len(ids))))
     for relation in result.values():
         relation.space_live = False  # until its row says otherwise: an unknown id is not live
-    for row in await db.execute_query_dict(sql, [str(pid), now, *map(str, ids)]):
-        relation = result[UUID(str(row["id"]))]
-        relation.space_live = SpaceStatus(row["status"]) in LIVE_SPACES
-        if row["consent"]:  # READ_WRITE wins over READ
-            read_write = row["read_write"]
+    executor = db.executor_class(model=Patient, db=db)  # rows made as for `Patient.raw`
+    rows = await executor.execute_select(sql, [str(pid), now, *map(str, ids)], _RELATION_COLUMNS)
+    for row in rows:
+        relation = result[row.id]
+        relation.row = row
+        relation.space_live = row.status in LIVE_SPACES
+        flags = {name: bool(getattr(row, name)) for name in _RELATION_COLUMNS}
+        if flags["consent"]:  # READ_WRITE wins over READ
+            read_write = flags["read_write"]
             relation.consent = ConsentAccess.READ_WRITE if read_write else ConsentAccess.READ
-        relation.blocked = bool(row["blocked"])
-        relation.treating_doctor = str(row["treating_doctor_id"]) == str(pid)
-        relation.emergency = bool(row["emergency"])
-        relation.conversation = bool(row["conversation"])
+        relation.blocked = flags["blocked"]
+        relation.treating_doctor = row.treating_doctor_id == pid
+        relation.emergency = flags["emergency"]
+        relation.conversation = flags["conversation"]
