@@ -6,7 +6,8 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime
-from enum import StrEnum
+from enum import Enum, StrEnum, auto
+from typing import Any
 from uuid import UUID
 
 from tortoise import fields
@@ -65,24 +66,78 @@ class Document(Entity):
         indexes = (("patient_id", "date", "created_at"),)
 
 
-def readable_documents(actor: Actor, relation: Relation) -> Q | None:
-    """Filter on Document for one patient's dossier; None when nothing is readable."""
-    own = Q(patient_id=relation.patient_id)
+class Shown(Enum):
+    """Which documents of one dossier a viewer reads."""
+
+    ALL = auto()
+    NOT_HIDDEN_FROM_REPRESENTATIVES = auto()
+    NOT_HIDDEN_OR_AUTHORED = auto()  # hidden by the holder, yet deposited by this professional
+    AUTHORED = auto()  # only what this professional deposited
+
+
+@dataclass(frozen=True)
+class DocumentScope:
+    """What one viewer reads of one patient's dossier (decided by `document_scope`), as an
+    ORM filter and, for the pages every dossier read runs, as the same conditions in SQL."""
+
+    patient_id: UUID
+    shown: Shown
+    professional_id: UUID | None = None  # the viewer, for NOT_HIDDEN_OR_AUTHORED and AUTHORED
+
+    def q(self) -> Q:
+        """Filter on Document."""
+        own = Q(patient_id=self.patient_id)
+        authored = Q(author_professional_id=self.professional_id)
+        if self.shown is Shown.NOT_HIDDEN_FROM_REPRESENTATIVES:
+            return own & Q(hidden_from_representatives=False)
+        if self.shown is Shown.NOT_HIDDEN_OR_AUTHORED:
+            return own & (Q(hidden=False) | authored)
+        if self.shown is Shown.AUTHORED:
+            return own & authored
+        return own
+
+    def sql(self) -> tuple[str, list[Any]]:
+        """The same conditions as `q()` on the document table, one `{}` per parameter (to be
+        numbered by the caller, see `models.base.parameter_prefix`), and the parameters."""
+        own = '"patient_id" = {}'
+        params: list[Any] = [str(self.patient_id)]
+        if self.shown is Shown.NOT_HIDDEN_FROM_REPRESENTATIVES:
+            return own + ' AND "hidden_from_representatives" = FALSE', params
+        if self.professional_id is None:  # as Q(author_professional_id=None)
+            authored = '"author_professional_id" IS NULL'
+        else:
+            authored = '"author_professional_id" = {}'
+            params.append(str(self.professional_id))
+        if self.shown is Shown.NOT_HIDDEN_OR_AUTHORED:
+            return f'{own} AND ("hidden" = FALSE OR {authored})', params
+        if self.shown is Shown.AUTHORED:
+            return f"{own} AND {authored}", params
+        return own, params[:1]
+
+
+def document_scope(actor: Actor, relation: Relation) -> DocumentScope | None:
+    """What the actor reads of one patient's dossier; None when nothing is readable."""
+    pid = relation.patient_id
     if relation.manages and not relation.space_live:
         return None  # archived with the closed space
     if relation.holder:
-        return own
+        return DocumentScope(pid, Shown.ALL)
     if relation.representative:
-        return own & Q(hidden_from_representatives=False)
+        return DocumentScope(pid, Shown.NOT_HIDDEN_FROM_REPRESENTATIVES)
     if not actor.is_professional or relation.blocked or not relation.space_live:
         return None
     if relation.treating_doctor:
-        return own
-    authored = Q(author_professional_id=actor.professional_id)
+        return DocumentScope(pid, Shown.ALL)
     if relation.dossier_basis is not None:
-        return own & (Q(hidden=False) | authored)
+        return DocumentScope(pid, Shown.NOT_HIDDEN_OR_AUTHORED, actor.professional_id)
     # Without a dossier basis, a professional still reads what they deposited themselves.
-    return own & authored
+    return DocumentScope(pid, Shown.AUTHORED, actor.professional_id)
+
+
+def readable_documents(actor: Actor, relation: Relation) -> Q | None:
+    """Filter on Document for one patient's dossier; None when nothing is readable."""
+    scope = document_scope(actor, relation)
+    return None if scope is None else scope.q()
 
 
 def document_filter(actor: Actor, relations: dict[UUID, Relation]) -> Q | None:

@@ -27,7 +27,7 @@ from resolvers import ids
 from resolvers.audit import record_access
 from resolvers.enums import DocumentCategory, ScreeningKind, VaccineCode
 from resolvers.node import Node, register
-from resolvers.pagination import Connection, Order, empty_connection, paginate
+from resolvers.pagination import Connection, Order, Where, empty_connection, paginate
 from resolvers.people import Patient, Professional
 from resolvers.scope import acting_for
 
@@ -262,12 +262,14 @@ async def patient_documents(
     category: Any,
 ) -> DocumentConnection:
     relation = await dossier_relation(info, patient_pk)
-    visible = documents.readable_documents(info.context.actor, relation)
-    if visible is None:
+    scope = documents.document_scope(info.context.actor, relation)
+    if scope is None:
         return empty_connection(DocumentConnection)
-    query = DocumentModel.filter(visible)
+    query = DocumentModel.filter(scope.q())
+    where = Where(*scope.sql())  # the same conditions, for the first page
     if category is not None:
         query = query.filter(category=category)
+        where &= Where('"category" = {}', [DocumentCategory(category).value])
     page = await paginate(
         query,
         DOCUMENT_ORDER,
@@ -276,6 +278,7 @@ async def patient_documents(
         wrap=Document.from_values,
         connection=DocumentConnection,
         fields=DOCUMENT_FIELDS,
+        where=where,
     )
     if any(selects(f.selections, "edges", "node", "author") for f in info.selected_fields):
         await preload_authors(info, [edge.node for edge in page.edges])

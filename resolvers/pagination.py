@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
 from api.errors import BadUserInput
+from models.base import parameter_prefix
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
@@ -156,12 +158,104 @@ async def fetch_values(query: QuerySet[M], fields: Sequence[str]) -> list[dict[s
     rows = await query.values(*(f"raw_{name}" if name in raw else name for name in fields))
     for row in rows:
         for name, field in raw.items():
-            value = row.pop(f"raw_{name}")
-            if isinstance(value, str):  # SQLite keeps text; PostgreSQL answers native types
-                with contextlib.suppress(ValueError):  # else the field's parser, which knows more
-                    value = _PARSERS[type(field)](value)
-            row[name] = field.to_python_value(value)
+            # SQLite keeps text; PostgreSQL answers native types
+            row[name] = _to_python(field, row.pop(f"raw_{name}"))
     return rows
+
+
+def _to_python(field: Field[Any], value: Any) -> Any:
+    """A stored date or moment as `values()` answers it (see _PARSERS)."""
+    if isinstance(value, str):  # SQLite keeps text; PostgreSQL answers native types
+        with contextlib.suppress(ValueError):  # else the field's parser, which knows more
+            value = _PARSERS[type(field)](value)
+    return field.to_python_value(value)
+
+
+Converter = Callable[[Any], Any] | None  # None: the value as the driver answers it
+
+_CONVERTERS: dict[tuple[type[Model], str], Converter] = {}
+
+
+def converter(model: type[Model], name: str) -> Converter:
+    """How `values()` turns a stored value of this field into Python: as is for the types
+    the driver already answers (`db_native_fields`), dates and moments by _to_python, the
+    field's `to_python_value` otherwise."""
+    key = (model, name)
+    if key not in _CONVERTERS:
+        field = model._meta.fields_map[name]
+        native = {model_field for _, model_field, _ in model._meta.db_native_fields}
+        convert: Converter = None
+        if type(field) in _PARSERS:
+            convert = functools.partial(_to_python, field)
+        elif name not in native:
+            convert = field.to_python_value
+        _CONVERTERS[key] = convert
+    return _CONVERTERS[key]
+
+
+def instances(model: type[M], rows: Sequence[Any]) -> list[M]:
+    """Model instances of whole rows (`SELECT *`), as the ORM makes them, but with dates
+    and moments stored as text parsed by the standard library first (see _PARSERS; the
+    field's `to_python_value` then deals with time zones as usual)."""
+    dates = [
+        (column, type(field))
+        for column, _, field in model._meta.db_complex_fields
+        if type(field) in _PARSERS
+    ]
+    out = []
+    for record in rows:
+        row = dict(record)
+        for column, kind in dates:
+            value = row[column]
+            if isinstance(value, str):  # SQLite keeps text; PostgreSQL answers native types
+                with contextlib.suppress(ValueError):  # else the field's parser
+                    row[column] = _PARSERS[kind](value)
+        out.append(model._init_from_db(**row))
+    return out
+
+
+@dataclass(frozen=True)
+class Where:
+    """Conditions in SQL, one `{}` per parameter (numbered here, see `parameter_prefix`):
+    the same as the ORM filter of the query they go with, for its first pages."""
+
+    sql: str
+    params: list[Any]
+
+    def __and__(self, other: Where) -> Where:
+        return Where(f"{self.sql} AND {other.sql}", [*self.params, *other.params])
+
+
+async def fetch_first_values(
+    model: type[Model], where: Where, order: Order, limit: int, fields: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The first `limit` rows of `model` matching `where`, in this order, as `fetch_values`
+    would answer them, from a written-out statement: building the ORM's costs more than
+    running it."""
+    meta = model._meta
+    db = meta.db  # the transaction's connection inside one
+    p = parameter_prefix(db)
+    columns = [meta.fields_db_projection[name] for name in fields]
+    n = len(where.params)
+    condition = where.sql.format(*(f"{p}{i}" for i in range(1, n + 1)))
+    sort = ", ".join(
+        f'"{meta.fields_db_projection[name]}"{" DESC" if desc else ""}'
+        for name, desc in order.columns
+    )
+    select = ", ".join(f'"{column}"' for column in columns)
+    sql = (
+        f'SELECT {select} FROM "{meta.db_table}" WHERE {condition}'  # noqa: S608
+        f" ORDER BY {sort} LIMIT {p}{n + 1}"
+    )
+    _, rows = await db.execute_query(sql, [*where.params, limit])
+    converters = [(name, converter(model, name)) for name in fields]
+    return [
+        {
+            name: value if convert is None else convert(value)
+            for (name, convert), value in zip(converters, row, strict=True)
+        }
+        for row in rows
+    ]
 
 
 async def paginate(
@@ -173,11 +267,13 @@ async def paginate(
     wrap: Callable[[Any], Any],
     connection: type[ConnT],
     fields: Sequence[str] = (),
+    where: Where | None = None,
 ) -> ConnT:
     """One query for the page (one extra row tells whether more follow); count on demand.
 
     `wrap` makes a node of a model instance or, given `fields` (the order's among them), of
-    a dict of those fields: no model instances, which is cheaper.
+    a dict of those fields: no model instances, which is cheaper. Given also `where`, the
+    query's conditions in SQL, the first page is read with a written-out statement.
     """
     limit = page_size(first)
     model = query.model
@@ -186,7 +282,9 @@ async def paginate(
         page_query = page_query.filter(after_filter(model, order, after))
     page_query = page_query.order_by(*order.order_by()).limit(limit + 1)
     rows: list[Any] = []
-    if limit:
+    if limit and fields and where is not None and not after:
+        rows = await fetch_first_values(model, where, order, limit + 1, fields)
+    elif limit:
         rows = await (fetch_values(page_query, fields) if fields else page_query)
     has_next = len(rows) > limit
     rows = rows[:limit]
