@@ -31,8 +31,16 @@ from strawberry.http.parse_content_type import parse_content_type
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 
-from api.errors import ApiError, BadUserInput, InternalError, NotFound, PayloadTooLarge
+from api.errors import (
+    ApiError,
+    BadUserInput,
+    InternalError,
+    NotFound,
+    PayloadTooLarge,
+    PersistedQueryNotSupported,
+)
 from api.extensions.errors import VALIDATION_FAILED, error_code, mask_error
 
 if TYPE_CHECKING:
@@ -246,7 +254,11 @@ class GraphQLView(GraphQL[ContextT, RootT]):
             return json_error_response(
                 self._status_of(media_type), VALIDATION_FAILED, exc.reason, media_type=media_type
             )
-        if isinstance(cause, InvalidOperationTypeError) and method == "GET":
+        if (
+            isinstance(cause, InvalidOperationTypeError)
+            and cause.operation_type is not OperationType.SUBSCRIPTION
+            and method == "GET"
+        ):
             return json_error_response(
                 405, BadUserInput.code, exc.reason, headers={"Allow": "POST"}, media_type=media_type
             )
@@ -261,6 +273,52 @@ class GraphQLView(GraphQL[ContextT, RootT]):
             )
         code = NotFound.code if exc.status_code == 404 else BadUserInput.code
         return json_error_response(exc.status_code, code, exc.reason, media_type=media_type)
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: ContextT,
+        root_value: RootT | None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """strawberry's, but subscriptions are refused: they run over the websocket only
+        (over HTTP graphql-core would run the stream as a plain field and fail)."""
+        allowed = OperationType.from_http(request_adapter.method) - {OperationType.SUBSCRIPTION}
+        extensions = request_data.extensions
+        if (
+            request_data.query is None
+            and isinstance(extensions, dict)
+            and "persistedQuery" in (extensions)
+        ):
+            # A client of automatic persisted queries (a hash, no text) learns to send the
+            # text: the code it looks for. Persisted documents come with the catalogue.
+            raise TransportError(
+                self._status_of(negotiate_media_type(request.headers.get("accept"))),
+                PersistedQueryNotSupported.code,
+                # The message Apollo's clients match, besides the code.
+                PersistedQueryNotSupported.default_message,
+            )
+        try:
+            return await self.schema.execute(
+                request_data.query,
+                root_value=root_value,
+                variable_values=request_data.variables,
+                context_value=context,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=allowed,
+                operation_extensions=request_data.extensions,
+            )
+        except CannotGetOperationTypeError as exc:
+            raise HTTPException(400, exc.as_http_error_reason()) from exc
+        except InvalidOperationTypeError as exc:
+            reason = exc.as_http_error_reason(request_adapter.method)
+            if exc.operation_type is OperationType.SUBSCRIPTION:
+                reason = "Subscriptions are served over the websocket of /graphql only."
+            raise HTTPException(400, reason) from exc
+        except MissingQueryError as exc:
+            raise HTTPException(400, "No GraphQL query found in the request") from exc
 
     async def parse_http_body(
         self, request: AsyncHTTPRequestAdapter

@@ -424,6 +424,57 @@ async def test_mutation_over_get_is_405(client: httpx.AsyncClient) -> None:
     }
 
 
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_a_subscription_over_http_is_refused_as_bad_input(
+    client: httpx.AsyncClient, method: str
+) -> None:
+    query = "subscription { ticks }"
+    if method == "GET":
+        response = await client.get("/graphql", params={"query": query}, headers=GQL_JSON)
+    else:
+        response = await client.post("/graphql", json={"query": query}, headers=GQL_JSON)
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "errors": [
+            {
+                "message": "Subscriptions are served over the websocket of /graphql only.",
+                "extensions": {"code": "BAD_USER_INPUT"},
+            }
+        ]
+    }
+
+
+@pytest.mark.parametrize("accept", [GRAPHQL_RESPONSE_JSON, "application/json"])
+async def test_a_persisted_query_hash_alone_answers_not_supported(
+    client: httpx.AsyncClient, accept: str
+) -> None:
+    extensions = {"persistedQuery": {"version": 1, "sha256Hash": "ab" * 32}}
+
+    posted = await client.post(
+        "/graphql", json={"extensions": extensions}, headers={"Accept": accept}
+    )
+    got = await client.get(
+        "/graphql", params={"extensions": json.dumps(extensions)}, headers={"Accept": accept}
+    )
+    with_text = await client.post(
+        "/graphql", json={"query": "{ hello }", "extensions": extensions}, headers=GQL_JSON
+    )
+
+    for response in (posted, got):
+        assert response.status_code == (400 if accept == GRAPHQL_RESPONSE_JSON else 200)
+        assert response.json() == {
+            "errors": [
+                {
+                    "message": "PersistedQueryNotSupported",
+                    "extensions": {"code": "PERSISTED_QUERY_NOT_SUPPORTED"},
+                }
+            ]
+        }
+    assert with_text.status_code == 200  # the text is there: it simply runs
+    assert "errors" not in with_text.json()
+
+
 async def test_other_methods_are_405_json(client: httpx.AsyncClient) -> None:
     response = await client.put("/graphql", json={"query": "{ hello }"})
 
