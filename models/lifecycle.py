@@ -119,17 +119,36 @@ def nir_key(vault: Vault, nir: str) -> str:
     return vault.keyed_hash(nir, purpose="nir")
 
 
-def _code_message(first_name: str, expires_at: datetime) -> tuple[str, str]:
+def _code_message(
+    patient: Patient, representative: Patient | None, expires_at: datetime, public_url: str
+) -> tuple[str, str]:
+    """The subject and body (with the `{code}` placeholder) of an activation code, written
+    to whoever acts: the person, or for a minor their legal representative."""
     until = expires_at.astimezone(PARIS).strftime("%d/%m/%Y")
-    subject = "Votre code confidentiel Mon espace santé"
-    body = (
-        f"Bonjour {first_name},\n\n"
-        "Voici votre code confidentiel Mon espace santé : {code}\n\n"
-        f"Il est valable jusqu'au {until}. Il vous permet d'activer votre espace santé, "
-        "ou de vous opposer à sa création.\n"
-        "Sans opposition de votre part d'ici là, votre espace sera créé automatiquement.\n"
+    if representative is None:
+        return "Votre code confidentiel Mon espace santé", (
+            f"Bonjour {patient.first_name},\n\n"
+            "Voici votre code confidentiel Mon espace santé : {code}\n\n"
+            f"Vous avez jusqu'au {until} pour :\n"
+            f"- activer votre espace sur {public_url}, avec ce code, votre numéro de "
+            "sécurité sociale et votre date de naissance, en choisissant votre adresse "
+            "e-mail et votre mot de passe ;\n"
+            "- ou vous opposer à sa création, avec les mêmes informations.\n"
+            "Sans opposition de votre part d'ici là, votre espace sera créé "
+            "automatiquement.\n"
+        )
+    child = f"{patient.first_name} {patient.last_name}"
+    return f"Le code confidentiel Mon espace santé de {child}", (
+        f"Bonjour {representative.first_name} {representative.last_name},\n\n"
+        f"Vous êtes le représentant légal de {child}. Voici le code confidentiel de son "
+        "espace Mon espace santé : {code}\n\n"
+        f"Vous avez jusqu'au {until} pour :\n"
+        f"- activer son espace : connectez-vous à votre propre espace sur {public_url}, "
+        f"puis saisissez ce code, le numéro de sécurité sociale et la date de naissance de "
+        f"{patient.first_name} ; vous gérerez son espace jusqu'à sa majorité ;\n"
+        "- ou vous opposer à sa création, avec les mêmes informations.\n"
+        "Sans opposition de votre part d'ici là, son espace sera créé automatiquement.\n"
     )
-    return subject, body
 
 
 async def _send_code(
@@ -140,6 +159,8 @@ async def _send_code(
     now: datetime,
     email: str | None,
     address: PostalAddress | None,
+    representative: Patient | None,
+    public_url: str,
     using_db: BaseDBAsyncClient,
 ) -> OutboxMessage:
     """Supersede earlier codes, store a new one (hash only) and queue the message durably."""
@@ -159,7 +180,7 @@ async def _send_code(
         using_db=using_db,
     )
     await ratelimit.clear("nir:" + patient.nir_hash, using_db=using_db)
-    subject, body = _code_message(patient.first_name, expires_at)
+    subject, body = _code_message(patient, representative, expires_at, public_url)
     if channel is Channel.EMAIL:
         if not email:
             raise BadUserInput("An e-mail address is needed for this channel.", field="email")
@@ -175,7 +196,8 @@ async def _send_code(
         )
     if address is None:
         raise BadUserInput("A postal address is needed for this channel.", field="postalAddress")
-    recipient = f"{patient.first_name} {patient.last_name}\n{address.as_text()}"
+    addressee = representative or patient
+    recipient = f"{addressee.first_name} {addressee.last_name}\n{address.as_text()}"
     return await queue_letter(
         address=recipient,
         subject=subject,
@@ -252,6 +274,8 @@ async def enroll_patient(
                 now=now,
                 email=send_email,
                 address=address,
+                representative=representative,
+                public_url=settings.public_url,
                 using_db=conn,
             )
     except IntegrityError:
@@ -314,14 +338,18 @@ async def reissue_code(
     email = patient.contact_email
     address = PostalAddress(**patient.postal_address) if patient.postal_address else None
     today = paris_today(now)
+    representative: Patient | None = None
     if is_minor(patient.birth_date, today):
-        # As at enrolment, a minor's code goes to a representative.
+        # As at enrolment, a minor's code goes to a representative (one with an e-mail
+        # address, for that channel).
         email = None
-        reps = await Representation.filter(dependent_id=patient.id).values_list(
-            "representative_id", flat=True
+        links = await Representation.filter(dependent_id=patient.id).prefetch_related(
+            "representative"
         )
-        for rep_id in reps:
-            email = email or await _account_email(rep_id)  # type: ignore[arg-type]
+        for link in sorted(links, key=lambda link: link.created_at):
+            rep_email = await _account_email(link.representative.id)
+            if representative is None or (email is None and rep_email is not None):
+                representative, email = link.representative, rep_email
     async with in_transaction() as conn:
         message = await _send_code(
             patient,
@@ -330,6 +358,8 @@ async def reissue_code(
             now=now,
             email=email,
             address=address,
+            representative=representative,
+            public_url=settings.public_url,
             using_db=conn,
         )
     await deliver_now(message.id, settings)
@@ -599,6 +629,8 @@ async def end_majority_links(*, vault: Vault, settings: Settings, now: datetime)
                     now=now,
                     email=patient.contact_email,
                     address=address,
+                    representative=None,
+                    public_url=settings.public_url,
                     using_db=conn,
                 )
             elif deleted:

@@ -41,7 +41,6 @@ SMTP_TIMEOUT = 10.0
 # Longer than a whole SMTP exchange at SMTP_TIMEOUT per step, so a live claim is never
 # taken over; a crashed worker's claim lapses and the message is retried.
 CLAIM_LEASE = timedelta(minutes=5)
-DELAY_TO_ACT = timedelta(days=42)
 # Delivered messages keep a name and an address: they go once nobody needs them.
 RETENTION = timedelta(days=30)
 
@@ -268,7 +267,8 @@ def _remove_files(settings: Settings, ids: list[str]) -> None:
 def render_letter(
     message: OutboxMessage, code: str | None, settings: Settings, now: datetime
 ) -> str:
-    deadline = now + DELAY_TO_ACT
+    """The letter to print: the sender, the address, the date, then the message itself,
+    which says what to do and by when."""
     address = "\n".join(line.strip() for line in message.recipient.strip().splitlines())
     return (
         f"Mon espace santé\n{settings.public_url}\n\n"
@@ -276,15 +276,6 @@ def render_letter(
         f"Le {_french_date(now)}\n\n"
         f"Objet : {message.subject}\n\n"
         f"{render(message, code).strip()}\n\n"
-        "Vous disposez de 6 semaines, jusqu'au "
-        f"{_french_date(deadline)}, pour :\n"
-        f"- activer votre espace sur {settings.public_url}, avec ce code, votre numéro de "
-        "sécurité sociale et votre date de naissance, puis en choisissant votre adresse "
-        "e-mail et votre mot de passe ;\n"
-        f"- ou vous opposer à sa création, sur {settings.public_url}, avec les mêmes "
-        "informations.\n"
-        "Sans opposition de votre part dans ce délai, votre espace sera créé "
-        "automatiquement.\n\n"
         "Ce code est personnel et confidentiel : ne le communiquez à personne. Aucun agent "
         "ne vous le demandera.\n"
         f"\nRéférence : {message.id}\n"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import date, datetime, timedelta
+from email import message_from_string
+from email.policy import default as default_policy
 from typing import Any
 
 import httpx
@@ -628,6 +630,37 @@ async def test_a_minor_enrolled_with_an_e_mail_still_has_the_code_sent_to_the_re
             client, _proof(data, activation_code_from(mailbox, parent.email)), token=parent.token
         )
     ).ok()
+
+
+async def test_a_minors_code_is_written_to_the_representative_by_mail_and_by_post(
+    client: httpx.AsyncClient, mailbox: CaughtMail, settings: Settings
+) -> None:
+    parent = await make_patient("Nadia", "Moreau")
+    assert parent.email
+    address = {"line1": "3 rue du Port", "postalCode": "13002", "city": "Marseille"}
+
+    await _enrol_minor(client, parent.id)
+    await _enrol_minor(
+        client,
+        parent.id,
+        first_name="Léa",
+        channel="POST",
+        postalAddress=address,
+    )
+
+    mail = message_from_string(mailbox.last_to(parent.email), policy=default_policy)
+    assert mail["Subject"] == "Le code confidentiel Mon espace santé de Théo Moreau"
+    text = mail.get_content()  # type: ignore[attr-defined]
+    assert "Bonjour Nadia Moreau," in text
+    assert "représentant légal de Théo Moreau" in text
+    assert "choisissant votre adresse" not in text  # the child chooses no credentials
+    [letter] = (settings.outbox_dir / "letters").iterdir()
+    printed = letter.read_text()
+    assert printed.startswith("Mon espace santé\n")
+    assert "Nadia Moreau\n3 rue du Port\n13002 Marseille" in printed
+    assert "Bonjour Nadia Moreau," in printed
+    assert "représentant légal de Léa Moreau" in printed
+    assert "connectez-vous à votre propre espace" in printed
 
 
 @pytest.mark.parametrize("caller", ["anonymous", "stranger"])

@@ -258,8 +258,8 @@ async def test_letter_is_rendered_for_printing_then_marked_printed(
     text = path.read_text()
     assert CODE in text
     assert "Jeanne Martin\n12 rue des Lilas\n75011 Paris" in text
-    assert "6 semaines" in text
-    assert "vous opposer" in text
+    assert "Votre code d'activation : " + CODE in text
+    assert "personnel et confidentiel" in text
     row = await OutboxMessage.get(id=letter.id)
     assert (row.status, row.secret) == (Status.SENT, None)
     assert row.sent_at is not None
