@@ -36,6 +36,7 @@ from strawberry.types.graphql import OperationType
 from api.errors import (
     ApiError,
     BadUserInput,
+    Forbidden,
     InternalError,
     NotFound,
     PayloadTooLarge,
@@ -177,6 +178,18 @@ class GraphQLView(GraphQL[ContextT, RootT]):
             allowed_origins=allowed_origins,
         )
         self.max_body_bytes = max_body_bytes
+
+    async def reject_websocket(self, request: WebSocket) -> WebSocket:
+        """A refused handshake (origin not allowed) answers 403 with a JSON body, as every
+        error of the API does, where the server can send one (uvicorn can)."""
+        if "websocket.http.response" in request.scope.get("extensions", {}):
+            await request.send_denial_response(
+                json_error_response(
+                    403, Forbidden.code, "This origin may not open the GraphQL websocket."
+                )
+            )
+            return request
+        return await super().reject_websocket(request)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -37,6 +37,7 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 SECRET_KEY = "live-e2e-secret-key-" + "k" * 32
 PASSWORD = "correct horse battery staple"
+ALLOWED_ORIGIN = "https://app.espace-sante.example"
 
 
 def command(*args: str) -> list[str]:
@@ -57,6 +58,7 @@ def server_env(data_dir: Path, database_url: str, broadcast_url: str) -> dict[st
         TWO_FACTOR="false",
         SCHEDULER_ENABLED="false",
         SECRET_KEY=SECRET_KEY,
+        ALLOWED_ORIGINS=ALLOWED_ORIGIN,
         PYTHONUNBUFFERED="1",
     )
     return env

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -21,9 +22,13 @@ from typing import Any, NoReturn
 
 import pytest
 from redis import asyncio as aioredis
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+from websockets.typing import Origin, Subprotocol
 
 from tests.conftest import PG_URL, free_port
 from tests.e2e.live_support import (
+    ALLOWED_ORIGIN,
     LEGACY_WS,
     PASSWORD,
     WAIT,
@@ -42,6 +47,7 @@ from tests.e2e.test_server import _pg
 from tests.redis_server import RedisServer, redis_reachable
 
 pytestmark = pytest.mark.e2e
+PROTOCOL = Subprotocol("graphql-transport-ws")
 
 PATIENTS = 16
 QUIET = 0.5  # how long "nothing arrives" is watched for, where no later event can prove it
@@ -401,6 +407,29 @@ async def test_the_stream_ends_when_its_session_expires(
     assert await socket.silent_for(QUIET) == []
     # Nor can the expired token start a new stream on that socket.
     await refused(socket, await socket.subscribe(SUBSCRIPTION, {"after": cursor}))
+
+
+async def test_a_page_of_another_origin_cannot_open_the_websocket(
+    single: ServerProcess,
+) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(single.ws_url, origin=Origin("https://evil.example"), subprotocols=[PROTOCOL])
+
+    response = refused.value.response
+    assert response.status_code == 403
+    assert response.headers["content-type"] == "application/json"
+    assert json.loads(response.body) == {
+        "errors": [
+            {
+                "message": "This origin may not open the GraphQL websocket.",
+                "extensions": {"code": "FORBIDDEN"},
+            }
+        ]
+    }
+    # A page of an allowed origin, and a client that is no browser (no Origin), may.
+    for origin in (Origin(ALLOWED_ORIGIN), None):
+        async with connect(single.ws_url, origin=origin, subprotocols=[PROTOCOL]) as socket:
+            assert socket.subprotocol == PROTOCOL
 
 
 async def test_a_bad_token_is_refused_at_connection_init(
