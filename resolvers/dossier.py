@@ -270,6 +270,8 @@ async def patient_documents(
     if category is not None:
         query = query.filter(category=category)
         where &= Where('"category" = {}', [DocumentCategory(category).value])
+    authors = any(selects(f.selections, "edges", "node", "author") for f in info.selected_fields)
+    loaders = info.context.loaders
     page = await paginate(
         query,
         DOCUMENT_ORDER,
@@ -279,8 +281,15 @@ async def patient_documents(
         connection=DocumentConnection,
         fields=DOCUMENT_FIELDS,
         where=where,
+        # The first page reads its authors with it; then preload_authors finds them loaded.
+        prime={
+            "author_professional_id": loaders.professional,
+            "author_patient_id": loaders.patient,
+        }
+        if authors
+        else None,
     )
-    if any(selects(f.selections, "edges", "node", "author") for f in info.selected_fields):
+    if authors:
         await preload_authors(info, [edge.node for edge in page.edges])
     return page
 

@@ -10,10 +10,10 @@ import binascii
 import contextlib
 import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 from uuid import UUID
 
 import strawberry
@@ -226,33 +226,84 @@ class Where:
         return Where(f"{self.sql} AND {other.sql}", [*self.params, *other.params])
 
 
+class Primable(Protocol):
+    """A loader of rows by primary key (`resolvers.loaders.ByIdLoader`) to prime."""
+
+    @property
+    def model(self) -> type[Model]: ...
+
+    def prime_many(self, data: Mapping[Any, Any], force: bool = False) -> None: ...
+
+
+def _columns(model: type[Model]) -> list[str]:
+    """The columns `_init_from_db` reads: a whole row."""
+    meta = model._meta
+    fields = [*meta.db_native_fields, *meta.db_default_fields, *meta.db_complex_fields]
+    return [column for column, _, _ in fields]
+
+
 async def fetch_first_values(
-    model: type[Model], where: Where, order: Order, limit: int, fields: Sequence[str]
+    model: type[Model],
+    where: Where,
+    order: Order,
+    limit: int,
+    fields: Sequence[str],
+    prime: Mapping[str, Primable] | None = None,
 ) -> list[dict[str, Any]]:
     """The first `limit` rows of `model` matching `where`, in this order, as `fetch_values`
     would answer them, from a written-out statement: building the ORM's costs more than
-    running it."""
+    running it. `prime`: for some of those fields (foreign keys), loaders to prime with the
+    rows they point to, read by the same statement (LEFT JOINs of the page)."""
     meta = model._meta
     db = meta.db  # the transaction's connection inside one
     p = parameter_prefix(db)
     columns = [meta.fields_db_projection[name] for name in fields]
     n = len(where.params)
     condition = where.sql.format(*(f"{p}{i}" for i in range(1, n + 1)))
-    sort = ", ".join(
-        f'"{meta.fields_db_projection[name]}"{" DESC" if desc else ""}'
-        for name, desc in order.columns
-    )
+
+    def sort(prefix: str) -> str:
+        return ", ".join(
+            f'{prefix}"{meta.fields_db_projection[name]}"{" DESC" if desc else ""}'
+            for name, desc in order.columns
+        )
+
     select = ", ".join(f'"{column}"' for column in columns)
     sql = (
         f'SELECT {select} FROM "{meta.db_table}" WHERE {condition}'  # noqa: S608
-        f" ORDER BY {sort} LIMIT {p}{n + 1}"
+        f" ORDER BY {sort('')} LIMIT {p}{n + 1}"
     )
+    joins = [
+        (meta.fields_db_projection[name], loader, _columns(loader.model))
+        for name, loader in (prime or {}).items()
+    ]
+    if joins:
+        # The page as a subquery, each referenced row joined to it, in the page's order.
+        picked = [f'page."{column}"' for column in columns]
+        joined = []
+        for i, (key, loader, related) in enumerate(joins):
+            picked += [f'j{i}."{column}"' for column in related]
+            table, pk = loader.model._meta.db_table, loader.model._meta.db_pk_column
+            joined.append(f'LEFT JOIN "{table}" j{i} ON j{i}."{pk}" = page."{key}"')
+        sql = (
+            f"SELECT {', '.join(picked)} FROM ({sql}) page {' '.join(joined)}"  # noqa: S608
+            f" ORDER BY {sort('page.')}"
+        )
     _, rows = await db.execute_query(sql, [*where.params, limit])
+    width = len(columns)
+    for _, loader, related in joins:
+        pk = loader.model._meta.db_pk_column
+        found: dict[Any, dict[str, Any]] = {}
+        for row in rows:
+            values = dict(zip(related, tuple(row)[width : width + len(related)], strict=True))
+            if values[pk] is not None and values[pk] not in found:
+                found[values[pk]] = values
+        width += len(related)
+        loader.prime_many({row.pk: row for row in instances(loader.model, list(found.values()))})
     converters = [(name, converter(model, name)) for name in fields]
     return [
         {
             name: value if convert is None else convert(value)
-            for (name, convert), value in zip(converters, row, strict=True)
+            for (name, convert), value in zip(converters, row, strict=False)
         }
         for row in rows
     ]
@@ -268,12 +319,14 @@ async def paginate(
     connection: type[ConnT],
     fields: Sequence[str] = (),
     where: Where | None = None,
+    prime: Mapping[str, Primable] | None = None,
 ) -> ConnT:
     """One query for the page (one extra row tells whether more follow); count on demand.
 
     `wrap` makes a node of a model instance or, given `fields` (the order's among them), of
     a dict of those fields: no model instances, which is cheaper. Given also `where`, the
-    query's conditions in SQL, the first page is read with a written-out statement.
+    query's conditions in SQL, the first page is read with a written-out statement, which
+    also primes the loaders of `prime` (see `fetch_first_values`; other pages do not).
     """
     limit = page_size(first)
     model = query.model
@@ -283,7 +336,7 @@ async def paginate(
     page_query = page_query.order_by(*order.order_by()).limit(limit + 1)
     rows: list[Any] = []
     if limit and fields and where is not None and not after:
-        rows = await fetch_first_values(model, where, order, limit + 1, fields)
+        rows = await fetch_first_values(model, where, order, limit + 1, fields, prime)
     elif limit:
         rows = await (fetch_values(page_query, fields) if fields else page_query)
     has_next = len(rows) > limit

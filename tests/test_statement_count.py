@@ -14,6 +14,10 @@ from tests.factories import Person, Staff, make_patient, make_professional
 from tests.graphql import gql
 from tests.sql_counter import count_statements
 
+# Deliberate figures: a change that adds a statement to the dossier read must say so here.
+PROFESSIONAL_STATEMENTS = 4
+HOLDER_STATEMENTS = 4
+
 AUTHOR = "author { ... on Professional { lastName } ... on Patient { firstName } }"
 AS_PROFESSIONAL = f"""query($id: ID!) {{ patient(id: $id) {{ documents(first: 50) {{
   edges {{ node {{ title category date {AUTHOR} }} }} }} }} }}"""
@@ -88,6 +92,9 @@ async def test_a_professional_lists_5_or_50_documents_in_the_same_statements(
 
     print(f"\npatient.documents as a professional: {len(five)} statements for 5 and 50")
     assert len(fifty) == len(five), "\n".join(["5:", *five, "50:", *fifty])
+    # The session; the relation, which brings the patient's row and decides that it is
+    # visible; the access event; the page with its authors joined.
+    assert len(five) == PROFESSIONAL_STATEMENTS, "\n".join(five)
 
 
 async def test_the_holder_lists_5_or_50_documents_in_the_same_statements(
@@ -103,3 +110,109 @@ async def test_the_holder_lists_5_or_50_documents_in_the_same_statements(
 
     print(f"\nviewer.documents as the holder: {len(five)} statements for 5 and 50")
     assert len(fifty) == len(five), "\n".join(["5:", *five, "50:", *fifty])
+    # The session; the viewer's row; the relation (the space's status); the page with its
+    # authors joined. The holder's own reads are not access events.
+    assert len(five) == HOLDER_STATEMENTS, "\n".join(five)
+
+
+async def test_the_written_out_first_page_answers_as_the_orm(client: httpx.AsyncClient) -> None:
+    """fetch_first_values (DocumentScope.sql) against fetch_values (DocumentScope.q), for
+    every scope and category, with the authors it primes against the loaders'."""
+    from models.document import DocumentScope, Shown
+    from models.patient import Patient
+    from models.professional import Professional
+    from resolvers.dossier import DOCUMENT_FIELDS, DOCUMENT_ORDER
+    from resolvers.loaders import ByIdLoader
+    from resolvers.pagination import Where, fetch_first_values, fetch_values
+
+    writers = await authors()
+    holder = await dossier(12, writers, "Alice")
+    author = next(w for w in writers if isinstance(w, Staff))
+    stranger = await make_professional("Inconnu")
+    documents = await Document.filter(patient_id=holder.patient.id).order_by("date")
+    for n, document in enumerate(documents):  # hidden, hidden from representatives, both
+        document.hidden = n % 3 == 0
+        document.hidden_from_representatives = n % 4 == 0
+        await document.save()
+    scopes = [
+        DocumentScope(holder.patient.id, shown, pro)
+        for shown in Shown
+        for pro in (author.pk, stranger.pk, None)
+    ]
+    sizes: set[int] = set()
+    for scope in scopes:
+        for category in (None, DocumentCategory.PRESCRIPTION):
+            query = Document.filter(scope.q())
+            where = Where(*scope.sql())
+            if category is not None:
+                query = query.filter(category=category)
+                where &= Where('"category" = {}', [category.value])
+            for limit in (3, 50):
+                pros, patients = ByIdLoader(Professional), ByIdLoader(Patient)
+                prime = {"author_professional_id": pros, "author_patient_id": patients}
+                written = await fetch_first_values(
+                    Document, where, DOCUMENT_ORDER, limit, DOCUMENT_FIELDS, prime
+                )
+                orm = await fetch_values(
+                    query.order_by(*DOCUMENT_ORDER.order_by()).limit(limit), DOCUMENT_FIELDS
+                )
+                assert written == orm, (scope, category, limit)
+                for loader, key in (
+                    (pros, "author_professional_id"),
+                    (patients, "author_patient_id"),
+                ):
+                    ids = sorted({row[key] for row in orm if row[key] is not None})
+                    assert all(loader.cache_map.get(pk) is not None for pk in ids)
+                    primed = [await loader.load(pk) for pk in ids]
+                    fresh = await ByIdLoader(loader.model).load_many(ids)
+                    assert [vars(row) for row in primed] == [vars(row) for row in fresh]
+                sizes.add(len(orm))
+    assert len(sizes) > 3, sizes  # the scopes and categories do tell documents apart
+
+
+PAGED = f"""query($id: ID!, $after: String, $category: DocumentCategory) {{ patient(id: $id) {{
+  documents(first: 7, after: $after, category: $category) {{ pageInfo {{ hasNextPage endCursor }}
+  edges {{ node {{ id title hidden {AUTHOR} }} }} }} }} }}"""
+
+
+async def test_later_pages_through_the_orm_follow_the_written_out_first(
+    client: httpx.AsyncClient,
+) -> None:
+    """Pages after the first (read through the ORM) continue the first (written out), with
+    the same authors; the same with a category."""
+    doc = await make_professional("Lecteur")
+    holder = await dossier(30, await authors(), "Alice")
+    for document in await Document.filter(patient_id=holder.patient.id).order_by("date"):
+        document.hidden = document.title.endswith(("3", "7"))
+        await document.save()
+    await Consent.create(
+        patient_id=holder.patient.id,
+        professional_id=doc.pk,
+        access=ConsentAccess.READ,
+        granted_at=utcnow(),
+    )
+    whole = await gql(
+        client,
+        AS_PROFESSIONAL.replace("first: 50", "first: 100"),
+        {"id": holder.id},
+        token=doc.token,
+    )
+    expected = [edge["node"] for edge in whole.ok()["patient"]["documents"]["edges"]]
+    assert len(expected) == 24  # 6 hidden by the holder
+    for category in (None, "REPORT"):
+        nodes: list[dict[str, object]] = []
+        after = None
+        while True:
+            variables = {"id": holder.id, "after": after, "category": category}
+            page = (await gql(client, PAGED, variables, token=doc.token)).ok()
+            documents = page["patient"]["documents"]
+            nodes += [edge["node"] for edge in documents["edges"]]
+            if not documents["pageInfo"]["hasNextPage"]:
+                break
+            after = documents["pageInfo"]["endCursor"]
+        assert not any(node["hidden"] for node in nodes)
+        wanted = [n for n in expected if category is None or n["category"] == category]
+        assert wanted
+        assert [(n["title"], n["author"]) for n in nodes] == [
+            (n["title"], n["author"]) for n in wanted
+        ]
