@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -166,8 +165,10 @@ async def fetch_values(query: QuerySet[M], fields: Sequence[str]) -> list[dict[s
 def _to_python(field: Field[Any], value: Any) -> Any:
     """A stored date or moment as `values()` answers it (see _PARSERS)."""
     if isinstance(value, str):  # SQLite keeps text; PostgreSQL answers native types
-        with contextlib.suppress(ValueError):  # else the field's parser, which knows more
+        try:  # noqa: SIM105 (suppress() would cost a context manager per value)
             value = _PARSERS[type(field)](value)
+        except ValueError:
+            pass  # the field's parser, which knows more
     return field.to_python_value(value)
 
 
@@ -208,8 +209,10 @@ def instances(model: type[M], rows: Sequence[Any]) -> list[M]:
         for column, kind in dates:
             value = row[column]
             if isinstance(value, str):  # SQLite keeps text; PostgreSQL answers native types
-                with contextlib.suppress(ValueError):  # else the field's parser
+                try:  # noqa: SIM105 (as in _to_python)
                     row[column] = _PARSERS[kind](value)
+                except ValueError:
+                    pass  # the field's parser, which knows more
         out.append(model._init_from_db(**row))
     return out
 
@@ -291,12 +294,13 @@ async def fetch_first_values(
     _, rows = await db.execute_query(sql, [*where.params, limit])
     width = len(columns)
     for _, loader, related in joins:
-        pk = loader.model._meta.db_pk_column
+        at = width + related.index(loader.model._meta.db_pk_column)
         found: dict[Any, dict[str, Any]] = {}
         for row in rows:
-            values = dict(zip(related, tuple(row)[width : width + len(related)], strict=True))
-            if values[pk] is not None and values[pk] not in found:
-                found[values[pk]] = values
+            if (key := row[at]) is not None and key not in found:
+                found[key] = dict(
+                    zip(related, tuple(row)[width : width + len(related)], strict=True)
+                )
         width += len(related)
         loader.prime_many({row.pk: row for row in instances(loader.model, list(found.values()))})
     converters = [(name, converter(model, name)) for name in fields]
