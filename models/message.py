@@ -17,7 +17,7 @@ from tortoise.transactions import in_transaction
 
 from api.errors import BadUserInput, Conflict, Forbidden, NotFound
 from models.access import LIVE_SPACES, Actor, Relation
-from models.base import Entity
+from models.base import Entity, parameter_prefix
 from models.blobs import BlobStore, validate_upload
 from models.consent import Block
 from models.document import (
@@ -128,8 +128,9 @@ def open_conversation_patients(professional_id: UUID) -> Q:
     )
 
 
-def visible_conversations(actor: Actor, managed_patients: list[UUID]) -> Q | None:
-    """Filter on Conversation: a professional's own, or those of the spaces a patient manages.
+def visible_conversations(actor: Actor, managed_patients: list[UUID] | Subquery) -> Q | None:
+    """Filter on Conversation: a professional's own, or those of the spaces a patient manages
+    (their ids, or a subquery of them).
 
     As for every other view of a space, a block (which wins over everything) or a space
     that is no longer live (closed, opposed) cuts the professional off its conversations:
@@ -146,6 +147,31 @@ def visible_conversations(actor: Actor, managed_patients: list[UUID]) -> Q | Non
     if actor.is_patient and managed_patients:
         return Q(patient_id__in=managed_patients)
     return None
+
+
+# `visible_conversations` for a professional, with the conversation's id, hand-written because
+# every message a professional sends runs it (the ORM took longer to build it than the
+# database to run it). Exactly the same conditions: the professional's own ({p}2), its
+# patient's space live, the patient not blocking the professional. {p}1 the conversation.
+_PROFESSIONAL_CONVERSATION = (  # noqa: S608 (constants only)
+    "SELECT c.* FROM conversation c JOIN patient p ON p.id = c.patient_id"
+    " WHERE c.id = {{p}}1 AND c.professional_id = {{p}}2 AND p.status IN ({live})"
+    " AND c.patient_id NOT IN (SELECT patient_id FROM block WHERE professional_id = {{p}}2)"
+).format(live=", ".join(f"'{status.value}'" for status in LIVE_SPACES))
+
+
+async def visible_conversation(
+    actor: Actor, managed_patients: list[UUID], pk: UUID
+) -> Conversation | None:
+    """One conversation, if `visible_conversations(actor, managed_patients)` lets it through."""
+    if actor.is_professional and actor.professional_id is not None:
+        db = Conversation._meta.db
+        sql = _PROFESSIONAL_CONVERSATION.format(p=parameter_prefix(db))
+        executor = db.executor_class(model=Conversation, db=db)
+        rows = await executor.execute_select(sql, [str(pk), str(actor.professional_id)])
+        return rows[0] if rows else None
+    where = visible_conversations(actor, managed_patients)
+    return await Conversation.filter(where, id=pk).first() if where is not None else None
 
 
 def viewer_side(actor: Actor) -> SenderRole | None:
@@ -234,8 +260,25 @@ async def _post(
             sha256=sha,
             using_db=conn,
         )
-    await Conversation.filter(id=conversation.id).using_db(conn).update(last_message_at=now)
     return message
+
+
+# Every message sent runs this, hand-written: what was
+# `Conversation.filter(id=…, closed_at=None).exists()` then
+# `Conversation.filter(id=…).update(last_message_at=now)`, in one statement. First in the
+# transaction: on PostgreSQL the UPDATE also locks the row against a concurrent close until
+# the commit. {p}1 the moment, {p}2 the conversation.
+_BUMP_OPEN = "UPDATE conversation SET last_message_at = {p}1 WHERE id = {p}2 AND closed_at IS NULL"
+
+
+async def _bump_open(conn: BaseDBAsyncClient, conversation_id: UUID, now: datetime) -> bool:
+    """Move the conversation's `last_message_at` to `now`; False if it is closed."""
+    field = Conversation._meta.fields_map["last_message_at"]
+    sql = _BUMP_OPEN.format(p=parameter_prefix(conn))
+    updated, _ = await conn.execute_query(
+        sql, [field.to_db_value(now, Conversation), str(conversation_id)]
+    )
+    return bool(updated)
 
 
 async def start_conversation(
@@ -316,12 +359,7 @@ async def send_message(
     stored = await _store_attachments(attachments, blobs=blobs, max_bytes=max_bytes)
     try:
         async with in_transaction() as conn:
-            locked = (
-                await Conversation.filter(id=conversation.id, closed_at=None)
-                .using_db(conn)
-                .exists()
-            )
-            if not locked:
+            if not await _bump_open(conn, conversation.id, now):
                 raise Conflict("This conversation is closed: no one can post in it.")
             message = await _post(
                 conversation,
@@ -358,23 +396,16 @@ async def close_conversation(conversation: Conversation, *, actor: Actor, now: d
         conversation.closed_at = now
 
 
-async def recipients(conversation: Conversation) -> list[UUID]:
+async def recipients(conversation: Conversation, today: date | None = None) -> list[UUID]:
     """Accounts to notify: the professional, the patient, their current representatives."""
-    from models.account import Account
+    from models.audience import notified_accounts
     from models.base import paris_today
-    from models.patient import Representation, is_minor
 
-    patient_side: list[UUID] = [conversation.patient_id]
-    patient = await Patient.get(id=conversation.patient_id)
-    if is_minor(patient.birth_date, paris_today()):
-        patient_side += [
-            link.representative_id
-            for link in await Representation.filter(dependent_id=conversation.patient_id)
-        ]
-    rows = await Account.filter(
-        Q(patient_id__in=patient_side) | Q(professional_id=conversation.professional_id)
-    ).values_list("id", flat=True)
-    return [UUID(str(row)) for row in rows]
+    return await notified_accounts(
+        conversation.patient_id,
+        today or paris_today(),
+        professional_id=conversation.professional_id,
+    )
 
 
 async def save_attachment(

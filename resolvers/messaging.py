@@ -198,18 +198,23 @@ class ConversationConnection(Connection[Conversation]):
 # --- who sees what ----------------------------------------------------------------------
 
 
-async def managed_patients(info: Info, actor: Actor) -> list[UUID]:
-    """The holder's own space and the minors they represent (patients only)."""
+def managed_patients_query(info: Info, actor: Actor) -> QuerySet[Any] | None:
+    """The holder's own space and the minors they represent (patients only), as a query."""
     if not actor.is_patient or actor.patient_id is None or not actor.space_open:
-        return []
+        return None
     from models.access import visible_patients
     from models.patient import Patient as PatientModel
 
     ctx = info.context
-    rows = await PatientModel.filter(visible_patients(actor, ctx.today, ctx.now)).values_list(
-        "id", flat=True
-    )
-    return [UUID(str(row)) for row in rows]
+    return PatientModel.filter(visible_patients(actor, ctx.today, ctx.now))
+
+
+async def managed_patients(info: Info, actor: Actor) -> list[UUID]:
+    """The holder's own space and the minors they represent (patients only)."""
+    query = managed_patients_query(info, actor)
+    if query is None:
+        return []
+    return [UUID(str(row)) for row in await query.values_list("id", flat=True)]
 
 
 async def conversation_filter(info: Info) -> Q | None:
@@ -219,8 +224,8 @@ async def conversation_filter(info: Info) -> Q | None:
 
 async def visible_conversation(info: Info, global_id: strawberry.ID) -> ConversationModel:
     pk = ids.decode_as(str(global_id), "Conversation")
-    where = await conversation_filter(info)
-    row = await ConversationModel.filter(where, id=pk).first() if where is not None else None
+    actor = info.context.actor
+    row = await messaging.visible_conversation(actor, await managed_patients(info, actor), pk)
     if row is None:
         raise NotFound()
     return row
@@ -389,7 +394,7 @@ def _signed_in(info: Info) -> Actor:
 
 
 async def _notify(info: Info, conversation: ConversationModel, message: MessageModel) -> None:
-    accounts = await messaging.recipients(conversation)
+    accounts = await messaging.recipients(conversation, info.context.today)
     await publish_message(
         info.context.services.bus,
         accounts=accounts,

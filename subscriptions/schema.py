@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import AsyncGenerator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import strawberry
@@ -16,12 +16,18 @@ from tortoise.expressions import Q, Subquery
 
 from api.context import Info
 from api.errors import Forbidden, NotFound, Unauthenticated
+from models import message as messaging
 from models.base import utcnow
 from models.message import Conversation as ConversationModel
 from models.message import Message as MessageModel
 from models.session import Session, session_active
 from resolvers import ids
-from resolvers.messaging import MESSAGE_ORDER, Message, conversation_filter
+from resolvers.messaging import (
+    MESSAGE_ORDER,
+    Message,
+    conversation_filter,
+    managed_patients_query,
+)
 from resolvers.pagination import after_filter, cursor_of, encode_cursor
 from subscriptions.broadcast import SubscriberDropped
 from subscriptions.channels import account_channel
@@ -39,15 +45,18 @@ SEEN_MEMORY = 1024
 class _Seen:
     """Ids already delivered, so replay and live never send one twice (bounded)."""
 
+    __slots__ = ("_ids",)
+
     def __init__(self) -> None:
-        self._ids: OrderedDict[UUID, None] = OrderedDict()
+        # A dict keeps insertion order, and is smaller than an OrderedDict: one per socket.
+        self._ids: dict[UUID, None] = {}
 
     def add(self, pk: UUID) -> bool:
         if pk in self._ids:
             return False
         self._ids[pk] = None
         if len(self._ids) > SEEN_MEMORY:
-            self._ids.popitem(last=False)
+            del self._ids[next(iter(self._ids))]  # the oldest
         return True
 
 
@@ -61,13 +70,73 @@ def _fresh(info: Info) -> None:
 
 
 async def _visible_messages(info: Info, conversation_pk: UUID | None) -> Q | None:
-    where = await conversation_filter(info)
+    return _messages_of(await conversation_filter(info), conversation_pk)
+
+
+def _messages_of(where: Q | None, conversation_pk: UUID | None) -> Q | None:
+    """Filter on Message: those of the conversations `where` lets through (and of one)."""
     if where is None:
         return None
     conversations = ConversationModel.filter(where)
     if conversation_pk is not None:
         conversations = conversations.filter(id=conversation_pk)
     return Q(conversation_id__in=Subquery(conversations.values("id")))
+
+
+# Stands for the message's id in the statement `_Deliverable` builds once, run per event.
+_PLACEHOLDER = UUID("5ec7e11e-0000-4000-8000-00000000d00d")
+
+
+class _Deliverable:
+    """Loads the message of an event, with its conversation, only if the subscriber may see
+    it. Every event runs this, and building its statement with the ORM took longer than
+    running it; so the ORM builds it once per socket (and per day: a minor's age depends on
+    it), from the very filters the other paths use (`visible_conversations`, with the
+    managed patients as a subquery instead of a list fetched first), with a placeholder
+    id; each event runs it with the message's id in the placeholder's place. One statement
+    where there were two (managed patients, then the message)."""
+
+    __slots__ = ("_built_for", "_conversation_pk", "_sql")
+
+    def __init__(self, conversation_pk: UUID | None) -> None:
+        self._conversation_pk = conversation_pk
+        self._built_for: date | None = None
+        # The statement, its parameters, the placeholder's index and select_related's map.
+        self._sql: tuple[str, list[Any], int, Any] | None = None
+
+    def _build(self, info: Info) -> None:
+        ctx = info.context
+        managed = managed_patients_query(info, ctx.actor)
+        where = messaging.visible_conversations(
+            ctx.actor, Subquery(managed.values("id")) if managed is not None else []
+        )
+        visible = _messages_of(where, self._conversation_pk)
+        self._built_for = ctx.today
+        if visible is None:
+            self._sql = None
+            return
+        query = MessageModel.filter(visible, id=_PLACEHOLDER).select_related("conversation")
+        query.sql()  # makes the query, as awaiting it would
+        sql, params = query.query.get_parameterized_sql()
+        slots = [n for n, value in enumerate(params) if str(value) == str(_PLACEHOLDER)]
+        if len(slots) != 1:
+            raise RuntimeError("the placeholder id must appear exactly once")
+        self._sql = (sql, params, slots[0], query._select_related_idx)
+
+    async def load(self, info: Info, pk: UUID) -> MessageModel | None:
+        if self._built_for != info.context.today:
+            self._build(info)
+        if self._sql is None:
+            return None
+        sql, params, slot, select_related_idx = self._sql
+        values = list(params)
+        values[slot] = str(pk) if isinstance(params[slot], str) else pk
+        db = MessageModel._meta.db
+        executor = db.executor_class(
+            model=MessageModel, db=db, select_related_idx=select_related_idx
+        )
+        rows: list[MessageModel] = await executor.execute_select(sql, values)
+        return rows[0] if rows else None
 
 
 async def _session_expiry(session_id: UUID | None) -> datetime | None:
@@ -108,12 +177,19 @@ class Subscription:
             ):
                 raise NotFound()
         start = utcnow()
-        # Catch-ups never go back beyond the client's cursor (validated here, early).
-        floor = (
+        # Catch-ups never go back beyond the client's cursor (validated here, early; the
+        # filter itself is rebuilt at each catch-up rather than held by an idle socket).
+        if after is not None:
             after_filter(MessageModel, MESSAGE_ORDER, after)
-            if after is not None
-            else Q(sent_at__gte=start)
-        )
+
+        def floor() -> Q:
+            if after is not None:
+                return after_filter(MessageModel, MESSAGE_ORDER, after)
+            return Q(sent_at__gte=start)
+
+        deliverable = _Deliverable(conversation_pk)
+        batch: list[MessageModel] | None = None
+        row: MessageModel | None = None
         newest: datetime | None = None  # the latest `sent_at` delivered
         seen = _Seen()
         expires_at = await _session_expiry(actor.session_id)
@@ -128,7 +204,7 @@ class Subscription:
             visible = await _visible_messages(info, conversation_pk)
             if visible is None:
                 return []
-            query = MessageModel.filter(visible, floor)
+            query = MessageModel.filter(visible, floor())
             if position is not None:
                 query = query.filter(after_filter(MessageModel, MESSAGE_ORDER, position))
             return list(await query.order_by(*MESSAGE_ORDER.order_by()).limit(REPLAY_BATCH))
@@ -159,7 +235,9 @@ class Subscription:
                                     newest = _later(newest, row.sent_at)
                                     if seen.add(row.id):
                                         yield Message.from_model(row)
-                                if len(batch) < REPLAY_BATCH:
+                                full = len(batch) == REPLAY_BATCH
+                                batch = row = None  # not held while idle
+                                if not full:
                                     break
                         timeout = RECHECK_SECONDS
                         if expires_at is not None:
@@ -169,6 +247,7 @@ class Subscription:
                         # Idle from here on: hold nothing of the last delivery (its loaders
                         # alone are ~10 KB a socket); the next event starts afresh anyway.
                         _fresh(info)
+                        event = message = None
                         try:
                             # Not `wait_for`: that makes a task per wait, per socket.
                             async with asyncio.timeout(timeout):
@@ -186,7 +265,7 @@ class Subscription:
                             continue
                         if kind != "message":
                             continue
-                        message = await _deliverable(info, event, conversation_pk)
+                        message = await _deliverable(info, event, deliverable)
                         if message is not None and seen.add(message.id):
                             newest = _later(newest, message.sent_at)
                             yield Message.from_model(message)
@@ -205,17 +284,14 @@ def _cursor_at(moment: datetime) -> str:
 
 
 async def _deliverable(
-    info: Info, event: dict[str, object], conversation_pk: UUID | None
+    info: Info, event: dict[str, object], deliverable: _Deliverable
 ) -> MessageModel | None:
     """The message of an event, only if the subscriber may see it now."""
     try:
         pk = UUID(str(event.get("message")))
     except ValueError:
         return None
-    visible = await _visible_messages(info, conversation_pk)
-    if visible is None:
-        return None
-    row = await MessageModel.filter(visible, id=pk).select_related("conversation").first()
+    row = await deliverable.load(info, pk)
     if row is not None:
         # Fetched with its conversation: `conversation { … }` costs no second query.
         info.context.loaders.conversation.prime(row.conversation_id, row.conversation)
