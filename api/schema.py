@@ -11,6 +11,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from api.extensions.errors import MaskInternalErrors
 from api.extensions.limits import limit_extensions
+from api.extensions.subscriptions import LeanSubscriptions
 from resolvers.agenda import AgendaMutation, Appointment, Reminder
 from resolvers.auth import AuthMutation
 from resolvers.consent import AccessEvent, Consent, ConsentMutation, ConsentQuery
@@ -45,7 +46,9 @@ class Subscription(MessageSubscription, ReminderSubscription):
     pass
 
 
-class Schema(strawberry.Schema):
+class Schema(LeanSubscriptions, strawberry.Schema):
+    """Subscriptions run with a lighter extension set: api/extensions/subscriptions.py."""
+
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         """MaskInternalErrors logs what matters; expected errors (NOT_FOUND…) are not noise."""
 

@@ -59,18 +59,18 @@ def _only_rule(extension: AddValidationRules) -> type[ValidationRule]:
     return _coded_rule(cast("type[ValidationRule]", rule))
 
 
-_DEPTH_RULE = _only_rule(QueryDepthLimiter(max_depth=MAX_DEPTH))
-_ALIASES_RULE = _only_rule(MaxAliasesLimiter(max_alias_count=MAX_ALIASES))
+DEPTH_RULE = _only_rule(QueryDepthLimiter(max_depth=MAX_DEPTH))
+ALIASES_RULE = _only_rule(MaxAliasesLimiter(max_alias_count=MAX_ALIASES))
 
 
 class DepthLimit(AddValidationRules):
     def __init__(self) -> None:
-        super().__init__([_DEPTH_RULE])
+        super().__init__([DEPTH_RULE])
 
 
 class AliasLimit(AddValidationRules):
     def __init__(self) -> None:
-        super().__init__([_ALIASES_RULE])
+        super().__init__([ALIASES_RULE])
 
 
 class TokenLimit(MaxTokensLimiter):
@@ -83,19 +83,19 @@ class TokenLimit(MaxTokensLimiter):
             yield
         except GraphQLError as error:
             # ParserCache parses in its on_parse hook, so its errors arrive raised.
-            if _is_parse_aborted(error):
+            if is_parse_aborted(error):
                 raise with_code(error, QueryTooComplex.code) from None
             raise
         result = self.execution_context.result
         errors = getattr(result, "errors", None)
         if errors:
             result.errors = [  # type: ignore[union-attr]
-                with_code(error, QueryTooComplex.code) if _is_parse_aborted(error) else error
+                with_code(error, QueryTooComplex.code) if is_parse_aborted(error) else error
                 for error in errors
             ]
 
 
-def _is_parse_aborted(error: GraphQLError) -> bool:
+def is_parse_aborted(error: GraphQLError) -> bool:
     return (
         error.path is None
         and error.original_error is None
@@ -109,4 +109,12 @@ def limit_extensions() -> list[type[SchemaExtension] | Callable[[], SchemaExtens
     return [DepthLimit, AliasLimit, TokenLimit, ParserCache, ValidationCache]
 
 
-__all__ = ["MAX_ALIASES", "MAX_DEPTH", "MAX_TOKENS", "limit_extensions"]
+__all__ = [
+    "ALIASES_RULE",
+    "DEPTH_RULE",
+    "MAX_ALIASES",
+    "MAX_DEPTH",
+    "MAX_TOKENS",
+    "is_parse_aborted",
+    "limit_extensions",
+]
