@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -198,20 +198,19 @@ class ConversationConnection(Connection[Conversation]):
 # --- who sees what ----------------------------------------------------------------------
 
 
-def managed_patients_query(info: Info, actor: Actor) -> QuerySet[Any] | None:
+def managed_patients_query(actor: Actor, today: date, now: datetime) -> QuerySet[Any] | None:
     """The holder's own space and the minors they represent (patients only), as a query."""
     if not actor.is_patient or actor.patient_id is None or not actor.space_open:
         return None
     from models.access import visible_patients
     from models.patient import Patient as PatientModel
 
-    ctx = info.context
-    return PatientModel.filter(visible_patients(actor, ctx.today, ctx.now))
+    return PatientModel.filter(visible_patients(actor, today, now))
 
 
 async def managed_patients(info: Info, actor: Actor) -> list[UUID]:
     """The holder's own space and the minors they represent (patients only)."""
-    query = managed_patients_query(info, actor)
+    query = managed_patients_query(actor, info.context.today, info.context.now)
     if query is None:
         return []
     return [UUID(str(row)) for row in await query.values_list("id", flat=True)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -17,6 +18,7 @@ from tortoise.expressions import Q, Subquery
 from api.context import Info
 from api.errors import Forbidden, NotFound, Unauthenticated
 from models import message as messaging
+from models.access import Actor
 from models.base import utcnow
 from models.message import Conversation as ConversationModel
 from models.message import Message as MessageModel
@@ -83,59 +85,103 @@ def _messages_of(where: Q | None, conversation_pk: UUID | None) -> Q | None:
     return Q(conversation_id__in=Subquery(conversations.values("id")))
 
 
-# Stands for the message's id in the statement `_Deliverable` builds once, run per event.
-_PLACEHOLDER = UUID("5ec7e11e-0000-4000-8000-00000000d00d")
+# The statement that loads the message of an event, only if the subscriber may see it, is
+# built by the ORM once per kind of subscriber (and per day: a minor's age depends on it),
+# from the very filters the other paths use (`visible_conversations`, with the managed
+# patients as a subquery instead of a list fetched first), for a template subscriber whose
+# ids are the placeholders below. Each event runs it with the real ids in the placeholders'
+# places: one statement where there were two, and no query building per event (building it
+# took longer than running it).
+_MESSAGE = UUID("5ec7e11e-0000-4000-8000-00000000d00d")
+_PATIENT = UUID("5ec7e11e-0000-4000-8000-0000000000a1")
+_PROFESSIONAL = UUID("5ec7e11e-0000-4000-8000-0000000000b2")
+_CONVERSATION = UUID("5ec7e11e-0000-4000-8000-0000000000c3")
+_PLACEHOLDERS = {str(u): u for u in (_MESSAGE, _PATIENT, _PROFESSIONAL, _CONVERSATION)}
+
+
+@dataclass(frozen=True)
+class _Statement:
+    sql: str
+    params: list[Any]
+    slots: list[tuple[int, UUID]]  # parameter index, placeholder
+    select_related_idx: Any
+
+
+_StatementKey = tuple[object, ...]
+_statements: dict[_StatementKey, _Statement | None] = {}
+
+
+def _statement(actor: Actor, conversation_pk: UUID | None, today: date) -> _Statement | None:
+    key: _StatementKey = (
+        actor.role,
+        actor.patient_status,
+        actor.patient_id is None,
+        actor.professional_id is None,
+        conversation_pk is None,
+        today,
+    )
+    if key in _statements:
+        return _statements[key]
+    template = Actor(
+        role=actor.role,
+        patient_id=_PATIENT if actor.patient_id is not None else None,
+        professional_id=_PROFESSIONAL if actor.professional_id is not None else None,
+        patient_status=actor.patient_status,
+    )
+    managed = managed_patients_query(template, today, utcnow())
+    where = messaging.visible_conversations(
+        template, Subquery(managed.values("id")) if managed is not None else []
+    )
+    visible = _messages_of(where, _CONVERSATION if conversation_pk is not None else None)
+    statement = None
+    if visible is not None:
+        query = MessageModel.filter(visible, id=_MESSAGE).select_related("conversation")
+        query.sql()  # makes the query, as awaiting it would
+        sql, params = query.query.get_parameterized_sql()
+        slots = [
+            (n, _PLACEHOLDERS[str(v)]) for n, v in enumerate(params) if str(v) in _PLACEHOLDERS
+        ]
+        if [u for _, u in slots].count(_MESSAGE) != 1:
+            raise RuntimeError("the message placeholder must appear exactly once")
+        if any(isinstance(v, datetime) for v in params):
+            # A moment would be the template's, not the event's: never shared.
+            raise RuntimeError("a delivery statement cannot depend on the moment")
+        statement = _Statement(sql, params, slots, query._select_related_idx)
+    if len(_statements) >= 64:  # a few kinds of subscribers a day
+        _statements.clear()
+    _statements[key] = statement
+    return statement
 
 
 class _Deliverable:
-    """Loads the message of an event, with its conversation, only if the subscriber may see
-    it. Every event runs this, and building its statement with the ORM took longer than
-    running it; so the ORM builds it once per socket (and per day: a minor's age depends on
-    it), from the very filters the other paths use (`visible_conversations`, with the
-    managed patients as a subquery instead of a list fetched first), with a placeholder
-    id; each event runs it with the message's id in the placeholder's place. One statement
-    where there were two (managed patients, then the message)."""
+    """Loads the message of an event, with its conversation, if the subscriber may see it."""
 
-    __slots__ = ("_built_for", "_conversation_pk", "_sql")
+    __slots__ = ("_conversation_pk",)
 
     def __init__(self, conversation_pk: UUID | None) -> None:
         self._conversation_pk = conversation_pk
-        self._built_for: date | None = None
-        # The statement, its parameters, the placeholder's index and select_related's map.
-        self._sql: tuple[str, list[Any], int, Any] | None = None
-
-    def _build(self, info: Info) -> None:
-        ctx = info.context
-        managed = managed_patients_query(info, ctx.actor)
-        where = messaging.visible_conversations(
-            ctx.actor, Subquery(managed.values("id")) if managed is not None else []
-        )
-        visible = _messages_of(where, self._conversation_pk)
-        self._built_for = ctx.today
-        if visible is None:
-            self._sql = None
-            return
-        query = MessageModel.filter(visible, id=_PLACEHOLDER).select_related("conversation")
-        query.sql()  # makes the query, as awaiting it would
-        sql, params = query.query.get_parameterized_sql()
-        slots = [n for n, value in enumerate(params) if str(value) == str(_PLACEHOLDER)]
-        if len(slots) != 1:
-            raise RuntimeError("the placeholder id must appear exactly once")
-        self._sql = (sql, params, slots[0], query._select_related_idx)
 
     async def load(self, info: Info, pk: UUID) -> MessageModel | None:
-        if self._built_for != info.context.today:
-            self._build(info)
-        if self._sql is None:
+        ctx = info.context
+        actor = ctx.actor
+        statement = _statement(actor, self._conversation_pk, ctx.today)
+        if statement is None:
             return None
-        sql, params, slot, select_related_idx = self._sql
-        values = list(params)
-        values[slot] = str(pk) if isinstance(params[slot], str) else pk
+        real = {
+            _MESSAGE: pk,
+            _PATIENT: actor.patient_id,
+            _PROFESSIONAL: actor.professional_id,
+            _CONVERSATION: self._conversation_pk,
+        }
+        values = list(statement.params)
+        for index, placeholder in statement.slots:
+            value = real[placeholder]
+            values[index] = str(value) if isinstance(values[index], str) else value
         db = MessageModel._meta.db
         executor = db.executor_class(
-            model=MessageModel, db=db, select_related_idx=select_related_idx
+            model=MessageModel, db=db, select_related_idx=statement.select_related_idx
         )
-        rows: list[MessageModel] = await executor.execute_select(sql, values)
+        rows: list[MessageModel] = await executor.execute_select(statement.sql, values)
         return rows[0] if rows else None
 
 
