@@ -334,14 +334,12 @@ async def paginate(
     """
     limit = page_size(first)
     model = query.model
-    page_query = query
-    if after:
-        page_query = page_query.filter(after_filter(model, order, after))
-    page_query = page_query.order_by(*order.order_by()).limit(limit + 1)
+    page_query = query.filter(after_filter(model, order, after)) if after else query
     rows: list[Any] = []
     if limit and fields and where is not None and not after:
         rows = await fetch_first_values(model, where, order, limit + 1, fields, prime)
     elif limit:
+        page_query = page_query.order_by(*order.order_by()).limit(limit + 1)
         rows = await (fetch_values(page_query, fields) if fields else page_query)
     has_next = len(rows) > limit
     rows = rows[:limit]
