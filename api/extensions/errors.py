@@ -10,6 +10,7 @@ gets "Internal server error." and a request id, and the log gets the traceback.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Iterator, Mapping
 
@@ -138,11 +139,17 @@ class MaskInternalErrors(SchemaExtension):
     def _process(self, error: GraphQLError, *, data_is_null: bool) -> GraphQLError:
         if _is_api_error(error) or _is_coded_graphql_error(error):
             return error
+        if isinstance(error.original_error, _TRANSPORT_ERRORS):
+            # Over a websocket, where no HTTP view answers them: an unknown operation name,
+            # or an operation type this transport does not run.
+            if isinstance(error.original_error, CannotGetOperationTypeError):
+                return with_code(error, VALIDATION_FAILED)
+            return with_code(error, BadUserInput.code)
         if error.original_error is None and error.path is None:
             if self.execution_context.graphql_document is None:
                 return with_code(error, PARSE_FAILED)
             if not self._executing:
-                return with_code(error, VALIDATION_FAILED)
+                return _without_values(with_code(error, VALIDATION_FAILED))
         # Variable coercion happens at the start of execution, before any resolver.
         if (
             self._executing
@@ -155,13 +162,47 @@ class MaskInternalErrors(SchemaExtension):
 
 
 def _variable_error(error: GraphQLError) -> GraphQLError:
-    coded = with_code(error, BadUserInput.code)
+    """BAD_USER_INPUT naming the offending input: the field inside an input object (as the
+    API's own errors name it, e.g. `postalAddress.postalCode`), else the variable."""
+    coded = _without_values(with_code(error, BadUserInput.code))
     names = [
         n.variable.name.value for n in error.nodes or () if isinstance(n, VariableDefinitionNode)
     ]
-    if names:
-        coded.extensions = {**(coded.extensions or {}), "field": names[0]}
+    inside = _VARIABLE_PATH.match(error.message)
+    field = inside.group(1) if inside else names[0] if names else None
+    if field:
+        coded.extensions = {**(coded.extensions or {}), "field": field}
     return coded
+
+
+# "Variable '$input' has invalid value at .postalAddress.postalCode: …"
+_VARIABLE_PATH = re.compile(r"Variable '\$[^']+' has invalid value at \.([\w.\[\]]+):")
+
+# graphql-core and strawberry repeat a rejected value in their messages; a client may have
+# put a NIR, a name or a date of birth there, and error messages travel into logs, crash
+# reports and screenshots. The value goes; what was wrong with it stays.
+_ECHOED_VALUES = (
+    # String cannot represent a non string value: 2840575… / Int cannot represent
+    # non-integer value: "…" / ID cannot represent value: …: the value ends the message.
+    (re.compile(r"(cannot represent (?:an? )?(?:non[- ]?\w+ )?value): .*\Z", re.S), r"\1."),
+    # strawberry's scalars: Value cannot represent a Date: "1985-13-01". month must be …
+    (re.compile(r"(Value cannot represent an? \w+): (?:\"(?:[^\"\\]|\\.)*\"|\S+)"), r"\1"),
+    # Value 'X' does not exist in 'Sex' enum.
+    (re.compile(r"\bValue '(?:[^'\\]|\\.)*' (does not exist)"), r"The value \1"),
+    # Expected value of type 'Date!', found "…"; …
+    (re.compile(r"(Expected value of type '[^']+'), found [^;]*"), r"\1"),
+    # Anything else that looks like an identifier: 12 digits or more.
+    (re.compile(r"\d(?:[ .-]?\d){11,}"), "…"),
+)
+
+
+def _without_values(error: GraphQLError) -> GraphQLError:
+    message = error.message
+    for pattern, replacement in _ECHOED_VALUES:
+        message = pattern.sub(replacement, message)
+    if message != error.message:
+        error.message = message
+    return error
 
 
 def _as_graphql_error(exc: Exception) -> GraphQLError:

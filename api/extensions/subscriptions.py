@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncGenerator, Iterable, Iterator
+from contextlib import aclosing
 from functools import lru_cache
 from typing import Any
 
@@ -30,10 +31,11 @@ from graphql import DocumentNode, GraphQLError, OperationType, get_operation_ast
 from strawberry.extensions import SchemaExtension, ValidationCache
 from strawberry.schema.schema import Schema, StreamResult
 from strawberry.types import StreamExecutionResult
+from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType as StrawberryOperationType
 
 from api.errors import QueryTooComplex
-from api.extensions.errors import MaskInternalErrors, with_code
+from api.extensions.errors import MaskInternalErrors, error_code, with_code
 from api.extensions.limits import ALIASES_RULE, DEPTH_RULE, MAX_TOKENS, is_parse_aborted
 
 _LEAN: contextvars.ContextVar[bool] = contextvars.ContextVar("lean_subscription", default=False)
@@ -89,6 +91,22 @@ class SubscriptionGuard(MaskInternalErrors):
         yield from super().on_stream_result(result)
 
 
+async def _answered(source: StreamResult) -> AsyncGenerator[Any, None]:
+    """The stream, with a coded error that escapes it before its first result (a document
+    that does not parse: the parser cache raises from its hook) answered as the error it is,
+    where strawberry's websocket handlers would drop it and answer nothing."""
+    first = True
+    async with aclosing(source):
+        try:
+            async for result in source:
+                first = False
+                yield result
+        except GraphQLError as error:
+            if not first or error_code(error) is None:
+                raise
+            yield PreExecutionError(data=None, errors=[error])
+
+
 def subscription_extensions() -> list[SchemaExtension]:
     return [SubscriptionGuard(), ValidationCache()]
 
@@ -110,7 +128,7 @@ class LeanSubscriptions(Schema):
         # read in this very call; the context variable keeps concurrent calls apart anyway.
         token = _LEAN.set(is_subscription(query, operation_name))
         try:
-            return await super().stream(
+            source = await super().stream(
                 query,
                 variable_values=variable_values,
                 context_value=context_value,
@@ -121,6 +139,7 @@ class LeanSubscriptions(Schema):
             )
         finally:
             _LEAN.reset(token)
+        return _answered(source)
 
     def get_extensions(self, sync: bool = False) -> list[SchemaExtension]:
         # With custom directives (none today), the full set, which runs them.

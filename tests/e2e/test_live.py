@@ -432,6 +432,41 @@ async def test_a_page_of_another_origin_cannot_open_the_websocket(
             assert socket.subprotocol == PROTOCOL
 
 
+def _one_error(answer: dict[str, Any], op_id: str) -> dict[str, Any]:
+    assert (answer["id"], answer["type"]) == (op_id, "error"), answer
+    payload = answer["payload"]
+    errors: list[dict[str, Any]] = payload if isinstance(payload, list) else [payload]
+    assert len(errors) == 1, errors
+    return errors[0]
+
+
+@pytest.mark.parametrize("protocol", ["graphql-transport-ws", LEGACY_WS])
+async def test_a_malformed_operation_answers_a_coded_error_on_both_protocols(
+    single: ServerProcess, patient: Actor, sockets: Any, protocol: str
+) -> None:
+    socket: LiveSocket = await sockets(single.ws_url, protocol)
+    assert (await socket.init(patient.token))["type"] == "connection_ack"
+
+    async def error_of(query: str) -> dict[str, Any]:
+        op_id = await socket.subscribe(query)
+        return _one_error(await socket.receive(), op_id)
+
+    broken = await error_of("subscription {")
+    unknown = await error_of("subscription { nothingHere }")
+
+    assert broken["extensions"] == {"code": "GRAPHQL_PARSE_FAILED"}
+    assert unknown["extensions"] == {"code": "GRAPHQL_VALIDATION_FAILED"}
+    if protocol == LEGACY_WS:  # which runs subscriptions only
+        assert await error_of("{ viewer { __typename } }") == {
+            "message": "queries are not allowed",
+            "extensions": {"code": "BAD_USER_INPUT"},
+        }
+    # The socket still serves: nothing was left half-open by the failures.
+    op_id = await socket.subscribe(SUBSCRIPTION, {"after": None})
+    assert await socket.silent_for(0.2) == []
+    await socket.stop(op_id)
+
+
 async def test_a_bad_token_is_refused_at_connection_init(
     single: ServerProcess, sockets: Any
 ) -> None:
