@@ -26,12 +26,15 @@ __all__ = [
     "Actor",
     "Relation",
     "is_minor",
+    "live_managed_spaces",
     "relations",
     "visible_by_relation",
     "visible_patients",
 ]
 
 LIVE_SPACES = (SpaceStatus.PENDING, SpaceStatus.ACTIVE)
+# The spaces a holder or a representative manages: live, or closed (to reopen or delete).
+MANAGED_SPACES = (*LIVE_SPACES, SpaceStatus.CLOSED)
 
 
 @dataclass(frozen=True)
@@ -121,14 +124,14 @@ class Relation:
     @property
     def writes_dossier(self) -> bool:
         if self.manages:
-            return True
+            return self.space_live
         return self.dossier_basis is not None and self.consent is ConsentAccess.READ_WRITE
 
     @property
     def books_appointments(self) -> bool:
         """The patient side, or a professional under a consent or as médecin traitant."""
         if self.manages:
-            return True
+            return self.space_live
         return self.dossier_basis in (AccessBasis.CONSENT, AccessBasis.TREATING_DOCTOR)
 
     @property
@@ -234,6 +237,23 @@ def open_conversation_patients(professional_id: UUID) -> Q:
     return conversation_filter(professional_id)
 
 
+def _dependents(representative_id: UUID, today: date, statuses: tuple[SpaceStatus, ...]) -> Q:
+    dependents = Representation.filter(representative_id=representative_id).values("dependent_id")
+    return Q(
+        id__in=Subquery(dependents),
+        birth_date__gt=minor_cutoff(today),
+        status__in=list(statuses),
+    )
+
+
+def live_managed_spaces(actor: Actor, today: date) -> Q | None:
+    """Filter on Patient: the live spaces a patient acts for (their own while open, their
+    minors'), whose messages and alerts reach them; None for anyone else."""
+    if not actor.is_patient or actor.patient_id is None or not actor.space_open:
+        return None
+    return Q(id=actor.patient_id) | _dependents(actor.patient_id, today, LIVE_SPACES)
+
+
 def visible_patients(actor: Actor, today: date, now: datetime | None = None) -> Q:
     """Filter on Patient: the spaces the actor may see at all (identity at least)."""
     now = now or utcnow()
@@ -243,14 +263,9 @@ def visible_patients(actor: Actor, today: date, now: datetime | None = None) -> 
         own = Q(id=actor.patient_id)
         if not actor.space_open:
             return own
-        dependents = Representation.filter(representative_id=actor.patient_id).values(
-            "dependent_id"
-        )
-        return own | Q(
-            id__in=Subquery(dependents),
-            birth_date__gt=minor_cutoff(today),
-            status__in=list(LIVE_SPACES),
-        )
+        # A closed space stays in sight of those who manage it, as of its holder: to reopen
+        # it or ask for its deletion. Its dossier is archived (`Relation.reads_dossier`).
+        return own | _dependents(actor.patient_id, today, MANAGED_SPACES)
     if actor.is_professional and actor.professional_id is not None:
         pro = str(actor.professional_id)
         return Q(id__in=PatientIds(VISIBLE_TO_PROFESSIONAL, pro=pro, now=now))
@@ -301,7 +316,7 @@ async def relations(
             ).prefetch_related("dependent")
             for link in links:
                 dependent = link.dependent
-                if is_minor(dependent.birth_date, today) and dependent.status in LIVE_SPACES:
+                if is_minor(dependent.birth_date, today) and dependent.status in MANAGED_SPACES:
                     result[dependent.id].representative = True
         return result
     return result

@@ -432,16 +432,14 @@ async def save_attachment(
 
 async def readable_attachment(actor: Actor, pk: UUID, *, today: date) -> Attachment | None:
     """An attachment of a conversation the actor takes part in (downloads)."""
-    from models.access import visible_patients
+    from models.access import live_managed_spaces
     from models.patient import Patient as PatientModel
 
     managed: list[UUID] = []
-    if actor.is_patient and actor.space_open:
+    spaces = live_managed_spaces(actor, today)
+    if spaces is not None:
         managed = [
-            UUID(str(row))
-            for row in await PatientModel.filter(visible_patients(actor, today)).values_list(
-                "id", flat=True
-            )
+            UUID(str(row)) for row in await PatientModel.filter(spaces).values_list("id", flat=True)
         ]
     where = visible_conversations(actor, managed)
     if where is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 from uuid import UUID
@@ -84,8 +84,16 @@ def is_minor(birth_date: date, today: date) -> bool:
 
 
 def minor_cutoff(today: date) -> date:
-    """People born after this day are minors today."""
-    return today - relativedelta(years=MAJORITY_AGE)
+    """People born after this day are minors today: the filter form of `is_minor`.
+
+    The latest birth date already of age. relativedelta makes someone born on 29 February
+    of age on 28 February of a common year; plain subtraction would miss that one day.
+    """
+    cutoff = today - relativedelta(years=MAJORITY_AGE)
+    following = cutoff + timedelta(days=1)
+    if not is_minor(following, today):
+        cutoff = following
+    return cutoff
 
 
 def represented_by(representative_id: UUID, today: date) -> Q:

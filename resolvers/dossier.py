@@ -529,7 +529,7 @@ async def _managed_document(info: Info, document_id: strawberry.ID) -> DocumentM
     relation = await info.context.loaders.relation.load(row.patient_id)
     if not relation.manages:
         raise Forbidden("Only the holder or a legal representative manages documents.")
-    if relation.holder and not actor.space_open:
+    if not relation.space_live:
         raise Forbidden("This space is closed.")
     return row
 

@@ -199,13 +199,13 @@ class ConversationConnection(Connection[Conversation]):
 
 
 def managed_patients_query(actor: Actor, today: date, now: datetime) -> QuerySet[Any] | None:
-    """The holder's own space and the minors they represent (patients only), as a query."""
-    if not actor.is_patient or actor.patient_id is None or not actor.space_open:
-        return None
-    from models.access import visible_patients
+    """The holder's own space and the minors they represent (patients only), as a query:
+    live spaces only, a closed one's conversations being archived with it."""
+    from models.access import live_managed_spaces
     from models.patient import Patient as PatientModel
 
-    return PatientModel.filter(visible_patients(actor, today, now))
+    managed = live_managed_spaces(actor, today)
+    return None if managed is None else PatientModel.filter(managed)
 
 
 async def managed_patients(info: Info, actor: Actor) -> list[UUID]:

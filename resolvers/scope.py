@@ -31,7 +31,7 @@ async def patient_scope(
         raise NotFound()
     if not relation.manages:
         raise Forbidden()
-    if relation.holder and not actor.space_open and not allow_closed:
+    if not relation.space_live and not allow_closed:  # its holder's, or a minor's
         raise Forbidden("This space is closed.")
     return pk, relation
 

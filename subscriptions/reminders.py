@@ -15,7 +15,7 @@ import strawberry
 
 from api.context import Info
 from api.errors import Forbidden, Unauthenticated
-from models.access import visible_patients
+from models.access import live_managed_spaces
 from models.base import utcnow
 from models.patient import Patient as PatientModel
 from models.reminder import Reminder as ReminderModel
@@ -37,9 +37,10 @@ def _fresh(info: Info) -> None:
 
 async def _managed(info: Info) -> list[UUID]:
     ctx = info.context
-    rows = await PatientModel.filter(visible_patients(ctx.actor, ctx.today, ctx.now)).values_list(
-        "id", flat=True
-    )
+    managed = live_managed_spaces(ctx.actor, ctx.today)
+    if managed is None:
+        return []
+    rows = await PatientModel.filter(managed).values_list("id", flat=True)
     return [UUID(str(row)) for row in rows]
 
 

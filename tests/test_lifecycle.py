@@ -830,6 +830,57 @@ async def test_a_representative_closes_the_minor_space_with_patient_id(
     assert viewer["status"] == "ACTIVE"
 
 
+async def test_a_representative_manages_a_closed_minor_space_as_its_holder_would(
+    client: httpx.AsyncClient, mailbox: CaughtMail
+) -> None:
+    # given a minor's space, active, with a document, then closed by its representative
+    parent = await make_patient("Nadia", "Moreau")
+    assert parent.email
+    data, child, operator_token = await _enrol_minor(client, parent.id)
+    code = activation_code_from(mailbox, parent.email)
+    (await activate(client, _proof(data, code), token=parent.token)).ok()
+    for_child = {"patientId": child["id"]}
+    closing = {"input": {"password": PASSWORD, **for_child}}
+    (await gql(client, CLOSE, closing, token=parent.token)).ok()
+
+    # then she still sees it, closed, but its dossier is archived and nothing is changed
+    seen = await gql(
+        client,
+        "query($id: ID!) { patient(id: $id) { status vaccinations { vaccine } } }",
+        {"id": child["id"]},
+        token=parent.token,
+    )
+    assert seen.data == {"patient": {"status": "CLOSED", "vaccinations": None}}
+    assert seen.codes == ["FORBIDDEN"]
+    doctor = await make_professional()
+    before = await db_snapshot()
+    grant = await gql(
+        client,
+        "mutation($i: BlockProfessionalInput!) { blockProfessional(input: $i) { patient { id } } }",
+        {"i": {"professionalId": doctor.id, **for_child}},
+        token=parent.token,
+    )
+    assert only_error(grant)["extensions"] == {"code": "FORBIDDEN"}
+    assert await db_snapshot() == before
+
+    # when she asks for its deletion, then reopens it with a re-issued code
+    deletion = await gql(
+        client, REQUEST_DELETION, {"input": {"password": PASSWORD, **for_child}}, token=parent.token
+    )
+    assert deletion.ok()["requestDeletion"]["deleteBy"]
+    reissued = await gql(
+        client, REISSUE, {"input": {"patientId": child["id"]}}, token=operator_token
+    )
+    assert reissued.ok()["reissueActivationCode"]["patient"]["status"] == "CLOSED"
+    new_code = activation_code_from(mailbox, parent.email)
+    reopened = await activate(client, _proof(data, new_code), token=parent.token)
+
+    # then the space is active again, its deletion called off
+    assert reopened.ok()["activateSpace"]["patient"]["status"] == "ACTIVE"
+    row = await Patient.get(id=_pk(child["id"]))
+    assert row.delete_by is None
+
+
 # --- operator-only operations --------------------------------------------------------------
 
 _VALID_FINESS = "750000010"

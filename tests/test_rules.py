@@ -5,6 +5,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from models.patient import is_minor, minor_cutoff
 from models.rules import (
     PARIS,
     DueReminder,
@@ -778,3 +779,13 @@ def test_appointment_reminder_times_rejects_bad_input(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         appointment_reminder_times(starts_at, booked_at, hours)
+
+
+@pytest.mark.parametrize(
+    "today",
+    [date(2026, 2, 27), date(2026, 2, 28), date(2026, 3, 1), date(2028, 2, 28), date(2028, 2, 29)],
+)
+def test_the_minority_filter_agrees_with_is_minor_around_29_february(today: date) -> None:
+    for birth in (date(2008, 2, 28), date(2008, 2, 29), date(2008, 3, 1), date(2010, 2, 28)):
+        assert (birth > minor_cutoff(today)) is is_minor(birth, today), (birth, today)
+    assert not is_minor(date(2008, 2, 29), date(2026, 2, 28))  # of age with relativedelta
