@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import Enum, StrEnum, auto
@@ -22,6 +23,8 @@ from models.blobs import BlobStore, validate_upload
 from models.patient import Patient
 from models.professional import Professional
 
+# Writes the access event of a change to a document, given its id (resolvers/audit.py).
+Audit = Callable[[UUID], Awaitable[None]]
 logger = logging.getLogger(__name__)
 
 
@@ -243,7 +246,10 @@ async def add_document(
     blobs: BlobStore,
     max_bytes: int,
     today: date,
+    audit: Audit | None = None,
 ) -> Document:
+    """`audit` writes the access event of the addition in its transaction: no document
+    without its trace (and no bytes left behind when that fails)."""
     if not relation.writes_dossier:
         raise Forbidden("You may not add documents to this dossier.")
     title = clean_title(new.title)
@@ -270,6 +276,8 @@ async def add_document(
                 author_patient_id=actor.patient_id if actor.is_patient else None,
                 author_professional_id=actor.professional_id if actor.is_professional else None,
             )
+            if audit is not None:
+                await audit(document.id)
     except BaseException:
         if created:
             await release_blob(blobs, sha)
@@ -285,10 +293,17 @@ async def set_hidden(document: Document, hidden: bool) -> Document:
     return document
 
 
-async def delete_document(document: Document, *, blobs: BlobStore) -> UUID:
-    deleted = await Document.filter(id=document.id).delete()
-    if not deleted:
-        raise NotFound()
+async def delete_document(
+    document: Document, *, blobs: BlobStore, audit: Audit | None = None
+) -> UUID:
+    """The row goes with its access event (`audit`), then, once committed, the bytes if no
+    other row shares them."""
+    async with in_transaction():
+        deleted = await Document.filter(id=document.id).delete()
+        if not deleted:
+            raise NotFound()
+        if audit is not None:
+            await audit(document.id)
     try:
         await release_blob(blobs, document.sha256)
     except OSError:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from uuid import UUID
@@ -29,6 +29,16 @@ async def record_access(
     await info.context.audit.record(
         patient_id=relation.patient_id, action=action, basis=basis, document_id=document_id
     )
+
+
+def write_event(info: Info, relation: Relation) -> Callable[[UUID], Awaitable[None]]:
+    """The access event of a write to one document, for a domain function to write inside
+    its own transaction (see models/document.py `Audit`)."""
+
+    async def audit(document_id: UUID) -> None:
+        await record_access(info, relation, action=AccessAction.WRITE, document_id=document_id)
+
+    return audit
 
 
 @dataclass

@@ -18,13 +18,12 @@ from api.errors import BadUserInput, Forbidden, NotFound, Unauthenticated
 from models import document as documents
 from models import record
 from models.access import Relation
-from models.audit import AccessAction
 from models.document import Document as DocumentModel
 from models.record import HealthProfile as HealthProfileModel
 from models.record import Screening as ScreeningModel
 from models.record import Vaccination as VaccinationModel
 from resolvers import ids
-from resolvers.audit import record_access
+from resolvers.audit import logged_write, record_access, write_event
 from resolvers.enums import DocumentCategory, ScreeningKind, VaccineCode
 from resolvers.node import Node, register
 from resolvers.pagination import Connection, Order, Where, empty_connection, paginate
@@ -570,8 +569,8 @@ class DossierMutation:
             blobs=ctx.services.blobs,
             max_bytes=ctx.settings.max_upload_bytes,
             today=ctx.today,
+            audit=write_event(info, relation),
         )
-        await record_access(info, relation, action=AccessAction.WRITE, document_id=row.id)
         return AddDocumentPayload(document=Document.from_model(row))
 
     @strawberry.mutation(description="Hide a document from professionals (or show it again).")
@@ -579,9 +578,10 @@ class DossierMutation:
         self, info: Info, input: SetDocumentHiddenInput
     ) -> SetDocumentHiddenPayload:
         row = await _managed_document(info, input.document_id)
-        row = await documents.set_hidden(row, input.hidden)
         relation = await info.context.loaders.relation.load(row.patient_id)
-        await record_access(info, relation, action=AccessAction.WRITE, document_id=row.id)
+        async with logged_write(info, relation) as write:
+            write.document_id = row.id
+            row = await documents.set_hidden(row, input.hidden)
         return SetDocumentHiddenPayload(document=Document.from_model(row))
 
     @strawberry.mutation(
@@ -592,8 +592,9 @@ class DossierMutation:
     ) -> DeleteDocumentPayload:
         row = await _managed_document(info, input.document_id)
         relation = await info.context.loaders.relation.load(row.patient_id)
-        await documents.delete_document(row, blobs=info.context.services.blobs)
-        await record_access(info, relation, action=AccessAction.WRITE, document_id=row.id)
+        await documents.delete_document(
+            row, blobs=info.context.services.blobs, audit=write_event(info, relation)
+        )
         return DeleteDocumentPayload(deleted_id=input.document_id)
 
     @strawberry.mutation(description="Record a vaccination in the carnet.")
@@ -605,16 +606,16 @@ class DossierMutation:
         professional = _optional_pk(input.professional_id, "Professional", "professionalId")
         if actor.is_professional:
             professional = professional or actor.professional_id
-        row = await record.record_vaccination(
-            relation.patient_id,
-            vaccine=input.vaccine,
-            day=input.date,
-            dose_number=input.dose_number,
-            lot_number=input.lot_number,
-            professional_id=professional,
-            today=info.context.today,
-        )
-        await record_access(info, relation, action=AccessAction.WRITE)
+        async with logged_write(info, relation):
+            row = await record.record_vaccination(
+                relation.patient_id,
+                vaccine=input.vaccine,
+                day=input.date,
+                dose_number=input.dose_number,
+                lot_number=input.lot_number,
+                professional_id=professional,
+                today=info.context.today,
+            )
         return RecordVaccinationPayload(vaccination=Vaccination.from_model(row))
 
     @strawberry.mutation(description="Record a screening test.")
@@ -622,14 +623,14 @@ class DossierMutation:
         self, info: Info, input: RecordScreeningInput
     ) -> RecordScreeningPayload:
         relation = await dossier_writer(info, input.patient_id)
-        row = await record.record_screening(
-            relation.patient_id,
-            kind=input.kind,
-            day=input.date,
-            result=input.result,
-            today=info.context.today,
-        )
-        await record_access(info, relation, action=AccessAction.WRITE)
+        async with logged_write(info, relation):
+            row = await record.record_screening(
+                relation.patient_id,
+                kind=input.kind,
+                day=input.date,
+                result=input.result,
+                today=info.context.today,
+            )
         return RecordScreeningPayload(screening=Screening.from_model(row))
 
     @strawberry.mutation(description="Replace sections of the health profile.")
@@ -650,8 +651,8 @@ class DossierMutation:
         if input.trusted_person is not strawberry.UNSET:
             t = input.trusted_person
             changes["trusted_person"] = _trusted_person(t) if t is not None else None
-        row = await record.update_health_profile(relation.patient_id, changes)
-        await record_access(info, relation, action=AccessAction.WRITE)
+        async with logged_write(info, relation):
+            row = await record.update_health_profile(relation.patient_id, changes)
         return UpdateHealthProfilePayload(health_profile=HealthProfile.from_model(row))
 
 

@@ -15,14 +15,13 @@ from api.context import Info
 from api.errors import BadUserInput, Forbidden, NotFound, PayloadTooLarge, Unauthenticated
 from models import message as messaging
 from models.access import Actor
-from models.audit import AccessAction
 from models.document import DocumentCategory as DocumentCategoryModel
 from models.message import Attachment as AttachmentModel
 from models.message import Conversation as ConversationModel
 from models.message import Message as MessageModel
 from models.message import SenderRole
 from resolvers import ids
-from resolvers.audit import record_access
+from resolvers.audit import logged_write
 from resolvers.dossier import Document
 from resolvers.enums import DocumentCategory
 from resolvers.node import Node, register
@@ -488,13 +487,14 @@ class MessagingMutation:
         relation = await ctx.loaders.relation.load(conversation.patient_id)
         if not relation.manages:
             raise NotFound()
-        row = await messaging.save_attachment(
-            attachment,
-            patient_id=conversation.patient_id,
-            actor=actor,
-            title=input.title,
-            category=DocumentCategoryModel(input.category),
-            today=ctx.today,
-        )
-        await record_access(info, relation, action=AccessAction.WRITE, document_id=row.id)
+        async with logged_write(info, relation) as write:
+            row = await messaging.save_attachment(
+                attachment,
+                patient_id=conversation.patient_id,
+                actor=actor,
+                title=input.title,
+                category=DocumentCategoryModel(input.category),
+                today=ctx.today,
+            )
+            write.document_id = row.id
         return SaveAttachmentPayload(document=Document.from_model(row))

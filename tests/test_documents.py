@@ -16,7 +16,7 @@ import pytest
 
 from api.app import create_app
 from api.config import Settings
-from models.audit import AccessAction, AccessBasis, AccessEvent, ActorRole
+from models.audit import AccessAction, AccessBasis, AccessEvent, ActorRole, AuditTrail
 from models.base import utcnow
 from models.blobs import FileBlobStore
 from models.consent import Block, Consent, ConsentAccess
@@ -842,3 +842,50 @@ async def test_a_professional_with_read_write_consent_adds_as_the_author(
     event = await AccessEvent.get(patient_id=alice.patient.id)
     assert event.document_id == row.id
     assert stored_files(settings) == [blob_path(settings, RTF)]
+
+
+# --- a write and its access event: both or neither -------------------------------------------
+
+
+async def _audit_fails(*args: Any, **kwargs: Any) -> None:
+    raise RuntimeError("the access_event table is unavailable")
+
+
+async def test_a_document_whose_access_event_fails_is_not_added_and_leaves_no_bytes(
+    client: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await make_patient()
+    doc = await make_professional("Moreau")
+    await grant(alice, doc, ConsentAccess.READ_WRITE)
+    monkeypatch.setattr(AuditTrail, "record", _audit_fails)
+
+    result = await upload(
+        client, doc.token, RTF, content_type="application/rtf", patientId=alice.id
+    )
+
+    assert result.codes == ["INTERNAL_SERVER_ERROR"]
+    assert await DocumentModel.all().count() == 0
+    assert stored_files(settings) == []
+
+
+async def test_a_change_or_deletion_whose_access_event_fails_is_not_made(
+    client: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mother = await make_patient("Claire")
+    child = await make_minor(mother)
+    document = await add(client, mother.token, patientId=child.id)
+    monkeypatch.setattr(AuditTrail, "record", _audit_fails)
+
+    hidden = await gql(
+        client,
+        "mutation($id: ID!) { setDocumentHidden(input: {documentId: $id, hidden: true}) "
+        "{ document { id } } }",
+        {"id": document},
+        token=mother.token,
+    )
+    deleted = await gql(client, DELETE, {"id": document}, token=mother.token)
+
+    assert hidden.codes == deleted.codes == ["INTERNAL_SERVER_ERROR"]
+    row = await DocumentModel.get(id=pk(document))
+    assert row.hidden is False
+    assert stored_files(settings) == [blob_path(settings, PDF)]  # the bytes stay with the row
