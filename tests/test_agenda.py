@@ -676,9 +676,14 @@ async def test_a_change_racing_a_cancel_never_brings_the_appointment_back(
 # --- the access log ------------------------------------------------------------------------
 
 
-async def writes(person: Person) -> list[tuple[str, str]]:
-    rows = await AccessEvent.filter(patient_id=person.patient.id, action=AccessAction.WRITE)
+async def events(person: Person, action: AccessAction) -> list[tuple[str, str]]:
+    """(basis, actor role) of the space's access events of one action, sorted."""
+    rows = await AccessEvent.filter(patient_id=person.patient.id, action=action)
     return sorted((e.basis.value, e.actor_role.value) for e in rows)
+
+
+async def writes(person: Person) -> list[tuple[str, str]]:
+    return await events(person, AccessAction.WRITE)
 
 
 async def test_agenda_changes_by_others_than_the_holder_are_access_events(
@@ -736,8 +741,7 @@ NODES = "query($ids: [ID!]!) { nodes(ids: $ids) { id } }"
 
 
 async def reads(person: Person) -> list[tuple[str, str]]:
-    rows = await AccessEvent.filter(patient_id=person.patient.id, action=AccessAction.READ)
-    return sorted((e.basis.value, e.actor_role.value) for e in rows)
+    return await events(person, AccessAction.READ)
 
 
 async def test_reading_appointments_and_reminders_by_id_is_an_access_event(

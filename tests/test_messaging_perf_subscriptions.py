@@ -4,9 +4,8 @@ subscription idles (about 4 KB a socket, bench/FANOUT.md)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncGenerator, MutableMapping
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +20,7 @@ from api.extensions.subscriptions import SubscriptionGuard, is_subscription
 from api.schema import Schema
 from api.schema import schema as api_schema
 from api.view import GraphQLView
+from tests.asgi_websocket import asgi_websocket
 
 SECRET = "postgres://app:hunter2@db/health unreachable"
 
@@ -223,35 +223,12 @@ async def test_the_depth_alias_and_token_limits_hold_for_subscriptions() -> None
 
 async def test_subscription_errors_are_masked_over_websocket() -> None:
     view: GraphQLView[Any, Any] = GraphQLView(schema, max_body_bytes=1024 * 1024)
-    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    outbox: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue()
-    scope = {
-        "type": "websocket",
-        "path": "/graphql",
-        "headers": [],
-        "query_string": b"",
-        "subprotocols": ["graphql-transport-ws"],
-    }
-
-    async def send_json(message: dict[str, Any]) -> None:
-        await inbox.put({"type": "websocket.receive", "text": json.dumps(message)})
-
-    async def receive_json() -> Any:
-        message = await asyncio.wait_for(outbox.get(), timeout=5)
-        return json.loads(message["text"])
-
-    task = asyncio.create_task(view(scope, inbox.get, outbox.put))
-    try:
-        await inbox.put({"type": "websocket.connect"})
-        await asyncio.wait_for(outbox.get(), timeout=5)
-        await send_json({"type": "connection_init"})
-        assert await receive_json() == {"type": "connection_ack"}
+    async with asgi_websocket(view) as (socket, _):
+        await socket.send_json({"type": "connection_init"})
+        assert await socket.receive_json() == {"type": "connection_ack"}
         payload = {"query": "subscription { crash }"}
-        await send_json({"type": "subscribe", "id": "1", "payload": payload})
-        first, second = await receive_json(), await receive_json()
-    finally:
-        await inbox.put({"type": "websocket.disconnect", "code": 1000})
-        await asyncio.wait_for(task, timeout=5)
+        await socket.send_json({"type": "subscribe", "id": "1", "payload": payload})
+        first, second = await socket.receive_json(), await socket.receive_json()
 
     assert first == {"id": "1", "type": "next", "payload": {"data": {"crash": 1}}}
     [error] = second["payload"]["errors"]

@@ -1,7 +1,6 @@
-import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, MutableMapping
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +17,7 @@ from api.errors import BadUserInput, NotFound, Unauthenticated
 from api.extensions.errors import MaskInternalErrors
 from api.extensions.limits import MAX_DEPTH, limit_extensions
 from api.view import GRAPHQL_RESPONSE_JSON, GraphQLView, json_error_response, negotiate_media_type
+from tests.asgi_websocket import asgi_websocket
 
 MAX_BODY = 4096
 GQL_JSON = {"Accept": GRAPHQL_RESPONSE_JSON}
@@ -654,36 +654,13 @@ async def test_repeated_invalid_query_still_coded_with_caches(client: httpx.Asyn
 
 async def test_subscription_errors_are_masked_over_websocket() -> None:
     view: GraphQLView[Any, Any] = GraphQLView(schema, max_body_bytes=MAX_BODY)
-    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    outbox: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue()
-    scope = {
-        "type": "websocket",
-        "path": "/graphql",
-        "headers": [],
-        "query_string": b"",
-        "subprotocols": ["graphql-transport-ws"],
-    }
-
-    async def send_json(message: dict[str, Any]) -> None:
-        await inbox.put({"type": "websocket.receive", "text": json.dumps(message)})
-
-    async def receive_json() -> Any:
-        message = await asyncio.wait_for(outbox.get(), timeout=5)
-        return json.loads(message["text"])
-
-    task = asyncio.create_task(view(scope, inbox.get, outbox.put))
-    try:
-        await inbox.put({"type": "websocket.connect"})
-        accepted = await asyncio.wait_for(outbox.get(), timeout=5)
-        await send_json({"type": "connection_init"})
-        ack = await receive_json()
-        await send_json(
+    async with asgi_websocket(view) as (socket, accepted):
+        await socket.send_json({"type": "connection_init"})
+        ack = await socket.receive_json()
+        await socket.send_json(
             {"type": "subscribe", "id": "1", "payload": {"query": "subscription { ticks }"}}
         )
-        first, second = await receive_json(), await receive_json()
-    finally:
-        await inbox.put({"type": "websocket.disconnect", "code": 1000})
-        await asyncio.wait_for(task, timeout=5)
+        first, second = await socket.receive_json(), await socket.receive_json()
 
     assert accepted["subprotocol"] == "graphql-transport-ws"
     assert ack == {"type": "connection_ack"}
