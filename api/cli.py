@@ -72,6 +72,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         # and compressing a stream that mixes health data with text another party chose
         # opens a length side channel (CRIME/BREACH-like) for nothing.
         ws_per_message_deflate=False,
+        # uvicorn's default websocket implementation (websockets-sansio), holding less per
+        # idle socket: light receive queue and writable flag, no handshake request/response
+        # kept (api/websocket.py): about -6 KB per idle subscription (bench/FANOUT.md).
+        ws="api.websocket:LeanWebSocketProtocol",
         log_level="info",
     )
     return 0
