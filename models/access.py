@@ -26,6 +26,7 @@ __all__ = [
     "Actor",
     "Relation",
     "is_minor",
+    "live_managed_patient_ids",
     "live_managed_spaces",
     "relations",
     "visible_by_relation",
@@ -254,6 +255,14 @@ def live_managed_spaces(actor: Actor, today: date) -> Q | None:
     return Q(id=actor.patient_id) | _dependents(actor.patient_id, today, LIVE_SPACES)
 
 
+async def live_managed_patient_ids(actor: Actor, today: date) -> list[UUID]:
+    """The ids of `live_managed_spaces` (none for anyone but a patient)."""
+    spaces = live_managed_spaces(actor, today)
+    if spaces is None:
+        return []
+    return [UUID(str(pk)) for pk in await Patient.filter(spaces).values_list("id", flat=True)]
+
+
 def visible_patients(actor: Actor, today: date, now: datetime | None = None) -> Q:
     """Filter on Patient: the spaces the actor may see at all (identity at least)."""
     now = now or utcnow()
@@ -279,8 +288,8 @@ def visible_by_relation(actor: Actor, found: list[Relation]) -> dict[UUID, Patie
     A professional's relations are read with the rows, and `Relation.visible` is then exactly
     `visible_patients`' condition (live, not blocked, and médecin traitant, consent,
     emergency or conversation: the same CONSENTING, BLOCKING, ... subqueries), so the lookup
-    costs no second statement. For patients, `is_minor` and `minor_cutoff` may disagree on a
-    29 February: their lookups keep the filter.
+    costs no second statement. Other viewers' relations are read without the rows: their
+    lookups keep the filter.
     """
     if not actor.is_professional or actor.professional_id is None:
         return None

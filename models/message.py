@@ -432,16 +432,9 @@ async def save_attachment(
 
 async def readable_attachment(actor: Actor, pk: UUID, *, today: date) -> Attachment | None:
     """An attachment of a conversation the actor takes part in (downloads)."""
-    from models.access import live_managed_spaces
-    from models.patient import Patient as PatientModel
+    from models.access import live_managed_patient_ids
 
-    managed: list[UUID] = []
-    spaces = live_managed_spaces(actor, today)
-    if spaces is not None:
-        managed = [
-            UUID(str(row)) for row in await PatientModel.filter(spaces).values_list("id", flat=True)
-        ]
-    where = visible_conversations(actor, managed)
+    where = visible_conversations(actor, await live_managed_patient_ids(actor, today))
     if where is None:
         return None
     conversations = Conversation.filter(where).values("id")

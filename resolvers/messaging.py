@@ -209,10 +209,9 @@ def managed_patients_query(actor: Actor, today: date, now: datetime) -> QuerySet
 
 async def managed_patients(info: Info, actor: Actor) -> list[UUID]:
     """The holder's own space and the minors they represent (patients only)."""
-    query = managed_patients_query(actor, info.context.today, info.context.now)
-    if query is None:
-        return []
-    return [UUID(str(row)) for row in await query.values_list("id", flat=True)]
+    from models.access import live_managed_patient_ids
+
+    return await live_managed_patient_ids(actor, info.context.today)
 
 
 async def conversation_filter(info: Info) -> Q | None:

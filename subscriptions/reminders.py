@@ -15,9 +15,8 @@ import strawberry
 
 from api.context import Info
 from api.errors import Forbidden, Unauthenticated
-from models.access import live_managed_spaces
+from models.access import live_managed_patient_ids
 from models.base import utcnow
-from models.patient import Patient as PatientModel
 from models.reminder import Reminder as ReminderModel
 from models.reminder import ReminderStatus
 from models.session import session_active
@@ -36,12 +35,7 @@ def _fresh(info: Info) -> None:
 
 
 async def _managed(info: Info) -> list[UUID]:
-    ctx = info.context
-    managed = live_managed_spaces(ctx.actor, ctx.today)
-    if managed is None:
-        return []
-    rows = await PatientModel.filter(managed).values_list("id", flat=True)
-    return [UUID(str(row)) for row in rows]
+    return await live_managed_patient_ids(info.context.actor, info.context.today)
 
 
 @strawberry.type
