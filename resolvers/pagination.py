@@ -157,19 +157,23 @@ async def fetch_values(query: QuerySet[M], fields: Sequence[str]) -> list[dict[s
     rows = await query.values(*(f"raw_{name}" if name in raw else name for name in fields))
     for row in rows:
         for name, field in raw.items():
-            # SQLite keeps text; PostgreSQL answers native types
             row[name] = _to_python(field, row.pop(f"raw_{name}"))
     return rows
 
 
-def _to_python(field: Field[Any], value: Any) -> Any:
-    """A stored date or moment as `values()` answers it (see _PARSERS)."""
+def _parsed(kind: type[Field[Any]], value: Any) -> Any:
+    """A stored date or moment parsed by the standard library when it can (see _PARSERS)."""
     if isinstance(value, str):  # SQLite keeps text; PostgreSQL answers native types
-        try:  # noqa: SIM105 (suppress() would cost a context manager per value)
-            value = _PARSERS[type(field)](value)
+        try:
+            return _PARSERS[kind](value)
         except ValueError:
-            pass  # the field's parser, which knows more
-    return field.to_python_value(value)
+            pass  # left to the field's parser, which knows more
+    return value
+
+
+def _to_python(field: Field[Any], value: Any) -> Any:
+    """A stored date or moment as `values()` answers it."""
+    return field.to_python_value(_parsed(type(field), value))
 
 
 Converter = Callable[[Any], Any] | None  # None: the value as the driver answers it
@@ -207,12 +211,7 @@ def instances(model: type[M], rows: Sequence[Any]) -> list[M]:
     for record in rows:
         row = dict(record)
         for column, kind in dates:
-            value = row[column]
-            if isinstance(value, str):  # SQLite keeps text; PostgreSQL answers native types
-                try:  # noqa: SIM105 (as in _to_python)
-                    row[column] = _PARSERS[kind](value)
-                except ValueError:
-                    pass  # the field's parser, which knows more
+            row[column] = _parsed(kind, row[column])
         out.append(model._init_from_db(**row))
     return out
 

@@ -153,36 +153,29 @@ def _statement(actor: Actor, conversation_pk: UUID | None, today: date) -> _Stat
     return statement
 
 
-class _Deliverable:
-    """Loads the message of an event, with its conversation, if the subscriber may see it."""
-
-    __slots__ = ("_conversation_pk",)
-
-    def __init__(self, conversation_pk: UUID | None) -> None:
-        self._conversation_pk = conversation_pk
-
-    async def load(self, info: Info, pk: UUID) -> MessageModel | None:
-        ctx = info.context
-        actor = ctx.actor
-        statement = _statement(actor, self._conversation_pk, ctx.today)
-        if statement is None:
-            return None
-        real = {
-            _MESSAGE: pk,
-            _PATIENT: actor.patient_id,
-            _PROFESSIONAL: actor.professional_id,
-            _CONVERSATION: self._conversation_pk,
-        }
-        values = list(statement.params)
-        for index, placeholder in statement.slots:
-            value = real[placeholder]
-            values[index] = str(value) if isinstance(values[index], str) else value
-        db = MessageModel._meta.db
-        executor = db.executor_class(
-            model=MessageModel, db=db, select_related_idx=statement.select_related_idx
-        )
-        rows: list[MessageModel] = await executor.execute_select(statement.sql, values)
-        return rows[0] if rows else None
+async def _load_visible(info: Info, pk: UUID, conversation_pk: UUID | None) -> MessageModel | None:
+    """The message `pk`, with its conversation, if the subscriber may see it."""
+    ctx = info.context
+    actor = ctx.actor
+    statement = _statement(actor, conversation_pk, ctx.today)
+    if statement is None:
+        return None
+    real = {
+        _MESSAGE: pk,
+        _PATIENT: actor.patient_id,
+        _PROFESSIONAL: actor.professional_id,
+        _CONVERSATION: conversation_pk,
+    }
+    values = list(statement.params)
+    for index, placeholder in statement.slots:
+        value = real[placeholder]
+        values[index] = str(value) if isinstance(values[index], str) else value
+    db = MessageModel._meta.db
+    executor = db.executor_class(
+        model=MessageModel, db=db, select_related_idx=statement.select_related_idx
+    )
+    rows: list[MessageModel] = await executor.execute_select(statement.sql, values)
+    return rows[0] if rows else None
 
 
 async def _session_expiry(session_id: UUID | None) -> datetime | None:
@@ -233,7 +226,6 @@ class Subscription:
                 return after_filter(MessageModel, MESSAGE_ORDER, after)
             return Q(sent_at__gte=start)
 
-        deliverable = _Deliverable(conversation_pk)
         batch: list[MessageModel] | None = None
         row: MessageModel | None = None
         newest: datetime | None = None  # the latest `sent_at` delivered
@@ -311,7 +303,7 @@ class Subscription:
                             continue
                         if kind != "message":
                             continue
-                        message = await _deliverable(info, event, deliverable)
+                        message = await _deliverable(info, event, conversation_pk)
                         if message is not None and seen.add(message.id):
                             newest = _later(newest, message.sent_at)
                             yield Message.from_model(message)
@@ -330,14 +322,14 @@ def _cursor_at(moment: datetime) -> str:
 
 
 async def _deliverable(
-    info: Info, event: dict[str, object], deliverable: _Deliverable
+    info: Info, event: dict[str, object], conversation_pk: UUID | None
 ) -> MessageModel | None:
     """The message of an event, only if the subscriber may see it now."""
     try:
         pk = UUID(str(event.get("message")))
     except ValueError:
         return None
-    row = await deliverable.load(info, pk)
+    row = await _load_visible(info, pk, conversation_pk)
     if row is not None:
         # Fetched with its conversation: `conversation { … }` costs no second query.
         info.context.loaders.conversation.prime(row.conversation_id, row.conversation)

@@ -22,7 +22,7 @@ from models.patient import Patient, Representation, SpaceStatus
 from models.session import authenticate
 from resolvers.ids import decode_as
 from resolvers.messaging import managed_patients
-from subscriptions.schema import _Deliverable, _visible_messages
+from subscriptions.schema import _load_visible, _visible_messages
 from tests.factories import Person, Staff, make_minor, make_patient, make_professional
 from tests.messaging_support import send, started
 
@@ -84,13 +84,12 @@ async def test_delivery_decides_what_the_orm_filter_decides(client: httpx.AsyncC
     for actor in world.actors:
         info = info_of(actor)
         for conversation in [None, *world.conversations, uuid4()]:
-            deliverable = _Deliverable(conversation)
             for pk in [*world.messages, uuid4()]:
                 visible = await _visible_messages(info, conversation)
                 expected = (
                     await Message.filter(visible, id=pk).first() if visible is not None else None
                 )
-                found = await deliverable.load(info, pk)
+                found = await _load_visible(info, pk, conversation)
                 assert (found.id if found else None) == (expected.id if expected else None)
                 if found is not None:
                     # Loaded with its conversation, for the loader to be primed with.
@@ -108,23 +107,20 @@ async def test_the_holder_sees_her_minors_message_live_not_her_adult_dependents(
     world = await World().build(client)
     alice = world.actors[2]
     info = info_of(alice)
-    deliverable = _Deliverable(None)
     by_conversation = {
         UUID(str(c)): UUID(str(m))
         for m, c in await Message.all().values_list("id", "conversation_id")
     }
     alice_c, theo_c, zoe_c, _, _, blocked_c = world.conversations
-    assert await deliverable.load(info, by_conversation[alice_c]) is not None
-    assert await deliverable.load(info, by_conversation[theo_c]) is not None
-    assert await deliverable.load(info, by_conversation[blocked_c]) is not None
-    assert await deliverable.load(info, by_conversation[zoe_c]) is None
+    assert await _load_visible(info, by_conversation[alice_c], None) is not None
+    assert await _load_visible(info, by_conversation[theo_c], None) is not None
+    assert await _load_visible(info, by_conversation[blocked_c], None) is not None
+    assert await _load_visible(info, by_conversation[zoe_c], None) is None
     pro_info = info_of(world.actors[0])
-    assert await _Deliverable(None).load(pro_info, by_conversation[blocked_c]) is None
-    assert await _Deliverable(theo_c).load(pro_info, by_conversation[alice_c]) is None
-    assert await _Deliverable(theo_c).load(pro_info, by_conversation[theo_c]) is not None
-    assert (
-        await _Deliverable(None).load(info_of(world.actors[1]), by_conversation[blocked_c]) is None
-    )
+    assert await _load_visible(pro_info, by_conversation[blocked_c], None) is None
+    assert await _load_visible(pro_info, by_conversation[alice_c], theo_c) is None
+    assert await _load_visible(pro_info, by_conversation[theo_c], theo_c) is not None
+    assert await _load_visible(info_of(world.actors[1]), by_conversation[blocked_c], None) is None
 
 
 async def test_visible_conversation_decides_what_the_orm_filter_decides(
