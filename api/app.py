@@ -28,13 +28,15 @@ from api.config import Settings
 from api.context import Context, Services
 from api.db import tortoise_config
 from api.downloads import document_content
-from api.errors import ApiError, Unauthenticated
+from api.errors import from_domain
 from api.jobs import Scheduler
 from api.schema import schema
 from api.view import GraphQLView, json_error_response
+from api.ws_operations import SessionEnded
 from models.access import ANONYMOUS
 from models.blobs import FileBlobStore
 from models.crypto import Vault
+from models.errors import DomainError, Unauthenticated
 from models.session import authenticate
 from subscriptions.broadcast import EventBus
 
@@ -60,12 +62,28 @@ class EspaceSanteGraphQL(GraphQLView[Context, None]):
         )
 
     async def on_ws_connect(self, context: Context) -> Any:
+        """A bad token at connection_init closes the socket (4403)."""
         try:
             token = bearer_from_params(context.connection_params)
             context.actor = await authenticate(token)
         except Unauthenticated as exc:
             raise ConnectionRejectionError({"code": "UNAUTHENTICATED"}) from exc
         return None
+
+    async def operation_context(self, socket_context: Context) -> Context:
+        """Each operation on a socket: its token re-authenticated first, as an HTTP request's
+        is (a revoked or expired session ends the socket: `SessionEnded`), then a context of
+        its own (request id, clock, loaders, audit trail). api/ws_operations.py."""
+        try:
+            actor = await authenticate(bearer_from_params(socket_context.connection_params))
+        except Unauthenticated as exc:
+            raise SessionEnded(from_domain(exc)) from exc
+        if actor == socket_context.actor:  # immutable: one per socket, not one per operation
+            actor = socket_context.actor
+        return socket_context.for_operation(actor)
+
+    def session_ended(self, context: Context) -> bool:
+        return context.session_ended
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -81,6 +99,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         graphql_ide="graphiql" if settings.development else None,
         allow_queries_via_get=True,
         max_body_bytes=settings.max_request_bytes,
+        max_file_bytes=max(settings.max_upload_bytes, settings.max_attachment_bytes),
         allowed_origins=settings.allowed_origins,
         connection_init_wait_timeout=timedelta(seconds=10),
     )
@@ -115,7 +134,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
 
     async def api_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ApiError)
+        assert isinstance(exc, DomainError)
+        exc = from_domain(exc)
         status = {"UNAUTHENTICATED": 401, "FORBIDDEN": 403, "NOT_FOUND": 404}.get(
             str((exc.extensions or {}).get("code")), 400
         )
@@ -169,7 +189,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ],
         exception_handlers={
             HTTPException: http_error,
-            ApiError: api_error,
+            DomainError: api_error,
             Exception: server_error,
         },
         lifespan=lifespan,
@@ -184,6 +204,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     "Content-Type",
                     "Apollo-Require-Preflight",
                     "X-Apollo-Operation-Name",
+                    "X-Query-Cost",  # asks for extensions.cost (api/extensions/cost.py)
                 ],
                 max_age=600,
             )

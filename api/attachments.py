@@ -8,9 +8,9 @@ from starlette.responses import Response
 from api.auth import bearer_from_header
 from api.context import Services
 from api.downloads import stream_blob
-from api.errors import NotFound, Unauthenticated
 from api.view import json_error_response
 from models.base import paris_today
+from models.errors import NotFound, Unauthenticated
 from models.message import readable_attachment
 from models.session import authenticate
 from resolvers import ids

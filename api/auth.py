@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
-from ipaddress import ip_address, ip_network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
 from starlette.requests import HTTPConnection
 
@@ -29,17 +30,57 @@ def bearer_from_params(params: Mapping[str, object] | None) -> str | None:
 
 
 def client_address(conn: HTTPConnection, settings: Settings) -> str:
-    """The caller's address; X-Forwarded-For is honoured only from a trusted proxy."""
+    """The caller's address, for the per-address limits.
+
+    X-Forwarded-For is honoured only from a trusted proxy, and read from the right: each
+    proxy appends the address it got the request from, so only the right-most entries were
+    written by our proxies, and whatever lies further left came from the client and may be
+    forged. Walking from the right past the trusted proxies, the first other entry is the
+    client (a malformed entry is never a trusted proxy); when every entry is a trusted proxy,
+    the left-most one is.
+    """
     peer = conn.client.host if conn.client else "unknown"
-    forwarded = conn.headers.get("x-forwarded-for")
-    if forwarded and settings.trusted_proxies and _trusted(peer, settings.trusted_proxies):
-        return forwarded.split(",")[0].strip()
-    return peer
+    proxies = _networks(settings.trusted_proxies)
+    if not proxies or not _trusted(peer, proxies):
+        return peer
+    # Several header lines make one list, in order (RFC 9110, section 5.3).
+    hops = [
+        hop.strip()
+        for line in conn.headers.getlist("x-forwarded-for")
+        for hop in line.split(",")
+        if hop.strip()
+    ]
+    for hop in reversed(hops):
+        if not _trusted(hop, proxies):
+            return _canonical(hop)
+    return _canonical(hops[0]) if hops else peer
 
 
-def _trusted(peer: str, proxies: tuple[str, ...]) -> bool:
+Network = IPv4Network | IPv6Network
+
+
+@functools.lru_cache(maxsize=8)
+def _networks(proxies: tuple[str, ...]) -> tuple[Network, ...]:
+    return tuple(ip_network(proxy, strict=False) for proxy in proxies)
+
+
+def _parse(address: str) -> IPv4Address | IPv6Address | None:
     try:
-        address = ip_address(peer)
+        parsed = ip_address(address)
     except ValueError:
-        return False
-    return any(address in ip_network(proxy, strict=False) for proxy in proxies)
+        return None
+    # A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d.
+    if isinstance(parsed, IPv6Address) and parsed.ipv4_mapped is not None:
+        return parsed.ipv4_mapped
+    return parsed
+
+
+def _trusted(address: str, proxies: tuple[Network, ...]) -> bool:
+    parsed = _parse(address)
+    return parsed is not None and any(parsed in proxy for proxy in proxies)
+
+
+def _canonical(address: str) -> str:
+    """One spelling per address ("2001:DB8::0:1" is "2001:db8::1"), so each has one counter."""
+    parsed = _parse(address)
+    return address if parsed is None else str(parsed)

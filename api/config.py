@@ -6,7 +6,12 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
+from ipaddress import ip_network
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from models.outbox import Mailer
+from models.session import LoginPolicy
 
 
 class ConfigError(RuntimeError):
@@ -39,6 +44,24 @@ VARIABLES = (
     "SCHEDULER_INTERVAL_SECONDS",
     "APPOINTMENT_REMINDER_HOURS",
     "TRUSTED_PROXIES",
+    "MAX_QUERY_COST",
+    "MAX_QUERY_DEPTH",
+    "MAX_ALIASES",
+    "MAX_TOKENS",
+    "MAX_DIRECTIVES",
+    "TRUSTED_DOCUMENTS",
+    "APQ",
+    "APQ_MAX_BYTES",
+    "APQ_REGISTRATIONS_PER_HOUR",
+    "RATE_LIMIT_REQUESTS_PER_MINUTE",
+    "RATE_LIMIT_COST_PER_MINUTE",
+    "RATE_LIMIT_ADDRESS_REQUESTS_PER_MINUTE",
+    "RATE_LIMIT_ADDRESS_COST_PER_MINUTE",
+    "RATE_LIMIT_BURST_SECONDS",
+    "FRANCECONNECT_ISSUER",
+    "FRANCECONNECT_CLIENT_ID",
+    "FRANCECONNECT_CLIENT_SECRET",
+    "FRONTEND_URL",
 )
 
 
@@ -50,6 +73,101 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be an integer") from exc
+
+
+def _limit(env: dict[str, str], name: str, default: int) -> int:
+    """A limit on requests: a positive integer (0 would refuse every request)."""
+    value = _int(env, name, default)
+    if value < 1:
+        raise ConfigError(f"{name} must be a positive integer")
+    return value
+
+
+def _budget(env: dict[str, str], name: str, default: int) -> int:
+    """A request budget per minute: a positive integer, or 0 to switch that budget off."""
+    value = _int(env, name, default)
+    if value < 0:
+        raise ConfigError(f"{name} must be 0 (off) or a positive integer")
+    return value
+
+
+def _budgets(env: dict[str, str], max_query_cost: int) -> dict[str, int]:
+    """The request budget's settings (api/budget.py), as keyword arguments of Settings."""
+    budgets = {
+        field: _budget(env, field.upper(), getattr(Settings, field))
+        for field in (
+            "rate_limit_requests_per_minute",
+            "rate_limit_cost_per_minute",
+            "rate_limit_address_requests_per_minute",
+            "rate_limit_address_cost_per_minute",
+        )
+    }
+    burst = _limit(env, "RATE_LIMIT_BURST_SECONDS", Settings.rate_limit_burst_seconds)
+    for field in ("rate_limit_cost_per_minute", "rate_limit_address_cost_per_minute"):
+        # A bucket must hold the costliest request allowed, or that request never runs.
+        per_minute = budgets[field]
+        if per_minute and per_minute * burst < max_query_cost * 60:
+            raise ConfigError(
+                f"{field.upper()} x RATE_LIMIT_BURST_SECONDS / 60 must be at least"
+                f" MAX_QUERY_COST ({max_query_cost}): a bucket holds the costliest request"
+            )
+    return {**budgets, "rate_limit_burst_seconds": burst}
+
+
+def _trusted_documents(env: dict[str, str]) -> str:
+    mode = (env.get("TRUSTED_DOCUMENTS") or "off").strip().lower()
+    if mode not in {"off", "log", "enforce"}:
+        raise ConfigError("TRUSTED_DOCUMENTS must be off, log or enforce")
+    return mode
+
+
+def _networks(env: dict[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated addresses or networks (CIDR), each checked here rather than per request."""
+    entries = tuple(p.strip() for p in env.get(name, "").split(",") if p.strip())
+    for entry in entries:
+        try:
+            ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(f"{name}: {entry!r} is not an address or a network") from None
+    return entries
+
+
+def _url(env: dict[str, str], name: str, *, https: bool) -> str | None:
+    """An absolute http(s) URL, without a trailing slash; https only when asked for."""
+    value = (env.get(name) or "").strip().rstrip("/")
+    if not value:
+        return None
+    parts = urlsplit(value)
+    schemes = {"https"} if https else {"http", "https"}
+    if parts.scheme not in schemes or not parts.netloc or parts.fragment:
+        expected = "an https URL" if https else "an http(s) URL"
+        raise ConfigError(f"{name} must be {expected}")
+    return value
+
+
+def _franceconnect(env: dict[str, str], environment: str) -> dict[str, str | None]:
+    """All four settings or none: FranceConnect login is on only when every one is set."""
+    values = {
+        "franceconnect_issuer": _url(
+            env, "FRANCECONNECT_ISSUER", https=environment == "production"
+        ),
+        "franceconnect_client_id": (env.get("FRANCECONNECT_CLIENT_ID") or "").strip() or None,
+        "franceconnect_client_secret": (env.get("FRANCECONNECT_CLIENT_SECRET") or "").strip()
+        or None,
+        "frontend_url": _url(env, "FRONTEND_URL", https=environment == "production"),
+    }
+    named = {
+        "franceconnect_issuer": "FRANCECONNECT_ISSUER",
+        "franceconnect_client_id": "FRANCECONNECT_CLIENT_ID",
+        "franceconnect_client_secret": "FRANCECONNECT_CLIENT_SECRET",
+    }
+    given = [key for key in named if values[key]]
+    if given and len(given) < len(named):
+        missing = ", ".join(named[key] for key in named if not values[key])
+        raise ConfigError(f"FranceConnect is half configured: set {missing} too")
+    if given and not values["frontend_url"]:
+        raise ConfigError("FRONTEND_URL must be set for FranceConnect (where logins land)")
+    return values
 
 
 def _dev_secret(data_dir: Path) -> str:
@@ -84,10 +202,61 @@ class Settings:
     scheduler_interval: int = 60
     appointment_reminder_hours: tuple[int, ...] = (48, 2)
     trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
+    # Limits on each GraphQL operation (api/extensions/limits.py, api/extensions/cost.py).
+    max_query_cost: int = 5000
+    max_query_depth: int = 10
+    max_aliases: int = 15
+    max_tokens: int = 1000
+    max_directives: int = 50
+    # Persisted documents (api/extensions/persisted.py): off, log or enforce; APQ and its bounds.
+    trusted_documents: str = "off"
+    apq: bool = True
+    apq_max_bytes: int = 16384
+    apq_registrations_per_hour: int = 100
+    # The request budget (api/budget.py): token buckets per session and per client address,
+    # over requests and over query cost, each holding `rate_limit_burst_seconds` of its rate;
+    # 0 switches a budget off.
+    rate_limit_requests_per_minute: int = 600
+    rate_limit_cost_per_minute: int = 60_000
+    rate_limit_address_requests_per_minute: int = 3000
+    rate_limit_address_cost_per_minute: int = 300_000
+    rate_limit_burst_seconds: int = 10
+    # FranceConnect login (api/franceconnect.py): off unless the issuer, client and secret are
+    # set; FRONTEND_URL is where the browser lands after it (with ?ticket= or ?error=).
+    franceconnect_issuer: str | None = None
+    franceconnect_client_id: str | None = None
+    franceconnect_client_secret: str | None = field(default=None, repr=False)
+    frontend_url: str | None = None
 
     @property
     def development(self) -> bool:
         return self.environment == "development"
+
+    @property
+    def franceconnect_enabled(self) -> bool:
+        return bool(
+            self.franceconnect_issuer
+            and self.franceconnect_client_id
+            and self.franceconnect_client_secret
+            and self.frontend_url
+        )
+
+    @property
+    def mailer(self) -> Mailer:
+        return Mailer(
+            secret_key=self.secret_key,
+            public_url=self.public_url,
+            mail_from=self.mail_from,
+            smtp_url=self.smtp_url,
+            outbox_dir=self.outbox_dir,
+            log_codes=self.development,
+        )
+
+    @property
+    def login_policy(self) -> LoginPolicy:
+        return LoginPolicy(
+            two_factor=self.two_factor, session_ttl=self.session_ttl, mailer=self.mailer
+        )
 
     @property
     def outbox_dir(self) -> Path:
@@ -114,16 +283,21 @@ class Settings:
         two_factor = _bool(env.get("TWO_FACTOR"), True)
         if not two_factor and environment == "production":
             raise ConfigError("two-factor login cannot be switched off in production")
+        smtp_url = env.get("SMTP_URL", "").strip() or None
+        if smtp_url is None and environment == "production":
+            # Without it every login and activation code would be written to DATA_DIR/outbox.
+            raise ConfigError("SMTP_URL must be set in production (login and activation codes)")
         origins = tuple(o.strip() for o in env.get("ALLOWED_ORIGINS", "").split(",") if o.strip())
         hours = tuple(
             int(h) for h in env.get("APPOINTMENT_REMINDER_HOURS", "48,2").split(",") if h.strip()
         )
+        max_query_cost = _limit(env, "MAX_QUERY_COST", cls.max_query_cost)
         return cls(
             environment=environment,
             data_dir=data_dir,
             database_url=env.get("DATABASE_URL") or f"sqlite://{data_dir / 'espace-sante.sqlite3'}",
             broadcast_url=env.get("BROADCAST_URL") or "memory://",
-            smtp_url=env.get("SMTP_URL") or None,
+            smtp_url=smtp_url,
             mail_from=env.get("MAIL_FROM") or cls.mail_from,
             secret_key=secret_key,
             allowed_origins=origins,
@@ -136,7 +310,18 @@ class Settings:
             scheduler_enabled=_bool(env.get("SCHEDULER_ENABLED"), True),
             scheduler_interval=_int(env, "SCHEDULER_INTERVAL_SECONDS", 60),
             appointment_reminder_hours=hours,
-            trusted_proxies=tuple(
-                p.strip() for p in env.get("TRUSTED_PROXIES", "").split(",") if p.strip()
+            trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
+            max_query_cost=max_query_cost,
+            max_query_depth=_limit(env, "MAX_QUERY_DEPTH", cls.max_query_depth),
+            max_aliases=_limit(env, "MAX_ALIASES", cls.max_aliases),
+            max_tokens=_limit(env, "MAX_TOKENS", cls.max_tokens),
+            max_directives=_limit(env, "MAX_DIRECTIVES", cls.max_directives),
+            trusted_documents=_trusted_documents(env),
+            apq=_bool(env.get("APQ"), True),
+            apq_max_bytes=_limit(env, "APQ_MAX_BYTES", cls.apq_max_bytes),
+            apq_registrations_per_hour=_limit(
+                env, "APQ_REGISTRATIONS_PER_HOUR", cls.apq_registrations_per_hour
             ),
+            **_franceconnect(env, environment),
+            **_budgets(env, max_query_cost),
         )

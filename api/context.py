@@ -1,9 +1,16 @@
-"""The typed per-request context every resolver receives, and the process-wide services."""
+"""The typed per-request context every resolver receives, and the process-wide services.
+
+Over HTTP a context lives for one request. A websocket has one context of its own (built
+once, at the handshake, by strawberry's `get_context`), from which every operation on the
+socket derives a fresh one (`for_operation`): its own request id, clock, loaders and audit
+trail, and the actor its token designates at that moment. A subscription, which lives long,
+refreshes its clock, loaders and audit trail at each delivery (`refresh`).
+"""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -18,6 +25,7 @@ from models.audit import AuditTrail
 from models.base import paris_today, utcnow
 from models.blobs import BlobStore
 from models.crypto import Vault
+from models.session import session_active
 
 if TYPE_CHECKING:
     from resolvers.loaders import Loaders
@@ -34,7 +42,7 @@ class Services:
     blobs: BlobStore
 
 
-@dataclass
+@dataclass(slots=True)  # one per operation: a subscription holds it while idle
 class Context:
     request: Request | WebSocket
     response: Response | WebSocket | None
@@ -44,6 +52,8 @@ class Context:
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     now: datetime = field(default_factory=utcnow)
     connection_params: dict[str, Any] | None = None  # a websocket's connection_init payload
+    # Set when an operation found its session revoked or expired: the socket closes (4401).
+    session_ended: bool = False
     _loaders: Loaders | None = None
     _audit: AuditTrail | None = None
 
@@ -77,6 +87,38 @@ class Context:
 
             self._loaders = Loaders(self)
         return self._loaders
+
+    def for_operation(self, actor: Actor) -> Context:
+        """The context of one operation on a websocket, derived from the socket's: the same
+        connection (request, services, client address, init payload), with `actor` as just
+        re-authenticated, a request id, a clock, loaders and an audit trail of its own."""
+        return replace(
+            self,
+            actor=actor,
+            request_id=uuid.uuid4().hex,
+            now=utcnow(),
+            session_ended=False,
+            _loaders=None,
+            _audit=None,
+        )
+
+    def refresh(self) -> None:
+        """A fresh clock, loaders and audit trail, at each delivery of a subscription: what
+        was cached for the last one (rights included) never serves the next."""
+        self.now = utcnow()
+        self._loaders = None
+        self._audit = None
+
+    async def session_alive(self) -> bool:
+        """Whether the actor's session is still valid, re-checked by subscriptions at each
+        delivery; False for no session, and a revoked or expired one marks `session_ended`."""
+        session_id = self.actor.session_id
+        if session_id is None:
+            return False
+        if await session_active(session_id, now=utcnow()):
+            return True
+        self.session_ended = True
+        return False
 
 
 Info: TypeAlias = StrawberryInfo[Context, None]

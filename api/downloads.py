@@ -12,11 +12,12 @@ from starlette.responses import Response, StreamingResponse
 
 from api.auth import bearer_from_header
 from api.context import Services
-from api.errors import InternalError, NotFound, Unauthenticated
+from api.errors import InternalError
 from api.view import json_error_response
 from models.audit import AccessAction, AuditTrail
 from models.base import paris_today, utcnow
 from models.document import read_basis, readable_document
+from models.errors import NotFound, Unauthenticated
 from models.session import authenticate
 from resolvers import ids
 
@@ -97,7 +98,9 @@ def stream_blob(
 
     The Content-Type is exactly the stored one: no charset is claimed for text, whose bytes
     may be Windows-1252 as well as UTF-8. The name goes twice (RFC 6266): an ASCII fallback,
-    and UTF-8 in `filename*` so accented titles survive.
+    and UTF-8 in `filename*` so accented titles survive. Should a browser render the bytes
+    anyway (a file opened from its URL, a proxy that drops the other headers), the content
+    security policy makes it a sandboxed, unique origin that may load and run nothing.
     """
     disposition = (
         f'attachment; filename="{_ascii_name(filename)}"; '
@@ -110,6 +113,7 @@ def stream_blob(
             "Content-Disposition": disposition,
             "Content-Length": str(size),
             "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "sandbox; default-src 'none'",
             "Cache-Control": "no-store",
         },
     )

@@ -1,7 +1,9 @@
 """The error vocabulary of the API: one class per `extensions.code`.
 
-Domain code raises these; anything else that escapes a resolver is masked as
-INTERNAL_SERVER_ERROR and logged with the request id (see api/extensions/errors.py).
+The edge raises these; the domain raises models/errors.py's, which `from_domain` maps here
+(each edge class also subclasses its domain twin, so `except models.errors.NotFound` catches
+both). Anything else that escapes a resolver is masked as INTERNAL_SERVER_ERROR and logged
+with the request id (see api/extensions/errors.py).
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from graphql import GraphQLError
+from strawberry.utils.str_converters import to_camel_case
+
+from models import errors as domain
 
 
 class ApiError(GraphQLError):
@@ -26,22 +31,22 @@ class ApiError(GraphQLError):
         )
 
 
-class Unauthenticated(ApiError):
+class Unauthenticated(ApiError, domain.Unauthenticated):
     code = "UNAUTHENTICATED"
     default_message = "Authentication required."
 
 
-class Forbidden(ApiError):
+class Forbidden(ApiError, domain.Forbidden):
     code = "FORBIDDEN"
     default_message = "You are not allowed to do this."
 
 
-class NotFound(ApiError):
+class NotFound(ApiError, domain.NotFound):
     code = "NOT_FOUND"
     default_message = "Not found."
 
 
-class BadUserInput(ApiError):
+class BadUserInput(ApiError, domain.Invalid):
     code = "BAD_USER_INPUT"
     default_message = "Invalid input."
 
@@ -57,12 +62,12 @@ class RateLimited(ApiError):
         super().__init__(message, retryAfter=max(1, int(retry_after)))
 
 
-class Conflict(ApiError):
+class Conflict(ApiError, domain.Conflict):
     code = "CONFLICT"
     default_message = "Conflicts with the current state."
 
 
-class PayloadTooLarge(ApiError):
+class PayloadTooLarge(ApiError, domain.TooLarge):
     code = "PAYLOAD_TOO_LARGE"
     default_message = "Payload too large."
 
@@ -77,6 +82,16 @@ class PersistedQueryNotSupported(ApiError):
     default_message = "PersistedQueryNotSupported"
 
 
+class PersistedQueryNotInList(ApiError):
+    code = "PERSISTED_QUERY_NOT_IN_LIST"
+    default_message = "PersistedQueryNotInList"
+
+
+class PersistedQueryIdRequired(ApiError):
+    code = "PERSISTED_QUERY_ID_REQUIRED"
+    default_message = "PersistedQueryIdRequired"
+
+
 class QueryTooComplex(ApiError):
     code = "QUERY_TOO_COMPLEX"
     default_message = "Query too complex."
@@ -84,3 +99,34 @@ class QueryTooComplex(ApiError):
 
 class InternalError(ApiError):
     code = "INTERNAL_SERVER_ERROR"
+
+
+def input_name(field: str) -> str:
+    """The name a client sent for a domain field: `postal_address.postal_code` ->
+    `postalAddress.postalCode` (indexes and names already in camel case are kept)."""
+    return ".".join(to_camel_case(part) for part in field.split("."))
+
+
+def from_domain(exc: domain.DomainError) -> ApiError:
+    """The coded error a client gets for a domain error."""
+    if isinstance(exc, ApiError):
+        return exc
+    field = input_name(exc.field) if isinstance(exc, domain.Invalid) and exc.field else None
+    if isinstance(exc, domain.TooLarge):
+        return PayloadTooLarge(exc.message, field=field)
+    if isinstance(exc, domain.Invalid):
+        return BadUserInput(exc.message, field=field)
+    if isinstance(exc, domain.RateLimited):
+        return RateLimited(exc.message, retry_after=exc.retry_after)
+    for domain_class, edge_class in _BY_DOMAIN_CLASS:
+        if isinstance(exc, domain_class):
+            return edge_class(exc.message)
+    return InternalError()
+
+
+_BY_DOMAIN_CLASS: tuple[tuple[type[domain.DomainError], type[ApiError]], ...] = (
+    (domain.Unauthenticated, Unauthenticated),
+    (domain.Forbidden, Forbidden),
+    (domain.NotFound, NotFound),
+    (domain.Conflict, Conflict),
+)

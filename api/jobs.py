@@ -17,6 +17,7 @@ from models import lifecycle, ratelimit
 from models.appointment import mark_done
 from models.audience import managing_accounts
 from models.base import paris_today, utcnow
+from models.blobs import FileBlobStore
 from models.crypto import Vault
 from models.outbox import deliver_pending, purge_delivered
 from models.reminder import Reminder, compute_rule_reminders, raise_due
@@ -52,11 +53,13 @@ async def run_jobs(
     jobs: dict[str, Callable[[], Awaitable[int]]] = {
         "spaces_created": lambda: lifecycle.create_spaces_due(now),
         "representations_ended": lambda: lifecycle.end_majority_links(
-            vault=vault, settings=settings, now=now
+            vault=vault, mailer=settings.mailer, now=now
         ),
-        "spaces_purged": lambda: lifecycle.purge_closed(now),
-        "messages_delivered": lambda: deliver_pending(settings, now=now),
-        "messages_purged": lambda: purge_delivered(settings, now),
+        "spaces_purged": lambda: lifecycle.purge_closed(
+            now, blobs=FileBlobStore(settings.blob_dir), mailer=settings.mailer
+        ),
+        "messages_delivered": lambda: deliver_pending(settings.mailer, now=now),
+        "messages_purged": lambda: purge_delivered(settings.mailer, now),
         "counters_purged": lambda: ratelimit.purge_older_than(now - timedelta(days=1)),
         "appointments_done": lambda: mark_done(now),
         "rule_reminders_created": lambda: compute_rule_reminders(now),

@@ -7,20 +7,27 @@
   malformed requests are BAD_USER_INPUT, a body over `max_body_bytes` PAYLOAD_TOO_LARGE
   (counted while reading, not taken from Content-Length), a crash INTERNAL_SERVER_ERROR.
 - Multipart uploads need a header a browser form cannot send, so they cannot be forged
-  cross-site (CSRF): `Apollo-Require-Preflight` or `X-Apollo-Operation-Name`.
+  cross-site (CSRF): `Apollo-Require-Preflight` or `X-Apollo-Operation-Name`. A file part
+  over `max_file_bytes` stops the read as soon as that many of its bytes have arrived
+  (413 PAYLOAD_TOO_LARGE): nothing larger is ever spooled to disk.
+- Every answer carries `Cache-Control: no-store`: any of them may hold health data.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from contextlib import aclosing
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from cross_web import AsyncHTTPRequestAdapter, FormData, HTTPException, StarletteRequestAdapter
 from graphql import GraphQLError
+from starlette import datastructures
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
@@ -34,18 +41,21 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from api.errors import (
-    ApiError,
     BadUserInput,
     Forbidden,
     InternalError,
     NotFound,
     PayloadTooLarge,
-    PersistedQueryNotSupported,
+    from_domain,
 )
 from api.extensions.errors import VALIDATION_FAILED, error_code, mask_error
+from api.extensions.persisted import DocumentRegistry, DocumentRequest, http_status
+from api.ws_operations import LegacyWSHandler, TransportWSHandler
+from models.errors import DomainError
 
 if TYPE_CHECKING:
     from starlette.types import Message, Receive, Scope, Send
+    from strawberry.http.base import BaseRequestProtocol
     from strawberry.http.ides import GraphQL_IDE
     from strawberry.schema import BaseSchema
 
@@ -116,8 +126,87 @@ class TransportError(Exception):
         self.headers = headers
 
 
+@dataclasses.dataclass
+class DocumentRequestData(GraphQLRequestData):
+    """A request as strawberry parses it, with the `documentId` of a persisted document."""
+
+    document_id: object = None
+
+
 class _BodyTooLarge(Exception):
     pass
+
+
+class _FileTooLarge(Exception):
+    pass
+
+
+class _LimitedMultiPartParser(MultiPartParser):
+    """Starlette's parser (which limits non-file fields only), with a limit per file part
+    checked as its bytes arrive, before they are written to the spool file."""
+
+    def __init__(
+        self,
+        headers: datastructures.Headers,
+        stream: AsyncGenerator[bytes, None],
+        *,
+        max_file_bytes: int,
+    ) -> None:
+        super().__init__(headers, stream)
+        self.max_file_bytes = max_file_bytes
+        self._file_bytes = 0
+
+    def on_part_begin(self) -> None:
+        super().on_part_begin()
+        self._file_bytes = 0
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._current_part.file is not None:
+            self._file_bytes += end - start
+            if self._file_bytes > self.max_file_bytes:
+                raise _FileTooLarge  # the parser closes the spool files and re-raises
+        super().on_part_data(data, start, end)
+
+
+class _GraphQLRequest(Request):
+    """A request whose multipart body is parsed with a per-file limit."""
+
+    def __init__(self, scope: Scope, receive: Receive, *, max_file_bytes: int | None) -> None:
+        super().__init__(scope, receive)
+        self.max_file_bytes = max_file_bytes
+        self._uploads: datastructures.FormData | None = None
+
+    async def uploads(self) -> datastructures.FormData:
+        if self._uploads is None:
+            if self.max_file_bytes is None:
+                self._uploads = await self.form()
+            else:
+                try:
+                    async with aclosing(self.stream()) as stream:
+                        parser = _LimitedMultiPartParser(
+                            self.headers, stream, max_file_bytes=self.max_file_bytes
+                        )
+                        self._uploads = await parser.parse()
+                except MultiPartException as exc:
+                    raise TransportError(400, BadUserInput.code, exc.message) from exc
+        return self._uploads
+
+    async def close(self) -> None:
+        if self._uploads is not None:
+            await self._uploads.close()
+        await super().close()
+
+
+class _RequestAdapter(StarletteRequestAdapter):
+    def __init__(self, request: Request) -> None:
+        super().__init__(request)
+        self.request = request
+
+    async def get_form_data(self) -> FormData:
+        if not isinstance(self.request, _GraphQLRequest):
+            return await super().get_form_data()
+        form = await self.request.uploads()
+        return FormData(files=form, form=form)
 
 
 def _capped(receive: Receive, limit: int) -> Receive:
@@ -145,13 +234,22 @@ def _never_executed(result: ExecutionResult) -> bool:
 
 
 class GraphQLView(GraphQL[ContextT, RootT]):
-    """Subclass it for `get_context`, `get_root_value` and `on_ws_connect`."""
+    """Subclass it for `get_context`, `get_root_value`, `on_ws_connect`, and for the context
+    of each websocket operation, `operation_context` and `session_ended`."""
+
+    # Each websocket operation on a context of its own, subscriptions only: api/ws_operations.py.
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
+    # Multipart bodies parsed with `max_file_bytes`, the largest file any upload may be (the
+    # body limit alone when None); resolvers still apply their own limits to their files.
+    request_adapter_class = _RequestAdapter
 
     def __init__(
         self,
         schema: BaseSchema,
         *,
         max_body_bytes: int,
+        max_file_bytes: int | None = None,
         graphql_ide: GraphQL_IDE | None = "graphiql",
         allow_queries_via_get: bool = True,
         keep_alive: bool = False,
@@ -178,6 +276,21 @@ class GraphQLView(GraphQL[ContextT, RootT]):
             allowed_origins=allowed_origins,
         )
         self.max_body_bytes = max_body_bytes
+        self.max_file_bytes = max_file_bytes
+        # Persisted documents: the registry's cache in this process (api/extensions/persisted.py).
+        self.documents = DocumentRegistry()
+
+    async def operation_context(self, socket_context: ContextT) -> ContextT:
+        """The context one websocket operation runs with, derived from the socket's (built
+        once by `get_context`): re-authorise and refresh it here, raising
+        `api.ws_operations.SessionEnded` for a session that is no longer valid. By default,
+        the socket's own."""
+        return socket_context
+
+    def session_ended(self, context: ContextT) -> bool:
+        """Whether an operation, run with `context`, found its session ended (the socket
+        then closes with 4401)."""
+        return False
 
     async def reject_websocket(self, request: WebSocket) -> WebSocket:
         """A refused handshake (origin not allowed) answers 403 with a JSON body, as every
@@ -195,9 +308,12 @@ class GraphQLView(GraphQL[ContextT, RootT]):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        request = Request(scope, receive=_capped(receive, self.max_body_bytes))
+        request = _GraphQLRequest(
+            scope, _capped(receive, self.max_body_bytes), max_file_bytes=self.max_file_bytes
+        )
         try:
             response = await self._respond(request)
+            response.headers["Cache-Control"] = "no-store"
             await response(scope, receive, send)
         finally:
             await request.close()  # uploaded files spooled to disk
@@ -211,6 +327,14 @@ class GraphQLView(GraphQL[ContextT, RootT]):
             return await self.run(request)
         except _BodyTooLarge:
             return self._too_large(media_type)
+        except _FileTooLarge:
+            limit = _megabytes(self.max_file_bytes or 0)
+            return json_error_response(
+                413,
+                PayloadTooLarge.code,
+                f"A file is larger than the {limit} MB limit.",
+                media_type=media_type,
+            )
         except ClientDisconnect:  # nobody left to answer; not a server error
             return json_error_response(
                 400, BadUserInput.code, "Client disconnected.", media_type=media_type
@@ -225,10 +349,11 @@ class GraphQLView(GraphQL[ContextT, RootT]):
             return json_error_response(
                 exc.status_code, BadUserInput.code, exc.detail, media_type=media_type
             )
-        except ApiError as exc:  # raised by get_context or get_root_value
-            status = exc.http_status if exc.http_status >= 400 else self._status_of(media_type)
+        except DomainError as domain_error:  # raised by get_context or get_root_value
+            error = from_domain(domain_error)
+            status = error.http_status if error.http_status >= 400 else self._status_of(media_type)
             return Response(
-                self.encode_json({"errors": [exc.formatted]}),
+                self.encode_json({"errors": [error.formatted]}),
                 status_code=status,
                 media_type=media_type,
             )
@@ -297,22 +422,10 @@ class GraphQLView(GraphQL[ContextT, RootT]):
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
         """strawberry's, but subscriptions are refused: they run over the websocket only
-        (over HTTP graphql-core would run the stream as a plain field and fail)."""
+        (over HTTP graphql-core would run the stream as a plain field and fail); and the
+        document a request names by its id is resolved first (`resolve_document`)."""
         allowed = OperationType.from_http(request_adapter.method) - {OperationType.SUBSCRIPTION}
-        extensions = request_data.extensions
-        if (
-            request_data.query is None
-            and isinstance(extensions, dict)
-            and "persistedQuery" in (extensions)
-        ):
-            # A client of automatic persisted queries (a hash, no text) learns to send the
-            # text: the code it looks for. Persisted documents come with the catalogue.
-            raise TransportError(
-                self._status_of(negotiate_media_type(request.headers.get("accept"))),
-                PersistedQueryNotSupported.code,
-                # The message Apollo's clients match, besides the code.
-                PersistedQueryNotSupported.default_message,
-            )
+        request_data = await self.resolve_document(request, context, request_data)
         try:
             return await self.schema.execute(
                 request_data.query,
@@ -343,7 +456,62 @@ class GraphQLView(GraphQL[ContextT, RootT]):
             elif content_type != JSON:
                 accepted = f"{JSON} or {MULTIPART}" if self.multipart_uploads_enabled else JSON
                 raise TransportError(415, BadUserInput.code, f"Content-Type must be {accepted}.")
-        return await super().parse_http_body(request)
+        request_data = await super().parse_http_body(request)
+        if isinstance(request_data, GraphQLRequestData):
+            document_id = await self._document_id(request)
+            if document_id is not None:
+                request_data = DocumentRequestData(**vars(request_data), document_id=document_id)
+        return request_data
+
+    async def _document_id(self, request: AsyncHTTPRequestAdapter) -> object:
+        """The `documentId` of a persisted document request (GraphQL-over-HTTP, appendix A),
+        which strawberry's parsing leaves out: a GET parameter or a member of the JSON body
+        (decoded again only when the body holds the word)."""
+        if request.method == "GET":
+            return request.query_params.get("documentId")
+        content_type, _ = parse_content_type(request.content_type or "")
+        if content_type != JSON:
+            return None
+        body = await request.get_body()  # read once by strawberry already: Starlette keeps it
+        if b"documentId" not in (body if isinstance(body, bytes) else body.encode()):
+            return None
+        data = self.parse_json(body)
+        return data.get("documentId") if isinstance(data, dict) else None
+
+    async def resolve_document(
+        self, request: Request, context: ContextT, request_data: GraphQLRequestData
+    ) -> GraphQLRequestData:
+        """The request with the text of the persisted document it names, or its refusal
+        (PERSISTED_QUERY_NOT_FOUND, …_NOT_IN_LIST, …_ID_REQUIRED, …_NOT_SUPPORTED, or
+        BAD_USER_INPUT: api/extensions/persisted.py), before any GraphQL work."""
+        try:
+            resolved = await self.documents.resolve(
+                DocumentRequest(
+                    request_data.query,
+                    getattr(request_data, "document_id", None),
+                    request_data.extensions,
+                ),
+                context,
+            )
+        except GraphQLError as error:
+            media_type = negotiate_media_type(request.headers.get("accept"))
+            raise TransportError(
+                http_status(error, self._status_of(media_type)),
+                error_code(error) or BadUserInput.code,
+                error.message,
+            ) from None
+        if resolved.query is request_data.query:
+            return request_data
+        return dataclasses.replace(request_data, query=resolved.query)
+
+    def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
+        """Not for a GET that names a persisted document (it has no `query` either)."""
+        params = request.query_params
+        return (
+            super().should_render_graphql_ide(request)
+            and params.get("documentId") is None
+            and params.get("extensions") is None
+        )
 
     @staticmethod
     def _check_preflight(headers: Mapping[str, str]) -> None:
@@ -392,6 +560,11 @@ class GraphQLView(GraphQL[ContextT, RootT]):
         if never_executed and not sub_response.status_code:
             response.status_code = self._status_of(media_type)
         return response
+
+
+def _megabytes(size: int) -> str:
+    mb = size / (1024 * 1024)
+    return f"{int(mb)}" if mb.is_integer() else f"{mb:.3g}"
 
 
 def _ensure_code(error: GraphQLError, request: Request) -> GraphQLError:

@@ -55,6 +55,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,7 +164,7 @@ async def _seed(patients: int) -> dict[str, Any]:
     from models.crypto import Vault
     from models.message import start_conversation
     from models.passwords import hash_password
-    from models.patient import Patient, Sex, SpaceStatus
+    from models.patient import Patient, Sex, SpaceStatus, seal_nir
     from models.professional import Profession, Professional, Sector
     from models.session import authenticate, open_session
     from resolvers.ids import encode
@@ -204,8 +205,10 @@ async def _seed(patients: int) -> dict[str, Any]:
             # Unique NIRs: commune code and serial both vary with n.
             body = f"28001{75001 + n // 1000:05d}"[:10] + f"{n % 1000:03d}"
             number = body + nir.calc_check_digits(body)
+            patient_id = uuid.uuid4()
             patient = await Patient.create(
-                nir_encrypted=vault.encrypt(number, context="nir"),
+                id=patient_id,
+                nir_encrypted=seal_nir(vault, patient_id, number),
                 nir_hash=vault.keyed_hash(number, purpose="nir"),
                 first_name=f"Alice{n}",
                 last_name="Lefebvre",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from datetime import date, timedelta
 
 from tortoise import Tortoise
@@ -20,7 +21,7 @@ from models.blobs import FileBlobStore
 from models.consent import ConsentAccess, grant_consent
 from models.crypto import Vault
 from models.document import DocumentCategory, NewDocument, add_document, set_hidden
-from models.patient import Patient, Sex, SpaceStatus
+from models.patient import Patient, Sex, SpaceStatus, seal_nir
 from models.professional import Profession, Registration, Sector, register_professional
 from models.session import open_session
 from resolvers.ids import encode
@@ -40,8 +41,10 @@ def _nir(sex: Sex, birth: date, serial: str) -> str:
 
 async def _patient(vault: Vault, first: str, last: str, birth: date, serial: str) -> Patient:
     number = _nir(Sex.FEMALE, birth, serial)
+    patient_id = uuid.uuid4()
     return await Patient.create(
-        nir_encrypted=vault.encrypt(number, context="nir"),
+        id=patient_id,
+        nir_encrypted=seal_nir(vault, patient_id, number),
         nir_hash=vault.keyed_hash(number, purpose="nir"),
         first_name=first,
         last_name=last,

@@ -11,8 +11,8 @@ from tortoise import fields
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
-from api.errors import BadUserInput, Conflict
 from models.base import Entity
+from models.errors import Conflict, Invalid
 from models.patient import Patient
 from models.professional import Professional
 from models.reminder import Reminder, ReminderKind, ReminderStatus
@@ -74,17 +74,17 @@ class Slot:
 def check_slot(slot: Slot) -> Slot:
     for name, moment in (("startsAt", slot.starts_at), ("endsAt", slot.ends_at)):
         if moment.tzinfo is None:
-            raise BadUserInput("A time needs an offset (ISO-8601).", field=name)
+            raise Invalid("A time needs an offset (ISO-8601).", field=name)
     if slot.ends_at <= slot.starts_at:
-        raise BadUserInput("An appointment ends after it starts.", field="endsAt")
+        raise Invalid("An appointment ends after it starts.", field="ends_at")
     if slot.ends_at - slot.starts_at > MAX_DURATION:
-        raise BadUserInput("An appointment lasts 24 hours at most.", field="endsAt")
+        raise Invalid("An appointment lasts 24 hours at most.", field="ends_at")
     title = " ".join(slot.title.split())
     if not title or len(title) > 200:
-        raise BadUserInput("A title has 1 to 200 characters.", field="title")
+        raise Invalid("A title has 1 to 200 characters.", field="title")
     location = " ".join((slot.location or "").split()) or None
     if location is not None and len(location) > 300:
-        raise BadUserInput("A location has 300 characters at most.", field="location")
+        raise Invalid("A location has 300 characters at most.", field="location")
     # Stored and answered in UTC: SQLite compares timestamps as text, and the contract
     # answers in UTC whatever offset the client sent.
     return Slot(slot.starts_at.astimezone(UTC), slot.ends_at.astimezone(UTC), title, location)
@@ -119,7 +119,7 @@ async def create_appointment(
 ) -> Appointment:
     slot = check_slot(slot)
     if professional_id is not None and not await Professional.exists(id=professional_id):
-        raise BadUserInput("No such professional.", field="professionalId")
+        raise Invalid("No such professional.", field="professional_id")
     async with in_transaction() as conn:
         appointment = await Appointment.create(
             patient_id=patient_id,
@@ -147,7 +147,7 @@ async def update_appointment(
         raise Conflict("Only a scheduled appointment can be changed.")
     slot = check_slot(slot)
     if professional_id is not None and not await Professional.exists(id=professional_id):
-        raise BadUserInput("No such professional.", field="professionalId")
+        raise Invalid("No such professional.", field="professional_id")
     moved = slot.starts_at != appointment.starts_at
     values = {
         "starts_at": slot.starts_at,
@@ -195,7 +195,7 @@ async def cancel_appointment(
         raise Conflict("Only a scheduled appointment can be cancelled.")
     text = (reason or "").strip() or None
     if text is not None and len(text) > 500:
-        raise BadUserInput("A reason has 500 characters at most.", field="reason")
+        raise Invalid("A reason has 500 characters at most.", field="reason")
     async with in_transaction() as conn:
         updated = (
             await Appointment.filter(id=appointment.id, status=AppointmentStatus.SCHEDULED)

@@ -8,12 +8,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 from uuid import UUID, uuid4
 
 from tortoise import fields
+from tortoise.expressions import Q, Subquery
 
 from models.base import Entity, parameter_prefix, utcnow
 from models.patient import Patient
+
+if TYPE_CHECKING:
+    from models.access import Relation
 
 
 class AccessAction(StrEnum):
@@ -63,6 +68,31 @@ class AccessEvent(Entity):
     class Meta:
         table = "access_event"
         indexes = (("patient_id", "at"),)
+
+
+def readable_log(relation: Relation) -> Q:
+    """Filter on AccessEvent: one patient's log as this viewer reads it.
+
+    The holder reads all of it. A legal representative does not read the events about a
+    document hidden from representatives: the minor's secret covers the traces of that
+    document too (who deposited or read it, and when). Those events are left out of the
+    list, its count and `node(id:)` alike, so that the log says nothing of such a document;
+    an event the viewer does read names its document only when they may read that one too
+    (else null, as for a deleted document). Anyone else reads nothing.
+    """
+    from models.document import Document
+
+    own = Q(patient_id=relation.patient_id)
+    if relation.holder:
+        return own
+    if not relation.representative:
+        return own & Q(id__in=[])
+    hidden = Document.filter(
+        patient_id=relation.patient_id, hidden_from_representatives=True
+    ).values("id")
+    # Not `~Q(document_id__in=…)` alone: in SQL, NULL NOT IN (…) is not true, and the events
+    # without a document would go too.
+    return own & (Q(document_id=None) | ~Q(document_id__in=Subquery(hidden)))
 
 
 @dataclass

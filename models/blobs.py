@@ -1,7 +1,8 @@
 """Document and attachment bytes: type sniffing, upload checks, a content-addressed store.
 
 Rows (documents, attachments) keep a blob's SHA-256; the bytes live in a `BlobStore`.
-The type of a file is decided from its bytes, never from what the client declares.
+The type of a file is decided from its bytes, never from what the client declares, and a
+file that carries active content (markup, scripts, embedded objects) anywhere is refused.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Protocol
 import anyio
 import anyio.to_thread
 
-from api.errors import BadUserInput, PayloadTooLarge
+from models.errors import Invalid, TooLarge
 
 PDF = "application/pdf"
 JPEG = "image/jpeg"
@@ -50,11 +51,53 @@ _BINARY_MAGIC = (
     b"Rar!",
     b"7z\xbc\xaf",
 )
-# Text a browser or a shell would run or render rather than show: a shebang script, or
-# markup (HTML, SVG, XML, PHP). Refused even though it is technically plain text.
-_ACTIVE_TEXT = re.compile(
-    r"(?:#!|<script|<html|<!doctype|<\?php|<\?xml|<svg|<body|<head|<iframe)", re.IGNORECASE
+# Active content: bytes a browser, a shell or an office suite would run or render rather
+# than show. Checked over the whole file, never only its start: a browser rendering a file
+# as HTML (sniffing, or a careless proxy or viewer) reads every byte.
+#
+# Plain text and RTF carry prose, so they may hold no markup at all: nothing an HTML or XML
+# tokenizer reads as a tag (`<` then an ASCII letter, `</x`, `<!` for doctypes, comments
+# and CDATA, `<?` for XML declarations and PHP), case-insensitively, anywhere. The one
+# exception is an e-mail address in angle brackets (`<jean.dupont@chu.fr>`, common in
+# forwarded letters): its characters keep a tokenizer in the tag name, so it can carry no
+# attribute and does nothing. Also refused anywhere: `javascript:` and `vbscript:` URLs,
+# and `+ADw` (`<` in UTF-7, which old browsers sniffed). The cost is that a text writing
+# markup-like notes without a space (`<LD` for "below the detection limit") is refused;
+# `< LD` is accepted. The scans run on a lower-cased copy.
+_TAG_OPEN = re.compile(r"<(?=/?[a-z]|[!?])(?![a-z0-9._%+-]+@[a-z0-9.-]+>)", re.ASCII)
+_UTF7_LT = re.compile(r"\+ADw")  # on the original text: UTF-7 is case-sensitive
+_SCRIPT_URL = re.compile(r"(?:java|vb)script\s*:")
+# RTF can also embed OLE objects (`\object`, `\objdata`: the classic exploit carrier) and
+# DDE fields that run commands when the document opens.
+_RTF_ACTIVE = re.compile(
+    r"\\obj[a-z]|\\fldinst\b.{0,200}?\bDDE(?:AUTO)?\b", re.IGNORECASE | re.ASCII | re.DOTALL
 )
+# A PDF cannot be held to "no markup": hex strings (`<a1b2>`), XMP metadata (`<x:xmpmeta>`,
+# `<?xpacket`) and binary streams are legitimately full of `<`. Its streams cannot be
+# skipped either: a browser rendering the file as HTML reads stream bytes as they are, and
+# a stream's `/Filter` is whatever the author wrote. So a PDF is refused when its bytes
+# anywhere hold what only an HTML document or an attack carries: an HTML doctype or
+# document element, an element that runs script or loads, embeds, styles or redirects
+# (script, iframe, object, meta, base, form, style…), any tag with an event-handler
+# attribute (`<img src=x onerror=…>`, `<svg onload=…>`, namespaced tags included), or a
+# `javascript:`/`vbscript:` URL. Element names have four letters or more (three-letter
+# ones like `img`, `svg` are caught by their handlers), so that the random bytes of
+# compressed streams match by chance about once in 10,000 PDFs of 20 MB (once in 200,000
+# of 1 MB). The cost: a PDF whose XFA form keeps its `<script>` uncompressed (XFA is
+# deprecated) is refused. Whatever passes, downloads are never rendered (see
+# api/downloads.py: exact type, nosniff, attachment, CSP sandbox).
+_PDF_HTML = re.compile(
+    rb"<(?:!doctype\s+html|(?:html|head|body|script|iframe|frame|frameset|object|embed|applet"
+    rb"|meta|base|link|style|form|math)[\s/>])"
+)
+# A tag with an event handler: from `<` and a letter (a tag an HTML tokenizer opens) to the
+# handler, with no `>` (which closes the tag) nor another tag opening (which the next match
+# starts from: the scan stays linear) in between.
+_PDF_HANDLER = re.compile(rb"<[a-z][^<>]*(?:<(?![a-z])[^<>]*)*[\s/\"']on[a-z]{3,}\s*=")
+_PDF_SCRIPT_URL = re.compile(rb"(?:java|vb)script\s*:")
+# Prefilters that start with a literal: most files skip the slower scans above.
+_PDF_HANDLER_HINT = re.compile(rb"on[a-z]{3,}\s*=")
+_SCRIPT_HINT = b"script"
 # C0 controls other than tab, LF, FF, CR; DEL; C1 controls.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
 
@@ -87,15 +130,43 @@ def _decode_text(data: bytes) -> str | None:
         return None
 
 
+def _has_markup(text: str) -> bool:
+    """Text or RTF that holds any markup (see `_TAG_OPEN`)."""
+    lowered = text.lower()
+    return bool(
+        _TAG_OPEN.search(lowered)
+        or _UTF7_LT.search(text)
+        or ("script" in lowered and _SCRIPT_URL.search(lowered))
+    )
+
+
+def _pdf_has_html(data: bytes) -> bool:
+    """A PDF that carries HTML (see `_PDF_HTML`)."""
+    lowered = data.lower()
+    return bool(
+        _PDF_HTML.search(lowered)
+        or (_SCRIPT_HINT in lowered and _PDF_SCRIPT_URL.search(lowered))
+        or (_PDF_HANDLER_HINT.search(lowered) and _PDF_HANDLER.search(lowered))
+    )
+
+
 def sniff_mime(data: bytes) -> str | None:
-    """One of the accepted MIME types, judged from the bytes, or None."""
+    """One of the accepted MIME types, judged from the bytes, or None (also for a file
+    that carries active content: see `_TAG_OPEN`, `_RTF_ACTIVE`, `_PDF_HTML`)."""
     for magic, mime in _MAGIC:
         if data.startswith(magic):
+            if mime == PDF and _pdf_has_html(data):
+                return None
+            if mime == RTF:
+                # RTF is 7-bit with escapes; Latin-1 maps every byte, so nothing hides.
+                rtf = data.decode("latin-1")
+                if _has_markup(rtf) or _RTF_ACTIVE.search(rtf):
+                    return None
             return mime
     if not data or data.startswith(_BINARY_MAGIC):
         return None
     text = _decode_text(data)
-    if text is None or _CONTROL.search(text) or _ACTIVE_TEXT.match(text.lstrip()):
+    if text is None or _CONTROL.search(text) or text.lstrip().startswith("#!") or _has_markup(text):
         return None
     return TEXT
 
@@ -115,20 +186,20 @@ def validate_upload(
 ) -> str:
     """The sniffed MIME type of an upload, or the reason it is refused."""
     if not data:
-        raise BadUserInput("The file is empty.", field=field)
+        raise Invalid("The file is empty.", field=field)
     if len(data) > max_bytes:
-        raise PayloadTooLarge(
+        raise TooLarge(
             f"The file is larger than the {_megabytes(max_bytes)} MB limit.", field=field
         )
     sniffed = sniff_mime(data)
     if sniffed is None:
-        raise BadUserInput(
+        raise Invalid(
             "Unsupported file type: PDF, JPEG, PNG, TIFF, RTF or plain text is accepted.",
             field=field,
         )
     declared = _main_type(declared_mime or "")
     if declared not in _UNDECLARED and declared != sniffed:
-        raise BadUserInput("The declared type does not match the content.", field=field)
+        raise Invalid("The declared type does not match the content.", field=field)
     return sniffed
 
 

@@ -9,8 +9,8 @@ from uuid import UUID
 from tortoise import fields
 from tortoise.transactions import in_transaction
 
-from api.errors import BadUserInput, Conflict, Forbidden, NotFound
 from models.base import PARIS, Entity
+from models.errors import Conflict, Forbidden, Invalid, NotFound
 from models.patient import Patient
 from models.professional import Profession, Professional
 
@@ -87,7 +87,7 @@ async def _professional(professional_id: UUID) -> Professional:
     malformed id is (`professionalId`)."""
     professional = await Professional.get_or_none(id=professional_id)
     if professional is None:
-        raise BadUserInput("Unknown professional.", field="professionalId")
+        raise Invalid("Unknown professional.", field="professional_id")
     return professional
 
 
@@ -104,10 +104,10 @@ async def grant_consent(
     if expires_at is not None:
         # Without an offset the moment is ambiguous (the contract asks for one).
         if expires_at.tzinfo is None or expires_at.utcoffset() is None:
-            raise BadUserInput("The expiry needs a UTC offset.", field="expiresAt")
+            raise Invalid("The expiry needs a UTC offset.", field="expires_at")
         expires_at = expires_at.astimezone(UTC)
         if expires_at <= now:
-            raise BadUserInput("The expiry must be in the future.", field="expiresAt")
+            raise Invalid("The expiry must be in the future.", field="expires_at")
     if await Block.exists(patient_id=patient_id, professional_id=professional_id):
         raise Conflict("This professional is blocked: unblock them first.")
     async with in_transaction() as conn:
@@ -148,7 +148,7 @@ async def unblock_professional(patient_id: UUID, professional_id: UUID) -> None:
 async def set_treating_doctor(patient_id: UUID, professional_id: UUID) -> None:
     professional = await _professional(professional_id)
     if professional.profession is not Profession.MEDECIN:
-        raise BadUserInput("The médecin traitant must be a doctor.", field="professionalId")
+        raise Invalid("The médecin traitant must be a doctor.", field="professional_id")
     if await Block.exists(patient_id=patient_id, professional_id=professional_id):
         raise Conflict("This professional is blocked: unblock them first.")
     await Patient.filter(id=patient_id).update(treating_doctor_id=professional_id)
@@ -169,7 +169,7 @@ async def open_emergency_access(
 
     reason = " ".join(reason.split())
     if not reason or len(reason) > MAX_REASON:
-        raise BadUserInput("A reason is required (1000 characters at most).", field="reason")
+        raise Invalid("A reason is required (1000 characters at most).", field="reason")
     if await Block.exists(patient_id=patient_id, professional_id=professional_id):
         # A blocked professional sees nothing of the space: answered as an unknown id.
         raise NotFound()

@@ -11,6 +11,9 @@ import hashlib
 import hmac
 import math
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -42,11 +45,20 @@ def _derive(secret: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=_KDF_SALT, info=info).derive(secret)
 
 
+def row_context(table: str, column: str, row_id: object) -> str:
+    """The associated data of a column's ciphertext: its table, its column and its row's key.
+
+    E.g. "patient.nir_encrypted:<patient id>". A ciphertext copied to another row or column
+    then fails to decrypt instead of revealing a value in the wrong place.
+    """
+    return f"{table}.{column}:{row_id}"
+
+
 class Vault:
     """AES-GCM encryption of sensitive fields and purpose-bound HMAC-SHA256 hashes.
 
-    `context` (the associated data) binds a ciphertext to where it belongs, e.g.
-    "patient.nir:<patient id>": a ciphertext copied to another row or column fails to
+    `context` (the associated data) binds a ciphertext to where it belongs: a stored column
+    uses `row_context`, so that a ciphertext copied to another row or column fails to
     decrypt instead of revealing a value in the wrong place.
     """
 
@@ -92,6 +104,26 @@ class Vault:
             key = _derive(self._secret, b"espace-sante/hmac-sha256/v1/" + purpose.encode())
             self._hash_keys[purpose] = key
         return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+
+
+# Data migrations that re-encrypt stored columns need the key, which Tortoise's migration
+# runner cannot pass them: whoever runs the migrations (`espace-sante migrate`) supplies it
+# with `migration_key`, and a migration reads it with `migration_vault`.
+_MIGRATION_VAULT: ContextVar[Vault | None] = ContextVar("migration_vault", default=None)
+
+
+@contextmanager
+def migration_key(vault: Vault) -> Iterator[None]:
+    """Make `vault` available to the migrations run inside this block."""
+    token = _MIGRATION_VAULT.set(vault)
+    try:
+        yield
+    finally:
+        _MIGRATION_VAULT.reset(token)
+
+
+def migration_vault() -> Vault | None:
+    return _MIGRATION_VAULT.get()
 
 
 def new_activation_code() -> str:

@@ -15,11 +15,11 @@ from tortoise import fields
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from api.errors import BadUserInput, Forbidden, NotFound
 from models.access import Actor, Relation
 from models.audit import AccessBasis
 from models.base import Entity
 from models.blobs import BlobStore, validate_upload
+from models.errors import Forbidden, Invalid, NotFound
 from models.patient import Patient
 from models.professional import Professional
 
@@ -204,7 +204,7 @@ class NewDocument:
 def clean_title(title: str) -> str:
     cleaned = " ".join(title.split())
     if not cleaned or len(cleaned) > MAX_TITLE:
-        raise BadUserInput(f"A title is required ({MAX_TITLE} characters at most).", field="title")
+        raise Invalid(f"A title is required ({MAX_TITLE} characters at most).", field="title")
     return cleaned
 
 
@@ -254,11 +254,11 @@ async def add_document(
         raise Forbidden("You may not add documents to this dossier.")
     title = clean_title(new.title)
     if new.date > today:
-        raise BadUserInput("A document cannot be dated in the future.", field="date")
+        raise Invalid("A document cannot be dated in the future.", field="date")
     if new.hidden_from_representatives and not actor.is_professional:
-        raise BadUserInput(
+        raise Invalid(
             "Only a professional deposits a document hidden from legal representatives.",
-            field="hiddenFromRepresentatives",
+            field="hidden_from_representatives",
         )
     mime = validate_upload(new.data, declared_mime=new.declared_mime, max_bytes=max_bytes)
     sha, created = await store_bytes(blobs, new.data)

@@ -1,6 +1,6 @@
 """Validation and normalisation of the identifiers the API accepts (DOMAIN.md, "Identifiers").
 
-Every function returns the canonical form to store, or raises `BadUserInput` naming the
+Every function returns the canonical form to store, or raises `Invalid` naming the
 input field. Messages never echo the value: a NIR must not end up in an error or a log.
 """
 
@@ -14,7 +14,7 @@ from stdnum import luhn
 from stdnum.exceptions import ValidationError
 from stdnum.fr import nir
 
-from api.errors import BadUserInput
+from models.errors import Invalid
 
 MIN_PASSWORD_LENGTH = 12
 # Shorter names ("Li", "Ng") would forbid too many ordinary passwords to be worth it.
@@ -41,14 +41,14 @@ def normalize_nir(raw: str, field: str = "nir") -> str:
         # stdnum maps 2A/2B to 19/18 for the key only and returns the number unchanged.
         return nir.validate(number)
     except ValidationError:
-        raise BadUserInput("Invalid NIR.", field=field) from None
+        raise Invalid("Invalid NIR.", field=field) from None
 
 
 def normalize_rpps(raw: str, field: str = "rpps") -> str:
     """11 digits; no checksum is published for the RPPS, so only the format is checked."""
     number = _compact(raw)
     if not _DIGITS_11.fullmatch(number):
-        raise BadUserInput("Invalid RPPS number: 11 digits are expected.", field=field)
+        raise Invalid("Invalid RPPS number: 11 digits are expected.", field=field)
     return number
 
 
@@ -59,9 +59,9 @@ def normalize_finess(raw: str, field: str = "finess") -> str:
     """
     number = _compact(raw)
     if not _FINESS.fullmatch(number):
-        raise BadUserInput("Invalid FINESS number: 9 characters are expected.", field=field)
+        raise Invalid("Invalid FINESS number: 9 characters are expected.", field=field)
     if number[:2] not in ("2A", "2B") and not luhn.is_valid(number):
-        raise BadUserInput("Invalid FINESS number: wrong check digit.", field=field)
+        raise Invalid("Invalid FINESS number: wrong check digit.", field=field)
     return number
 
 
@@ -69,7 +69,7 @@ def normalize_email(raw: str, field: str = "email") -> str:
     """Trimmed and lower-cased; a syntax check only (no DNS look-up)."""
     email = raw.strip().lower()
     if len(email) > 254 or not _EMAIL.fullmatch(email):
-        raise BadUserInput("Invalid e-mail address.", field=field)
+        raise Invalid("Invalid e-mail address.", field=field)
     return email
 
 
@@ -95,12 +95,12 @@ def check_password(
     that "Dupont2024!!" is refused for jean.dupont@example.org.
     """
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise BadUserInput(
+        raise Invalid(
             f"The password must be at least {MIN_PASSWORD_LENGTH} characters long.", field=field
         )
     folded = _fold(password)
     local_part = email.strip().rpartition("@")[0] or email.strip()
     if any(word in folded for word in _forbidden_words(local_part)):
-        raise BadUserInput("The password must not contain your e-mail address.", field=field)
+        raise Invalid("The password must not contain your e-mail address.", field=field)
     if any(word in folded for name in names for word in _forbidden_words(name)):
-        raise BadUserInput("The password must not contain your name.", field=field)
+        raise Invalid("The password must not contain your name.", field=field)

@@ -7,7 +7,7 @@ import re
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from dateutil.relativedelta import relativedelta
 from tortoise import fields
@@ -16,18 +16,26 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from api.config import Settings
-from api.errors import BadUserInput, Conflict, NotFound, RateLimited
-from models import outbox, ratelimit
+from models import erasure, outbox, ratelimit
 from models.access import Actor, relations
 from models.account import Account, Role
 from models.base import PARIS, Entity, paris_today, utcnow
+from models.blobs import BlobStore
 from models.crypto import Vault, code_hash, new_activation_code, normalize_code
+from models.errors import Conflict, Invalid, NotFound
 from models.identifiers import check_password, normalize_email, normalize_nir
-from models.outbox import OutboxMessage, deliver, queue_email, queue_letter
-from models.passwords import hash_password, verify_password
-from models.patient import Patient, Representation, Sex, SpaceStatus, is_minor, minor_cutoff
-from models.session import Session
+from models.outbox import Mailer, OutboxMessage, deliver, queue_email, queue_letter
+from models.passwords import hash_password
+from models.patient import (
+    Patient,
+    Representation,
+    Sex,
+    SpaceStatus,
+    is_minor,
+    minor_cutoff,
+    seal_nir,
+)
+from models.session import Session, confirm_password
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +74,7 @@ ALREADY_ENROLLED = "A space already exists, or was opposed, for this person."
 ARCHIVE_YEARS = 10
 DELETION_DELAY_MONTHS = 3
 LOCK_RETRY_AFTER = 3600
+ONLY_ACTIVE_CLOSES = "Only an active space can be closed."
 
 
 @dataclass(frozen=True)
@@ -96,17 +105,15 @@ class Enrolment:
 def _clean_name(value: str, field_name: str) -> str:
     cleaned = " ".join(value.split())
     if not cleaned or len(cleaned) > 100:
-        raise BadUserInput("A name is required (100 characters at most).", field=field_name)
+        raise Invalid("A name is required (100 characters at most).", field=field_name)
     return cleaned
 
 
 def _check_address(address: PostalAddress) -> PostalAddress:
     if not address.line1.strip() or not address.city.strip():
-        raise BadUserInput(
-            "The postal address needs a street line and a city.", field="postalAddress"
-        )
+        raise Invalid("The postal address needs a street line and a city.", field="postal_address")
     if not re.fullmatch(r"\d{5}", address.postal_code.strip()):
-        raise BadUserInput("A French postal code has 5 digits.", field="postalAddress.postalCode")
+        raise Invalid("A French postal code has 5 digits.", field="postal_address.postal_code")
     return PostalAddress(
         line1=address.line1.strip(),
         line2=(address.line2 or "").strip() or None,
@@ -183,7 +190,7 @@ async def _send_code(
     subject, body = _code_message(patient, representative, expires_at, public_url)
     if channel is Channel.EMAIL:
         if not email:
-            raise BadUserInput("An e-mail address is needed for this channel.", field="email")
+            raise Invalid("An e-mail address is needed for this channel.", field="email")
         return await queue_email(
             to=email,
             subject=subject,
@@ -195,7 +202,7 @@ async def _send_code(
             using_db=using_db,
         )
     if address is None:
-        raise BadUserInput("A postal address is needed for this channel.", field="postalAddress")
+        raise Invalid("A postal address is needed for this channel.", field="postal_address")
     addressee = representative or patient
     recipient = f"{addressee.first_name} {addressee.last_name}\n{address.as_text()}"
     return await queue_letter(
@@ -211,7 +218,7 @@ async def _send_code(
 
 
 async def enroll_patient(
-    data: Enrolment, *, vault: Vault, settings: Settings, now: datetime | None = None
+    data: Enrolment, *, vault: Vault, mailer: Mailer, now: datetime | None = None
 ) -> Patient:
     now = now or utcnow()
     today = paris_today(now)
@@ -219,7 +226,7 @@ async def enroll_patient(
     first_name = _clean_name(data.first_name, "firstName")
     last_name = _clean_name(data.last_name, "lastName")
     if data.birth_date > today or data.birth_date.year < 1880:
-        raise BadUserInput("The birth date is not plausible.", field="birthDate")
+        raise Invalid("The birth date is not plausible.", field="birth_date")
     email = normalize_email(data.email) if data.email else None
     address = _check_address(data.postal_address) if data.postal_address else None
     minor = is_minor(data.birth_date, today)
@@ -227,8 +234,8 @@ async def enroll_patient(
     send_email = email
     if minor:
         if data.representative_id is None:
-            raise BadUserInput(
-                "A minor is enrolled with a legal representative.", field="representativeId"
+            raise Invalid(
+                "A minor is enrolled with a legal representative.", field="representative_id"
             )
         representative = await _active_adult(data.representative_id, today)
         if data.channel is Channel.EMAIL:
@@ -236,23 +243,25 @@ async def enroll_patient(
             # of their own (kept as the contact for their 18th birthday).
             send_email = await _account_email(representative.id)
             if send_email is None:
-                raise BadUserInput(
+                raise Invalid(
                     "The representative has no e-mail address: send the code by post.",
-                    field="representativeId",
+                    field="representative_id",
                 )
     elif data.representative_id is not None:
-        raise BadUserInput("Only a minor has a legal representative.", field="representativeId")
+        raise Invalid("Only a minor has a legal representative.", field="representative_id")
     if data.channel is Channel.EMAIL and send_email is None:
-        raise BadUserInput("An e-mail address is needed for this channel.", field="email")
+        raise Invalid("An e-mail address is needed for this channel.", field="email")
     if data.channel is Channel.POST and address is None:
-        raise BadUserInput("A postal address is needed for this channel.", field="postalAddress")
+        raise Invalid("A postal address is needed for this channel.", field="postal_address")
     hashed = nir_key(vault, nir)
     if await Patient.exists(nir_hash=hashed):
         raise Conflict(ALREADY_ENROLLED)
     try:
         async with in_transaction() as conn:
+            patient_id = uuid4()  # chosen here, as the NIR's ciphertext is bound to it
             patient = await Patient.create(
-                nir_encrypted=vault.encrypt(nir, context="nir"),
+                id=patient_id,
+                nir_encrypted=seal_nir(vault, patient_id, nir),
                 nir_hash=hashed,
                 first_name=first_name,
                 last_name=last_name,
@@ -275,20 +284,20 @@ async def enroll_patient(
                 email=send_email,
                 address=address,
                 representative=representative,
-                public_url=settings.public_url,
+                public_url=mailer.public_url,
                 using_db=conn,
             )
     except IntegrityError:
         # A concurrent enrolment of the same NIR committed between the check and the insert.
         raise Conflict(ALREADY_ENROLLED) from None
-    await deliver_now(message.id, settings)
+    await deliver_now(message.id, mailer)
     return patient
 
 
-async def deliver_now(message_id: UUID, settings: Settings) -> None:
+async def deliver_now(message_id: UUID, mailer: Mailer) -> None:
     """Try at once after the commit; a failure leaves the message queued for the jobs."""
     try:
-        await deliver(message_id, settings)
+        await deliver(message_id, mailer)
     except Exception:
         logger.exception("immediate delivery failed; the outbox job will retry")
 
@@ -296,11 +305,9 @@ async def deliver_now(message_id: UUID, settings: Settings) -> None:
 async def _active_adult(patient_id: UUID, today: date) -> Patient:
     patient = await Patient.get_or_none(id=patient_id)
     if patient is None or patient.status is not SpaceStatus.ACTIVE:
-        raise BadUserInput(
-            "The representative must hold an active space.", field="representativeId"
-        )
+        raise Invalid("The representative must hold an active space.", field="representative_id")
     if is_minor(patient.birth_date, today):
-        raise BadUserInput("The representative must be an adult.", field="representativeId")
+        raise Invalid("The representative must be an adult.", field="representative_id")
     return patient
 
 
@@ -314,7 +321,7 @@ async def reissue_code(
     *,
     channel: Channel | None,
     vault: Vault,
-    settings: Settings,
+    mailer: Mailer,
     now: datetime | None = None,
     email: str | None = None,
     postal_address: PostalAddress | None = None,
@@ -359,10 +366,10 @@ async def reissue_code(
             email=email,
             address=address,
             representative=representative,
-            public_url=settings.public_url,
+            public_url=mailer.public_url,
             using_db=conn,
         )
-    await deliver_now(message.id, settings)
+    await deliver_now(message.id, mailer)
     return patient
 
 
@@ -375,18 +382,24 @@ class CodeProof:
 
 async def _check_code(
     proof: CodeProof, *, vault: Vault, actor: Actor, now: datetime
-) -> tuple[Patient, ActivationCode]:
-    """Check code + NIR + birth date; every failure answers alike and counts against the NIR."""
+) -> tuple[Patient, ActivationCode, ratelimit.Reservation]:
+    """Check code + NIR + birth date; every failure answers alike and counts against the NIR.
+
+    The attempt is reserved against the NIR before the code is looked up, so of concurrent
+    guesses at most MAX_CODE_FAILURES are evaluated; a failure keeps it (it counts), and the
+    caller releases or clears it once the attempt succeeds.
+    """
     try:
         nir = normalize_nir(proof.nir)
-    except BadUserInput:
+    except Invalid:
         nir = "".join(proof.nir.split()).upper()
     key = "nir:" + nir_key(vault, nir)
-    failures = await ratelimit.failures_since(key, None)
-    if len(failures) >= MAX_CODE_FAILURES:
-        raise RateLimited(
-            "Too many failed attempts: ask for a new code.", retry_after=LOCK_RETRY_AFTER
-        )
+    attempt = await ratelimit.reserve(
+        [ratelimit.Limit(key, MAX_CODE_FAILURES)],
+        now=now,
+        message="Too many failed attempts: ask for a new code.",
+        locked_retry_after=LOCK_RETRY_AFTER,
+    )
     patient = await Patient.get_or_none(nir_hash=nir_key(vault, nir))
     code = None
     if patient is not None and patient.birth_date == proof.birth_date:
@@ -398,15 +411,13 @@ async def _check_code(
             code_hash=code_hash(vault, normalize_code(proof.code)),
         ).first()
     if patient is None or code is None or patient.status is SpaceStatus.OPPOSED:
-        await ratelimit.record_failure(key, now=now)
-        raise BadUserInput(GENERIC_CODE_ERROR)
+        raise Invalid(GENERIC_CODE_ERROR)
     if is_minor(patient.birth_date, paris_today(now)):
         # A minor's space is activated or opposed by a logged-in legal representative.
         related = await relations(actor, [patient.id], paris_today(now))
         if not related[patient.id].representative:
-            await ratelimit.record_failure(key, now=now)
-            raise BadUserInput(GENERIC_CODE_ERROR)
-    return patient, code
+            raise Invalid(GENERIC_CODE_ERROR)
+    return patient, code, attempt
 
 
 async def activate_space(
@@ -420,7 +431,9 @@ async def activate_space(
 ) -> Patient:
     now = now or utcnow()
     clean_email = normalize_email(email) if email else None
-    patient, code = await _check_code(proof, vault=vault, actor=actor, now=now)
+    patient, code, attempt = await _check_code(proof, vault=vault, actor=actor, now=now)
+    # The right code: whatever follows (credentials refused, a lost race), not a failed guess.
+    await attempt.release()
     minor = is_minor(patient.birth_date, paris_today(now))
     account = await Account.get_or_none(patient_id=patient.id)
     password_hash: str | None = None
@@ -430,15 +443,15 @@ async def activate_space(
     )
     if not minor and wants_credentials:
         if clean_email is None:
-            raise BadUserInput("An e-mail address is required.", field="email")
+            raise Invalid("An e-mail address is required.", field="email")
         if not password:
-            raise BadUserInput("A password is required.", field="password")
+            raise Invalid("A password is required.", field="password")
         check_password(password, email=clean_email, names=[patient.first_name, patient.last_name])
         # Not `.exclude(patient_id=…)`: in SQL that also drops the accounts of professionals
         # and operators (patient_id NULL), and the insert would then fail on the unique key.
         holder = await Account.filter(email=clean_email).values_list("patient_id", flat=True)
         if any(owner != patient.id for owner in holder):
-            raise BadUserInput(EMAIL_TAKEN, field="email")
+            raise Invalid(EMAIL_TAKEN, field="email")
         password_hash = await hash_password(password)
     try:
         async with in_transaction() as conn:
@@ -449,7 +462,7 @@ async def activate_space(
                 .update(used_at=now)
             )
             if used != 1:
-                raise BadUserInput(GENERIC_CODE_ERROR)
+                raise Invalid(GENERIC_CODE_ERROR)
             reopening = patient.status is SpaceStatus.CLOSED
             patient.status = SpaceStatus.ACTIVE
             patient.activated_at = patient.activated_at if reopening else now
@@ -479,10 +492,16 @@ async def activate_space(
                     account.email = clean_email
                     account.password_hash = password_hash
                     await account.save(using_db=conn, update_fields=["email", "password_hash"])
+                    # New credentials: whoever held the old ones is logged out with them.
+                    await (
+                        Session.filter(account_id=account.id, revoked_at=None)
+                        .using_db(conn)
+                        .update(revoked_at=now)
+                    )
             await ratelimit.clear("nir:" + patient.nir_hash, using_db=conn)
     except IntegrityError:
         # Another account took the e-mail between the check above and this write.
-        raise BadUserInput(EMAIL_TAKEN, field="email") from None
+        raise Invalid(EMAIL_TAKEN, field="email") from None
     return patient
 
 
@@ -491,14 +510,18 @@ async def oppose_space(
     *,
     actor: Actor,
     vault: Vault,
-    settings: Settings,
+    mailer: Mailer,
+    blobs: BlobStore,
     now: datetime | None = None,
 ) -> bool:
     now = now or utcnow()
-    patient, _ = await _check_code(proof, vault=vault, actor=actor, now=now)
+    # A success clears the NIR's counter with the rest; a failure keeps the attempt.
+    patient, _, _ = await _check_code(proof, vault=vault, actor=actor, now=now)
     erased: list[str] = []
+    digests: set[str] = set()
     async with in_transaction() as conn:
         # Nothing of theirs is kept but the proof of opposition: the keyed NIR hash and when.
+        # A representative may have written to a minor's pending space: all of it goes.
         # Conditional, so an activation that won the race is never overwritten.
         opposed = (
             await Patient.filter(id=patient.id, status=SpaceStatus.PENDING)
@@ -511,34 +534,48 @@ async def oppose_space(
                 last_name="",
                 contact_email=None,
                 postal_address=None,
+                treating_doctor_id=None,
+                emergency_access_opposed=False,
+                rules_checked_on=None,
             )
         )
         if opposed == 1:
-            await ActivationCode.filter(patient_id=patient.id).using_db(conn).delete()
-            await Representation.filter(dependent_id=patient.id).using_db(conn).delete()
-            await Account.filter(patient_id=patient.id).using_db(conn).delete()
+            # Codes, links, account, dossier, log, agenda, messages, feed: every row.
+            digests = await erasure.erase_space_rows(patient.id, using_db=conn)
             await ratelimit.clear("nir:" + patient.nir_hash, using_db=conn)
             erased = await outbox.erase_for(patient.id, using_db=conn)
-    await outbox.remove_files(settings, erased)
+    # Committed: the files of the erased rows can go.
+    await outbox.remove_files(mailer, erased)
+    await erasure.release_blobs(blobs, digests)
     if opposed != 1:
-        # Once created, a space is closed, not opposed.
-        await ratelimit.record_failure("nir:" + patient.nir_hash, now=now)
-        raise BadUserInput(GENERIC_CODE_ERROR)
+        # Once created, a space is closed, not opposed (the attempt stays counted).
+        raise Invalid(GENERIC_CODE_ERROR)
     return True
 
 
-async def _confirm_password(account_id: UUID | None, password: str) -> None:
-    """The caller re-enters their own password (a representative, theirs)."""
-    account = await Account.get_or_none(id=account_id) if account_id else None
-    if account is None or not await verify_password(account.password_hash, password):
-        raise BadUserInput("The password is incorrect.", field="password")
+async def _confirm_password(
+    account_id: UUID | None, password: str, *, client: str, vault: Vault, now: datetime
+) -> None:
+    """The caller re-enters their own password (a representative, theirs): limited as their
+    logins are, and on the same counters (RATE_LIMITED past them)."""
+    if not await confirm_password(account_id, password, client=client, vault=vault, now=now):
+        raise Invalid("The password is incorrect.", field="password")
 
 
 async def close_space(
-    patient_id: UUID, *, account_id: UUID | None, password: str, now: datetime | None = None
+    patient_id: UUID,
+    *,
+    account_id: UUID | None,
+    password: str,
+    client: str,
+    vault: Vault,
+    now: datetime | None = None,
 ) -> Patient:
     now = now or utcnow()
-    await _confirm_password(account_id, password)
+    # The state first: a space that cannot be closed answers alike for any password.
+    if not await Patient.exists(id=patient_id, status=SpaceStatus.ACTIVE):
+        raise Conflict(ONLY_ACTIVE_CLOSES)
+    await _confirm_password(account_id, password, client=client, vault=vault, now=now)
     async with in_transaction() as conn:
         # Conditional, so two concurrent requests cannot both close (and archive) the space.
         closed = (
@@ -551,7 +588,7 @@ async def close_space(
             )
         )
         if closed != 1:
-            raise Conflict("Only an active space can be closed.")
+            raise Conflict(ONLY_ACTIVE_CLOSES)
         patient = await Patient.get(id=patient_id, using_db=conn)
         accounts = (
             await Account.filter(patient_id=patient.id).using_db(conn).values_list("id", flat=True)
@@ -565,16 +602,27 @@ async def close_space(
 
 
 async def request_deletion(
-    patient_id: UUID, *, account_id: UUID | None, password: str, now: datetime | None = None
+    patient_id: UUID,
+    *,
+    account_id: UUID | None,
+    password: str,
+    client: str,
+    vault: Vault,
+    now: datetime | None = None,
 ) -> datetime:
     now = now or utcnow()
-    await _confirm_password(account_id, password)
+    # The state first: an active space answers alike for any password.
     patient = await Patient.get(id=patient_id)
     if patient.status is not SpaceStatus.CLOSED:
         raise Conflict("Deletion can be requested for a closed space only.")
-    if patient.delete_by is None:
-        patient.delete_by = now + relativedelta(months=DELETION_DELAY_MONTHS)
-        await patient.save(update_fields=["delete_by"])
+    await _confirm_password(account_id, password, client=client, vault=vault, now=now)
+    # Conditional: a deadline already set stays, and a space reopened meanwhile is not marked.
+    await Patient.filter(id=patient_id, status=SpaceStatus.CLOSED, delete_by=None).update(
+        delete_by=now + relativedelta(months=DELETION_DELAY_MONTHS)
+    )
+    patient = await Patient.get(id=patient_id)
+    if patient.status is not SpaceStatus.CLOSED or patient.delete_by is None:
+        raise Conflict("Deletion can be requested for a closed space only.")
     return patient.delete_by
 
 
@@ -594,18 +642,30 @@ async def create_spaces_due(now: datetime) -> int:
     )
 
 
-async def purge_closed(now: datetime) -> int:
-    """Archives past 10 years, and deletion requests past their deadline, are deleted."""
+async def purge_closed(now: datetime, *, blobs: BlobStore, mailer: Mailer) -> int:
+    """Archives past 10 years, and deletion requests past their deadline, are deleted: the
+    rows (the database cascades from the patient row) and the messages about the space,
+    then, once committed, their bytes and files."""
     due = Q(status=SpaceStatus.CLOSED) & (Q(archived_until__lte=now) | Q(delete_by__lte=now))
-    ids = list(await Patient.filter(due).values_list("id", flat=True))
-    if not ids:
-        return 0
-    # Counted by ids: what a DELETE reports on SQLite includes the rows its cascades removed.
-    await Patient.filter(due, id__in=ids).delete()
-    return len(ids) - await Patient.filter(id__in=ids).count()
+    ids = [UUID(str(i)) for i in await Patient.filter(due).values_list("id", flat=True)]
+    purged = 0
+    for patient_id in ids:
+        erased: list[str] = []
+        async with in_transaction() as conn:
+            digests = await erasure.space_blobs(patient_id, using_db=conn)
+            # Conditional: another machine's purge, or a reopening, may have come first.
+            # (What a DELETE reports on SQLite includes the rows its cascades removed.)
+            deleted = await Patient.filter(due, id=patient_id).using_db(conn).delete()
+            if deleted:
+                erased = await outbox.erase_for(patient_id, using_db=conn)
+        if deleted:
+            purged += 1
+            await outbox.remove_files(mailer, erased)
+            await erasure.release_blobs(blobs, digests)
+    return purged
 
 
-async def end_majority_links(*, vault: Vault, settings: Settings, now: datetime) -> int:
+async def end_majority_links(*, vault: Vault, mailer: Mailer, now: datetime) -> int:
     """On the 18th birthday the representation links end and a code goes to the new adult."""
     cutoff = minor_cutoff(paris_today(now))
     adults = await Patient.filter(
@@ -630,7 +690,7 @@ async def end_majority_links(*, vault: Vault, settings: Settings, now: datetime)
                     email=patient.contact_email,
                     address=address,
                     representative=None,
-                    public_url=settings.public_url,
+                    public_url=mailer.public_url,
                     using_db=conn,
                 )
             elif deleted:
@@ -641,7 +701,7 @@ async def end_majority_links(*, vault: Vault, settings: Settings, now: datetime)
                     .update(superseded_at=now)
                 )
         if message is not None:
-            await deliver_now(message.id, settings)
+            await deliver_now(message.id, mailer)
         elif deleted:
             logger.warning(
                 "representation of %s ended at 18; no contact of their own: an operator "

@@ -15,7 +15,6 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
-from api.errors import BadUserInput, Conflict, Forbidden, NotFound
 from models.access import LIVE_SPACES, Actor, Relation
 from models.base import Entity, parameter_prefix
 from models.blobs import BlobStore, validate_upload
@@ -28,6 +27,7 @@ from models.document import (
     release_blob,
     store_bytes,
 )
+from models.errors import Conflict, Forbidden, Invalid, NotFound
 from models.patient import Patient, SpaceStatus
 from models.professional import Professional
 
@@ -195,7 +195,7 @@ class Upload:
 def _clean_body(body: str) -> str:
     text = body.strip()
     if not text or len(text) > MAX_BODY:
-        raise BadUserInput(f"A message has 1 to {MAX_BODY} characters.", field="body")
+        raise Invalid(f"A message has 1 to {MAX_BODY} characters.", field="body")
     return text
 
 
@@ -208,7 +208,7 @@ async def _store_attachments(
     uploads: list[Upload], *, blobs: BlobStore, max_bytes: int
 ) -> list[tuple[Upload, str, str, bool]]:
     if len(uploads) > MAX_ATTACHMENTS:
-        raise BadUserInput(f"At most {MAX_ATTACHMENTS} attachments.", field="attachments")
+        raise Invalid(f"At most {MAX_ATTACHMENTS} attachments.", field="attachments")
     checked = []
     for index, upload in enumerate(uploads):
         mime = validate_upload(
@@ -300,7 +300,7 @@ async def start_conversation(
         raise NotFound()
     clean_subject = " ".join(subject.split())
     if not clean_subject or len(clean_subject) > MAX_SUBJECT:
-        raise BadUserInput(f"A subject has 1 to {MAX_SUBJECT} characters.", field="subject")
+        raise Invalid(f"A subject has 1 to {MAX_SUBJECT} characters.", field="subject")
     text = _clean_body(body)
     stored = await _store_attachments(attachments, blobs=blobs, max_bytes=max_bytes)
     try:

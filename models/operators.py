@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from tortoise.transactions import in_transaction
 
-from api.errors import BadUserInput, Conflict
 from models.account import Account, Operator, Role
+from models.errors import Conflict, Invalid
 from models.identifiers import normalize_email
 from models.passwords import hash_password
 
@@ -13,7 +13,7 @@ from models.passwords import hash_password
 async def create_operator(email: str, password: str) -> Operator:
     email = normalize_email(email)
     if len(password) < 12:
-        raise BadUserInput("A password has at least 12 characters.", field="password")
+        raise Invalid("A password has at least 12 characters.", field="password")
     if await Account.exists(email=email):
         raise Conflict("This e-mail address is already in use.")
     password_hash = await hash_password(password)

@@ -28,7 +28,6 @@ from tortoise import fields
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
 
-from api.config import Settings
 from models.base import Entity, utcnow
 from models.crypto import Vault
 
@@ -45,6 +44,19 @@ CLAIM_LEASE = timedelta(minutes=5)
 RETENTION = timedelta(days=30)
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Mailer:
+    """How messages leave: plain values the edge takes from its mailer."""
+
+    secret_key: str
+    public_url: str
+    mail_from: str
+    smtp_url: str | None
+    outbox_dir: Path
+    # Development only: a delivered code also appears in the log.
+    log_codes: bool = False
 
 
 class Channel(enum.StrEnum):
@@ -163,9 +175,7 @@ async def _queue(
     )
 
 
-async def deliver_pending(
-    settings: Settings, *, now: datetime | None = None, limit: int = 100
-) -> int:
+async def deliver_pending(mailer: Mailer, *, now: datetime | None = None, limit: int = 100) -> int:
     """Deliver the due PENDING messages; returns how many this call delivered."""
     now = now or utcnow()
     rows = await (
@@ -173,13 +183,13 @@ async def deliver_pending(
     )
     delivered = 0
     for row in rows:
-        if await deliver(row["id"], settings, now=now):
+        if await deliver(row["id"], mailer, now=now):
             delivered += 1
     return delivered
 
 
 async def deliver(
-    message_id: uuid.UUID | str, settings: Settings, *, now: datetime | None = None
+    message_id: uuid.UUID | str, mailer: Mailer, *, now: datetime | None = None
 ) -> bool:
     """Deliver one message if it is due and no other worker holds it; True once delivered."""
     now = now or utcnow()
@@ -191,33 +201,33 @@ async def deliver(
     message = await OutboxMessage.get(id=message_id)
     code: str | None = None
     try:
-        code = reveal(message, _vault(settings.secret_key))
+        code = reveal(message, _vault(mailer.secret_key))
         if message.channel is Channel.EMAIL:
-            await _send_email(message, code, settings, now)
+            await _send_email(message, code, mailer, now)
         else:
             await asyncio.to_thread(
                 _write_private,
-                _letter_path(settings, message.id),
-                render_letter(message, code, settings, now).encode(),
+                _letter_path(mailer, message.id),
+                render_letter(message, code, mailer, now).encode(),
             )
     except Exception as exc:
-        await _record_failure(message, code, exc, settings, now)
+        await _record_failure(message, code, exc, mailer, now)
         return False
     await OutboxMessage.filter(id=message.id, status=Status.PENDING).update(
         status=Status.SENT, sent_at=now, secret=None, claimed_until=None
     )
-    _log_delivery(message, code, settings)
+    _log_delivery(message, code, mailer)
     return True
 
 
-async def mark_printed(message_id: uuid.UUID | str, settings: Settings) -> bool:
+async def mark_printed(message_id: uuid.UUID | str, mailer: Mailer) -> bool:
     """The operator printed and posted the letter: its file, the last copy of the code, goes."""
     updated = await OutboxMessage.filter(
         id=message_id, channel=Channel.POST, status=Status.SENT
     ).update(status=Status.PRINTED)
     if updated != 1:
         return False
-    await asyncio.to_thread(_letter_path(settings, message_id).unlink, missing_ok=True)
+    await asyncio.to_thread(_letter_path(mailer, message_id).unlink, missing_ok=True)
     return True
 
 
@@ -236,13 +246,13 @@ async def erase_for(
     return [str(i) for i in ids]
 
 
-async def remove_files(settings: Settings, ids: list[str]) -> None:
+async def remove_files(mailer: Mailer, ids: list[str]) -> None:
     """The e-mail copies (without SMTP_URL) and letters of these messages."""
     if ids:
-        await asyncio.to_thread(_remove_files, settings, ids)
+        await asyncio.to_thread(_remove_files, mailer, ids)
 
 
-async def purge_delivered(settings: Settings, now: datetime) -> int:
+async def purge_delivered(mailer: Mailer, now: datetime) -> int:
     """Delete the messages queued more than RETENTION ago and done with (delivered, printed
     or given up), and their files. A letter sent for printing stays until it is marked
     printed: its file is what the operator prints."""
@@ -254,24 +264,22 @@ async def purge_delivered(settings: Settings, now: datetime) -> int:
     )
     if ids:
         await OutboxMessage.filter(id__in=ids).delete()
-        await remove_files(settings, [str(i) for i in ids])
+        await remove_files(mailer, [str(i) for i in ids])
     return len(ids)
 
 
-def _remove_files(settings: Settings, ids: list[str]) -> None:
+def _remove_files(mailer: Mailer, ids: list[str]) -> None:
     for message_id in ids:
-        (settings.outbox_dir / f"{message_id}.eml").unlink(missing_ok=True)
-        _letter_path(settings, message_id).unlink(missing_ok=True)
+        (mailer.outbox_dir / f"{message_id}.eml").unlink(missing_ok=True)
+        _letter_path(mailer, message_id).unlink(missing_ok=True)
 
 
-def render_letter(
-    message: OutboxMessage, code: str | None, settings: Settings, now: datetime
-) -> str:
+def render_letter(message: OutboxMessage, code: str | None, mailer: Mailer, now: datetime) -> str:
     """The letter to print: the sender, the address, the date, then the message itself,
     which says what to do and by when."""
     address = "\n".join(line.strip() for line in message.recipient.strip().splitlines())
     return (
-        f"Mon espace santé\n{settings.public_url}\n\n"
+        f"Mon espace santé\n{mailer.public_url}\n\n"
         f"{address}\n\n"
         f"Le {_french_date(now)}\n\n"
         f"Objet : {message.subject}\n\n"
@@ -330,11 +338,11 @@ def _due(now: datetime) -> Q:
 
 
 def _build_email(
-    message: OutboxMessage, code: str | None, settings: Settings, now: datetime
+    message: OutboxMessage, code: str | None, mailer: Mailer, now: datetime
 ) -> EmailMessage:
-    domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "localhost"
+    domain = parseaddr(mailer.mail_from)[1].rpartition("@")[2] or "localhost"
     email = EmailMessage()
-    email["From"] = settings.mail_from
+    email["From"] = mailer.mail_from
     email["To"] = message.recipient
     email["Subject"] = message.subject
     email["Date"] = format_datetime(now)
@@ -345,14 +353,14 @@ def _build_email(
 
 
 async def _send_email(
-    message: OutboxMessage, code: str | None, settings: Settings, now: datetime
+    message: OutboxMessage, code: str | None, mailer: Mailer, now: datetime
 ) -> None:
-    email = _build_email(message, code, settings, now)
-    if settings.smtp_url is None:
-        path = settings.outbox_dir / f"{message.id}.eml"
+    email = _build_email(message, code, mailer, now)
+    if mailer.smtp_url is None:
+        path = mailer.outbox_dir / f"{message.id}.eml"
         await asyncio.to_thread(_write_private, path, email.as_bytes())
         return
-    target = _parse_smtp_url(settings.smtp_url)
+    target = _parse_smtp_url(mailer.smtp_url)
     await aiosmtplib.send(
         email,
         hostname=target.hostname,
@@ -366,10 +374,10 @@ async def _send_email(
 
 
 async def _record_failure(
-    message: OutboxMessage, code: str | None, exc: Exception, settings: Settings, now: datetime
+    message: OutboxMessage, code: str | None, exc: Exception, mailer: Mailer, now: datetime
 ) -> None:
     attempts = message.attempts + 1
-    error = _describe(exc, code, settings)
+    error = _describe(exc, code, mailer)
     status = Status.FAILED if attempts >= MAX_ATTEMPTS else Status.PENDING
     delay = timedelta(seconds=min(3600, 30 * 2**attempts))
     await OutboxMessage.filter(id=message.id, status=Status.PENDING).update(
@@ -401,12 +409,12 @@ async def _record_failure(
         )
 
 
-def _describe(exc: Exception, code: str | None, settings: Settings) -> str:
+def _describe(exc: Exception, code: str | None, mailer: Mailer) -> str:
     """The error class and a short message, with nothing secret left in it."""
     text = str(exc)
     secrets: list[str | None] = [code]
-    if settings.smtp_url:
-        secrets.append(_password_of(settings.smtp_url))
+    if mailer.smtp_url:
+        secrets.append(_password_of(mailer.smtp_url))
     for secret in secrets:
         if secret:
             text = text.replace(secret, REDACTED)
@@ -421,16 +429,16 @@ def _password_of(url: str) -> str | None:
         return None
 
 
-def _log_delivery(message: OutboxMessage, code: str | None, settings: Settings) -> None:
+def _log_delivery(message: OutboxMessage, code: str | None, mailer: Mailer) -> None:
     masked = mask_recipient(message.recipient)
     verb = "e-mail sent" if message.channel is Channel.EMAIL else "letter queued for printing"
     logger.info("outbox: %s to %s, kind %s, id %s", verb, masked, message.kind, message.id)
-    if settings.development and code:
+    if mailer.log_codes and code:
         logger.info("development: code for %s is %s", masked, code)
 
 
-def _letter_path(settings: Settings, message_id: uuid.UUID | str) -> Path:
-    return settings.outbox_dir / "letters" / f"{message_id}.txt"
+def _letter_path(mailer: Mailer, message_id: uuid.UUID | str) -> Path:
+    return mailer.outbox_dir / "letters" / f"{message_id}.txt"
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -12,8 +12,9 @@ from tortoise import fields
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 
-from api.errors import BadUserInput, Conflict, NotFound
 from models.base import Entity
+from models.crypto import DecryptionError, Vault, row_context
+from models.errors import Conflict, Invalid, NotFound
 
 if TYPE_CHECKING:
     from models.professional import Professional
@@ -34,7 +35,8 @@ class SpaceStatus(StrEnum):
 
 
 class Patient(Entity):
-    # The NIR is never stored in clear: AES-GCM ciphertext, plus a keyed hash for look-ups.
+    # The NIR is never stored in clear: AES-GCM ciphertext bound to this row (`seal_nir`),
+    # plus a keyed hash for look-ups.
     nir_encrypted = fields.BinaryField(null=True)
     nir_hash = fields.CharField(max_length=64, unique=True)
     first_name = fields.CharField(max_length=100)
@@ -60,6 +62,31 @@ class Patient(Entity):
     class Meta:
         table = "patient"
         indexes = (("last_name", "first_name"),)
+
+
+def _nir_context(patient_id: UUID) -> str:
+    # Written out rather than taken from Meta: it is in every stored ciphertext, so renaming
+    # the table must not change it (models/migrations/0003_row_bound_encryption.py).
+    return row_context("patient", "nir_encrypted", patient_id)
+
+
+def seal_nir(vault: Vault, patient_id: UUID, nir: str) -> bytes:
+    """The NIR as stored in its patient row: encrypted, and bound to that row."""
+    return vault.encrypt(nir, context=_nir_context(patient_id))
+
+
+def reveal_nir(vault: Vault, patient_id: UUID, sealed: bytes) -> str:
+    """The NIR of this patient row.
+
+    Raises DecryptionError for a ciphertext that is not this row's (copied from another
+    row, altered, or sealed under another key): it never yields another person's NIR.
+    """
+    try:
+        return vault.decrypt(sealed, context=_nir_context(patient_id))
+    except DecryptionError:
+        raise DecryptionError(
+            f"the NIR of patient {patient_id} does not decrypt for its row"
+        ) from None
 
 
 class Representation(Entity):
@@ -120,17 +147,15 @@ async def add_dependent(representative_id: UUID, dependent_id: UUID, *, today: d
     if dependent is None:
         raise NotFound("No such dependent.")
     if representative.status is not SpaceStatus.ACTIVE or not representative.first_name:
-        raise BadUserInput(
-            "The representative must hold an active space.", field="representativeId"
-        )
+        raise Invalid("The representative must hold an active space.", field="representative_id")
     if is_minor(representative.birth_date, today):
-        raise BadUserInput("The representative must be an adult.", field="representativeId")
+        raise Invalid("The representative must be an adult.", field="representative_id")
     if not is_minor(dependent.birth_date, today):
-        raise BadUserInput("Only a minor can be added as a dependent.", field="dependentId")
+        raise Invalid("Only a minor can be added as a dependent.", field="dependent_id")
     if dependent.status not in (SpaceStatus.PENDING, SpaceStatus.ACTIVE):
-        raise BadUserInput("This space cannot take a representative.", field="dependentId")
+        raise Invalid("This space cannot take a representative.", field="dependent_id")
     if representative.id == dependent.id:
-        raise BadUserInput("A person cannot represent themselves.", field="dependentId")
+        raise Invalid("A person cannot represent themselves.", field="dependent_id")
     if await Representation.exists(representative_id=representative.id, dependent_id=dependent.id):
         raise Conflict(ALREADY_LINKED)
     try:

@@ -11,8 +11,8 @@ from tortoise import fields
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
-from api.errors import BadUserInput
 from models.base import Entity
+from models.errors import Invalid
 from models.patient import Patient
 from models.professional import Professional
 
@@ -95,10 +95,10 @@ class HealthProfile(Entity):
 async def _past(patient_id: UUID, day: date, today: date, field: str) -> date:
     """A record is dated between the patient's birth and today (the rules read these dates)."""
     if day > today:
-        raise BadUserInput("The date cannot be in the future.", field=field)
+        raise Invalid("The date cannot be in the future.", field=field)
     patient = await Patient.get_or_none(id=patient_id).only("id", "birth_date")
     if day.year < 1880 or (patient is not None and day < patient.birth_date):
-        raise BadUserInput("The date cannot be before the patient's birth.", field=field)
+        raise Invalid("The date cannot be before the patient's birth.", field=field)
     return day
 
 
@@ -114,12 +114,12 @@ async def record_vaccination(
 ) -> Vaccination:
     await _past(patient_id, day, today, "date")
     if dose_number is not None and not 1 <= dose_number <= 20:
-        raise BadUserInput("The dose number is between 1 and 20.", field="doseNumber")
+        raise Invalid("The dose number is between 1 and 20.", field="dose_number")
     lot = (lot_number or "").strip() or None
     if lot is not None and len(lot) > 64:
-        raise BadUserInput("A lot number has 64 characters at most.", field="lotNumber")
+        raise Invalid("A lot number has 64 characters at most.", field="lot_number")
     if professional_id is not None and not await Professional.exists(id=professional_id):
-        raise BadUserInput("No such professional.", field="professionalId")
+        raise Invalid("No such professional.", field="professional_id")
     async with in_transaction() as conn:
         row = await Vaccination.create(
             patient_id=patient_id,
@@ -140,7 +140,7 @@ async def record_screening(
     await _past(patient_id, day, today, "date")
     text = (result or "").strip() or None
     if text is not None and len(text) > 500:
-        raise BadUserInput("A result has 500 characters at most.", field="result")
+        raise Invalid("A result has 500 characters at most.", field="result")
     async with in_transaction() as conn:
         row = await Screening.create(
             patient_id=patient_id, kind=kind, date=day, result=text, using_db=conn
@@ -171,9 +171,7 @@ def _clean_items(items: list[str], field: str) -> list[str]:
     cleaned = [" ".join(item.split()) for item in items]
     cleaned = [item for item in cleaned if item]
     if len(cleaned) > MAX_ITEMS or any(len(item) > MAX_ITEM_LENGTH for item in cleaned):
-        raise BadUserInput(
-            f"At most {MAX_ITEMS} entries of {MAX_ITEM_LENGTH} characters.", field=field
-        )
+        raise Invalid(f"At most {MAX_ITEMS} entries of {MAX_ITEM_LENGTH} characters.", field=field)
     return cleaned
 
 
@@ -181,15 +179,15 @@ async def update_health_profile(patient_id: UUID, changes: dict[str, Any]) -> He
     """Replace the given sections; sections absent from `changes` are left as they are."""
     unknown = set(changes) - set(PROFILE_SECTIONS)
     if unknown:
-        raise BadUserInput("Unknown profile section.", field=sorted(unknown)[0])
+        raise Invalid("Unknown profile section.", field=sorted(unknown)[0])
     for name in ("allergies", "treatments", "history"):
         if name in changes:
             changes[name] = _clean_items(changes[name] or [], name)
     if "advance_directives" in changes:
         text = (changes["advance_directives"] or "").strip() or None
         if text is not None and len(text) > 10_000:
-            raise BadUserInput(
-                "Advance directives have 10,000 characters at most.", field="advanceDirectives"
+            raise Invalid(
+                "Advance directives have 10,000 characters at most.", field="advance_directives"
             )
         changes["advance_directives"] = text
     async with in_transaction() as conn:

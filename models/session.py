@@ -11,8 +11,6 @@ from tortoise import fields
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from api.config import Settings
-from api.errors import RateLimited, Unauthenticated
 from models import ratelimit
 from models.access import ANONYMOUS, Actor
 from models.account import Account, Role
@@ -25,7 +23,8 @@ from models.crypto import (
     new_token,
     token_hash,
 )
-from models.outbox import deliver, queue_email
+from models.errors import Unauthenticated
+from models.outbox import Mailer, deliver, queue_email
 from models.passwords import hash_password, needs_rehash, verify_password
 from models.patient import Patient, SpaceStatus
 
@@ -73,6 +72,15 @@ CODE_FAILED = "Invalid or expired login code."
 
 
 @dataclass(frozen=True)
+class LoginPolicy:
+    """How login works here: plain values the edge takes from its settings."""
+
+    two_factor: bool
+    session_ttl: timedelta
+    mailer: Mailer
+
+
+@dataclass(frozen=True)
 class LoginResult:
     account: Account
     token: str | None = None
@@ -80,22 +88,46 @@ class LoginResult:
     challenge: LoginChallenge | None = None
 
 
-def _limit_keys(vault: Vault, email: str, client: str) -> list[tuple[str, int]]:
-    return [
-        ("login:" + vault.keyed_hash(email, purpose="login-email"), MAX_FAILURES_PER_EMAIL),
-        ("client:" + vault.keyed_hash(client, purpose="login-client"), MAX_FAILURES_PER_CLIENT),
-    ]
+async def _reserve_attempt(
+    vault: Vault, email: str, client: str, now: datetime
+) -> ratelimit.Reservation:
+    """One password or code attempt for this e-mail from this client address, taken before
+    the check (RATE_LIMITED past either limit); released by the caller when it succeeds."""
+    return await ratelimit.reserve(
+        [
+            ratelimit.Limit(
+                "login:" + vault.keyed_hash(email, purpose="login-email"),
+                MAX_FAILURES_PER_EMAIL,
+                LOGIN_WINDOW,
+            ),
+            ratelimit.Limit(
+                "client:" + vault.keyed_hash(client, purpose="login-client"),
+                MAX_FAILURES_PER_CLIENT,
+                LOGIN_WINDOW,
+            ),
+        ],
+        now=now,
+    )
 
 
-async def _check_limits(keys: list[tuple[str, int]], now: datetime) -> None:
-    wait = await ratelimit.retry_after(keys, LOGIN_WINDOW, now=now)
-    if wait is not None:
-        raise RateLimited(retry_after=wait)
-
-
-async def _fail(keys: list[tuple[str, int]], now: datetime) -> None:
-    for key, _ in keys:
-        await ratelimit.record_failure(key, now=now)
+async def confirm_password(
+    account_id: UUID | None,
+    password: str,
+    *,
+    client: str,
+    vault: Vault,
+    now: datetime | None = None,
+) -> bool:
+    """A logged-in caller re-enters their password: limited as their logins are, on the same
+    counters (a wrong re-entry is a wrong password for that e-mail), RATE_LIMITED past them."""
+    account = await Account.get_or_none(id=account_id) if account_id else None
+    if account is None:
+        return False
+    attempt = await _reserve_attempt(vault, account.email, client, now or utcnow())
+    if not await verify_password(account.password_hash, password):
+        return False
+    await attempt.release()
+    return True
 
 
 async def open_session(account: Account, *, ttl: timedelta, now: datetime) -> LoginResult:
@@ -111,26 +143,25 @@ async def login(
     *,
     client: str,
     vault: Vault,
-    settings: Settings,
+    policy: LoginPolicy,
     now: datetime | None = None,
 ) -> LoginResult:
     now = now or utcnow()
     email = email.strip().lower()
-    keys = _limit_keys(vault, email, client)
-    await _check_limits(keys, now)
+    # A failure keeps its reserved attempt: it counts.
+    attempt = await _reserve_attempt(vault, email, client, now)
     account = await Account.get_or_none(email=email)
     if not await verify_password(account.password_hash if account else None, password):
-        await _fail(keys, now)
         raise Unauthenticated(LOGIN_FAILED)
     assert account is not None
     if not await _may_log_in(account):
-        await _fail(keys, now)
         raise Unauthenticated(LOGIN_FAILED)
+    await attempt.release()
     if account.password_hash and needs_rehash(account.password_hash):
         account.password_hash = await hash_password(password)
         await account.save(update_fields=["password_hash"])
-    if not settings.two_factor:
-        return await open_session(account, ttl=settings.session_ttl, now=now)
+    if not policy.two_factor:
+        return await open_session(account, ttl=policy.session_ttl, now=now)
     code = new_login_code()
     async with in_transaction() as conn:
         challenge = await LoginChallenge.create(
@@ -153,7 +184,7 @@ async def login(
             using_db=conn,
         )
     try:
-        await deliver(message.id, settings)
+        await deliver(message.id, policy.mailer)
     except Exception:
         logger.exception("login code delivery failed; the outbox job will retry")
     return LoginResult(account=account, challenge=challenge)
@@ -178,7 +209,7 @@ async def verify_login(
     *,
     client: str,
     vault: Vault,
-    settings: Settings,
+    policy: LoginPolicy,
     now: datetime | None = None,
 ) -> LoginResult:
     now = now or utcnow()
@@ -188,33 +219,34 @@ async def verify_login(
         else None
     )
     email = challenge.account.email if challenge else ""
-    keys = _limit_keys(vault, email, client)
-    await _check_limits(keys, now)
-    valid = (
-        challenge is not None
-        and challenge.used_at is None
-        and challenge.expires_at > now
-        and challenge.failures < MAX_CHALLENGE_FAILURES
-    )
-    if not valid or challenge is None:
-        await _fail(keys, now)
+    # A failure keeps its reserved attempts, of the e-mail and of the challenge: they count.
+    attempt = await _reserve_attempt(vault, email, client, now)
+    if challenge is None or not await _reserve_challenge_attempt(challenge.id, now):
         raise Unauthenticated(CODE_FAILED)
     if not constant_time_equals(challenge.code_hash, code_hash(vault, code.strip())):
-        # F(): concurrent wrong guesses must each count.
-        await LoginChallenge.filter(id=challenge.id).update(failures=F("failures") + 1)
-        await _fail(keys, now)
         raise Unauthenticated(CODE_FAILED)
-    async with in_transaction() as conn:
-        used = (
-            await LoginChallenge.filter(id=challenge.id, used_at=None)
-            .using_db(conn)
-            .update(used_at=now)
-        )
-        if used != 1:
-            raise Unauthenticated(CODE_FAILED)
+    # Used, and its attempt given back; conditional, so a code logs in once.
+    used = await LoginChallenge.filter(id=challenge.id, used_at=None).update(
+        used_at=now, failures=F("failures") - 1
+    )
+    await attempt.release()
+    if used != 1:
+        raise Unauthenticated(CODE_FAILED)
     if not await _may_log_in(challenge.account):
         raise Unauthenticated(CODE_FAILED)
-    return await open_session(challenge.account, ttl=settings.session_ttl, now=now)
+    return await open_session(challenge.account, ttl=policy.session_ttl, now=now)
+
+
+async def _reserve_challenge_attempt(challenge_id: UUID, now: datetime) -> bool:
+    """One attempt of a live challenge, counted before the code is compared: one conditional
+    UPDATE, so of concurrent guesses at most MAX_CHALLENGE_FAILURES are ever compared."""
+    taken = await LoginChallenge.filter(
+        id=challenge_id,
+        used_at=None,
+        expires_at__gt=now,
+        failures__lt=MAX_CHALLENGE_FAILURES,
+    ).update(failures=F("failures") + 1)
+    return taken == 1
 
 
 # Every request runs this: one statement, hand-written (the ORM takes ~1 ms to build it).

@@ -85,7 +85,7 @@ class AuthMutation:
             input.password,
             client=ctx.client,
             vault=ctx.vault,
-            settings=ctx.settings,
+            policy=ctx.settings.login_policy,
             now=ctx.now,
         )
         return _payload(result)
@@ -102,7 +102,7 @@ class AuthMutation:
             input.code,
             client=ctx.client,
             vault=ctx.vault,
-            settings=ctx.settings,
+            policy=ctx.settings.login_policy,
             now=ctx.now,
         )
         return _payload(result)

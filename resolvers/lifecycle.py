@@ -176,7 +176,7 @@ class LifecycleMutation:
                 else None,
             ),
             vault=info.context.vault,
-            settings=info.context.settings,
+            mailer=info.context.settings.mailer,
             now=info.context.now,
         )
         return EnrollPatientPayload(patient=Patient.from_model(patient))
@@ -193,7 +193,7 @@ class LifecycleMutation:
             ids.decode_as(str(input.patient_id), "Patient"),
             channel=input.channel,
             vault=info.context.vault,
-            settings=info.context.settings,
+            mailer=info.context.settings.mailer,
             now=info.context.now,
             email=input.email,
             postal_address=_address(address) if address else None,
@@ -215,6 +215,9 @@ class LifecycleMutation:
             vault=info.context.vault,
             now=info.context.now,
         )
+        # New credentials on an existing account ended its sessions: its live streams stop.
+        accounts = await Account.filter(patient_id=patient.id).values_list("id", flat=True)
+        await publish_revoked(info.context.services.bus, accounts=[UUID(str(a)) for a in accounts])
         return ActivateSpacePayload(patient=Patient.from_model(patient))
 
     @strawberry.mutation(description="Oppose the creation of a space, before it is created.")
@@ -223,7 +226,8 @@ class LifecycleMutation:
             lifecycle.CodeProof(code=input.code, nir=input.nir, birth_date=input.birth_date),
             actor=info.context.actor,
             vault=info.context.vault,
-            settings=info.context.settings,
+            mailer=info.context.settings.mailer,
+            blobs=info.context.services.blobs,
             now=info.context.now,
         )
         return OpposeSpacePayload(opposed=opposed)
@@ -239,6 +243,8 @@ class LifecycleMutation:
             pk,
             account_id=info.context.actor.account_id,
             password=input.password,
+            client=info.context.client,
+            vault=info.context.vault,
             now=info.context.now,
         )
         accounts = await Account.filter(patient_id=pk).values_list("id", flat=True)
@@ -257,6 +263,8 @@ class LifecycleMutation:
             pk,
             account_id=info.context.actor.account_id,
             password=input.password,
+            client=info.context.client,
+            vault=info.context.vault,
             now=info.context.now,
         )
         return RequestDeletionPayload(delete_by=delete_by)

@@ -15,10 +15,13 @@ from models import access
 from models.account import Operator as OperatorModel
 from models.audit import AccessAction, AccessBasis
 from models.patient import Patient as PatientModel
+from models.patient import reveal_nir
 from models.professional import Establishment as EstablishmentModel
 from models.professional import Professional as ProfessionalModel
+from models.professional import search_directory
 from resolvers import ids
 from resolvers.audit import record_access
+from resolvers.cost import FAMILY, READS_DATABASE, RECORD, SLICED_BY_FIRST
 from resolvers.enums import (
     DocumentCategory,
     Profession,
@@ -28,7 +31,7 @@ from resolvers.enums import (
     SpaceStatus,
 )
 from resolvers.node import Node, register
-from resolvers.pagination import Connection, Order, paginate
+from resolvers.pagination import PAGE, Connection, Order, paginate
 from resolvers.permissions import (
     HolderOnly,
     IsAuthenticated,
@@ -97,6 +100,7 @@ class Professional(Node):
             "readable by that professional only."
         ),
         extensions=guard(IsThisProfessional()),
+        directives=[PAGE],
     )
     async def patients(
         self, info: Info, first: int | None = None, after: str | None = None
@@ -120,6 +124,7 @@ class Professional(Node):
     @strawberry.field(
         description="All of this professional's conversations, across patients (the dashboard).",
         extensions=guard(IsThisProfessional()),
+        directives=[PAGE],
     )
     async def conversations(
         self, info: Info, first: int | None = None, after: str | None = None
@@ -177,11 +182,12 @@ class Patient(Node):
     def nir(self, info: Info) -> str | None:
         if self.nir_encrypted is None:
             return None
-        return info.context.vault.decrypt(self.nir_encrypted, context="nir")
+        return reveal_nir(info.context.vault, self.pk, self.nir_encrypted)
 
     @strawberry.field(
         description="The minors this holder represents: holder only.",
         extensions=guard(HolderOnly()),
+        directives=[FAMILY],
     )
     async def dependents(self, info: Info) -> list[Patient] | None:
         rows = await info.context.loaders.dependents.load(self.pk)
@@ -190,6 +196,7 @@ class Patient(Node):
     @strawberry.field(
         description="The legal representatives of this minor: holder and representative only.",
         extensions=guard_read(ManagesPatient()),
+        directives=[FAMILY],
     )
     async def representatives(self, info: Info) -> list[Patient] | None:
         rows = await info.context.loaders.representatives.load(self.pk)
@@ -198,6 +205,7 @@ class Patient(Node):
     @strawberry.field(
         description="Documents of the dossier, newest first, as this viewer may see them.",
         extensions=guard_read(ReadsDossier()),
+        directives=[PAGE],
     )
     async def documents(
         self,
@@ -227,14 +235,20 @@ class Patient(Node):
         return Professional.from_model(row) if row else None
 
     @strawberry.field(
-        description="The carnet de vaccination.", extensions=guard_read(ReadsDossier())
+        description="The carnet de vaccination.",
+        extensions=guard_read(ReadsDossier()),
+        directives=[RECORD],
     )
     async def vaccinations(self, info: Info) -> list[VaccinationRef] | None:
         from resolvers.dossier import patient_vaccinations
 
         return await patient_vaccinations(info, self.pk)
 
-    @strawberry.field(description="Screening tests.", extensions=guard_read(ReadsDossier()))
+    @strawberry.field(
+        description="Screening tests.",
+        extensions=guard_read(ReadsDossier()),
+        directives=[RECORD],
+    )
     async def screenings(self, info: Info) -> list[ScreeningRef] | None:
         from resolvers.dossier import patient_screenings
 
@@ -243,6 +257,7 @@ class Patient(Node):
     @strawberry.field(
         description="Consents given to professionals: holder and representative only.",
         extensions=guard_read(ManagesPatient()),
+        directives=[RECORD],
     )
     async def consents(self, info: Info) -> list[ConsentRef] | None:
         from resolvers.consent import patient_consents
@@ -257,8 +272,12 @@ class Patient(Node):
         return self.emergency_opposed
 
     @strawberry.field(
-        description="Who accessed the dossier, newest first: holder and representative only.",
+        description=(
+            "Who accessed the dossier, newest first: holder and representative only. A "
+            "representative does not see the events about documents hidden from them."
+        ),
         extensions=guard_read(ManagesPatient()),
+        directives=[PAGE],
     )
     async def access_log(
         self, info: Info, first: int | None = None, after: str | None = None
@@ -270,6 +289,7 @@ class Patient(Node):
     @strawberry.field(
         description="Conversations with professionals, latest first: holder and representative.",
         extensions=guard_read(ManagesPatient()),
+        directives=[PAGE],
     )
     async def conversations(
         self, info: Info, first: int | None = None, after: str | None = None
@@ -284,6 +304,7 @@ class Patient(Node):
             "overlap the range."
         ),
         extensions=guard_read(ReadsDossier()),
+        directives=[PAGE],
     )
     async def appointments(
         self,
@@ -300,6 +321,7 @@ class Patient(Node):
     @strawberry.field(
         description="Reminders, latest due first: holder and representative only.",
         extensions=guard_read(ManagesPatient()),
+        directives=[PAGE],
     )
     async def reminders(
         self,
@@ -318,6 +340,7 @@ class Patient(Node):
             "representative only. rotateCalendarFeed replaces it."
         ),
         extensions=guard_read(ManagesPatient()),
+        directives=[READS_DATABASE],
     )
     async def calendar_feed_url(self, info: Info) -> str | None:
         from resolvers.agenda import patient_calendar_feed_url
@@ -457,16 +480,11 @@ class PeopleQuery:
     @strawberry.field(
         description="The professional directory: search by name or RPPS (authenticated users).",
         extensions=guard(IsAuthenticated()),
+        directives=[SLICED_BY_FIRST],
     )
     async def professionals(
         self, info: Info, search: str, first: int | None = 20
     ) -> list[Professional]:
         limit = max(1, min(first or 20, MAX_DIRECTORY_PAGE))
-        terms = search.split()
-        query = ProfessionalModel.all()
-        for term in terms[:4]:
-            query = query.filter(
-                Q(last_name__icontains=term) | Q(first_name__icontains=term) | Q(rpps=term)
-            )
-        rows = await query.order_by("last_name", "first_name", "id").limit(limit)
+        rows = await search_directory(search, limit=limit)
         return [Professional.from_model(row) for row in rows]

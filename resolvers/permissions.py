@@ -13,9 +13,10 @@ from api.errors import Forbidden, Unauthenticated
 from resolvers.audit import record_access
 
 
-def guard(*permissions: BasePermission) -> list[FieldExtension]:
-    """The `extensions=` of a guarded field or operation."""
-    return [PermissionExtension(permissions=list(permissions))]
+def guard(*permissions: BasePermission, fail_silently: bool = False) -> list[FieldExtension]:
+    """The `extensions=` of a guarded field or operation; `fail_silently` answers null (a
+    nullable field) rather than an error."""
+    return [PermissionExtension(permissions=list(permissions), fail_silently=fail_silently)]
 
 
 def guard_read(*permissions: BasePermission) -> list[FieldExtension]:
@@ -61,16 +62,14 @@ class ReadsDossier(_FieldGuard):
 
 class SeesReferencedDocument(_FieldGuard):
     """A reference to a document (an access event's): readable when the document itself is,
-    by the rule of every list; one that no longer exists is simply null."""
+    by the rule of every list. Guard it with `fail_silently`: one the viewer may not read is
+    null, exactly as one that no longer exists, so the answer tells nothing of it."""
 
     async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
-        from models.document import Document
         from resolvers.dossier import visible_documents
 
         pk = source.document_id
-        if pk is None or pk in await visible_documents(info, [pk]):
-            return True
-        return not await Document.exists(id=pk)
+        return pk is None or pk in await visible_documents(info, [pk])
 
 
 class IsThisProfessional(_FieldGuard):

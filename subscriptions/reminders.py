@@ -1,7 +1,8 @@
 """reminderAlerts: each reminder pushed to the holder and the representatives as it falls due.
 
-Events carry the reminder id; the subscriber's session and right to the space are re-checked
-before each alert is sent. After a broadcast outage (RESYNC) the alerts sent meanwhile are
+Events carry the reminder id; the subscriber's session (checked as the operation starts) and
+right to the space are re-checked before each alert is sent: a session ended closes the socket
+(4401, api/ws_operations.py). After a broadcast outage (RESYNC) the alerts sent meanwhile are
 replayed from the database.
 """
 
@@ -19,19 +20,11 @@ from models.access import live_managed_patient_ids
 from models.base import utcnow
 from models.reminder import Reminder as ReminderModel
 from models.reminder import ReminderStatus
-from models.session import session_active
 from resolvers.agenda import Reminder
 from subscriptions.broadcast import SubscriberDropped
 from subscriptions.channels import account_channel
 
 RECHECK_SECONDS = 30.0
-
-
-def _fresh(info: Info) -> None:
-    ctx = info.context
-    ctx.now = utcnow()
-    ctx._loaders = None
-    ctx._audit = None
 
 
 async def _managed(info: Info) -> list[UUID]:
@@ -53,7 +46,6 @@ class ReminderSubscription:
             raise Unauthenticated()
         if not actor.is_patient:
             raise Forbidden("Reminders are for the holder and legal representatives.")
-        session_id = actor.session_id
         delivered: set[UUID] = set()
         since = utcnow()
 
@@ -79,11 +71,11 @@ class ReminderSubscription:
                         try:
                             event = await asyncio.wait_for(events.__anext__(), RECHECK_SECONDS)
                         except TimeoutError:
-                            if not await session_active(session_id):
+                            if not await ctx.session_alive():
                                 return
                             continue
-                        _fresh(info)
-                        if not await session_active(session_id):
+                        ctx.refresh()
+                        if not await ctx.session_alive():
                             return
                         kind = event.get("type")
                         if kind == "resync":

@@ -1,6 +1,8 @@
 """The Subscription type. Each event is re-loaded through the subscriber's access rules, and
 the subscriber's session re-checked, before anything is sent: a logout, a closed space or an
-expired token ends the stream."""
+expired token ends the stream, and the socket closes (4401, api/ws_operations.py). The
+operation's context is its own (derived per operation from the socket's, its session checked
+just before), refreshed at each delivery."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from models.access import Actor
 from models.base import utcnow
 from models.message import Conversation as ConversationModel
 from models.message import Message as MessageModel
-from models.session import Session, session_active
+from models.session import Session
 from resolvers import ids
 from resolvers.messaging import (
     MESSAGE_ORDER,
@@ -60,15 +62,6 @@ class _Seen:
         if len(self._ids) > SEEN_MEMORY:
             del self._ids[next(iter(self._ids))]  # the oldest
         return True
-
-
-def _fresh(info: Info) -> None:
-    """A websocket context lives as long as the socket: each delivery gets fresh loaders,
-    a fresh clock and audit trail, so nothing cached outlives a revoked right."""
-    ctx = info.context
-    ctx.now = utcnow()
-    ctx._loaders = None
-    ctx._audit = None
 
 
 async def _visible_messages(info: Info, conversation_pk: UUID | None) -> Q | None:
@@ -232,12 +225,6 @@ class Subscription:
         seen = _Seen()
         expires_at = await _session_expiry(actor.session_id)
 
-        async def still_allowed() -> bool:
-            return actor.session_id is not None and await session_active(actor.session_id)
-
-        if not await still_allowed():  # a socket whose session was revoked since it opened
-            raise Unauthenticated()
-
         async def replay(position: str | None) -> list[MessageModel]:
             visible = await _visible_messages(info, conversation_pk)
             if visible is None:
@@ -264,8 +251,8 @@ class Subscription:
                                 _cursor_at(newest - RESYNC_MARGIN) if newest is not None else None
                             )
                             while True:
-                                _fresh(info)
-                                if not await still_allowed():
+                                ctx.refresh()
+                                if not await ctx.session_alive():
                                     return
                                 batch = await replay(position)
                                 for row in batch:
@@ -280,22 +267,24 @@ class Subscription:
                         timeout = RECHECK_SECONDS
                         if expires_at is not None:
                             timeout = min(timeout, (expires_at - utcnow()).total_seconds())
-                        if timeout <= 0:
-                            return
+                        if timeout <= 0:  # expired: session_alive marks the session ended
+                            if not await ctx.session_alive():
+                                return
+                            expires_at, timeout = None, RECHECK_SECONDS
                         # Idle from here on: hold nothing of the last delivery (its loaders
                         # alone are ~10 KB a socket); the next event starts afresh anyway.
-                        _fresh(info)
+                        ctx.refresh()
                         event = message = None
                         try:
                             # Not `wait_for`: that makes a task per wait, per socket.
                             async with asyncio.timeout(timeout):
                                 event = await events.__anext__()
                         except TimeoutError:
-                            if not await still_allowed():
+                            if not await ctx.session_alive():
                                 return
                             continue
-                        _fresh(info)
-                        if not await still_allowed():
+                        ctx.refresh()
+                        if not await ctx.session_alive():
                             return
                         kind = event.get("type")
                         if kind == "resync":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -13,7 +14,7 @@ from models.account import Account, Operator, Role
 from models.base import utcnow
 from models.crypto import Vault
 from models.passwords import hash_password
-from models.patient import Patient, Representation, Sex, SpaceStatus
+from models.patient import Patient, Representation, Sex, SpaceStatus, seal_nir
 from models.professional import Profession, Professional, Sector
 from models.session import open_session
 from tests.conftest import SECRET
@@ -55,8 +56,10 @@ async def make_patient(
     login: bool = True,
 ) -> Person:
     number = make_nir(sex, birth_date)
+    patient_id = uuid.uuid4()
     patient = await Patient.create(
-        nir_encrypted=vault.encrypt(number, context="nir"),
+        id=patient_id,
+        nir_encrypted=seal_nir(vault, patient_id, number),
         nir_hash=vault.keyed_hash(number, purpose="nir"),
         first_name=first_name,
         last_name=last_name,

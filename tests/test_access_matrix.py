@@ -99,10 +99,10 @@ TABLE = (
     Row("N  A  A  N  N  A  A  N  N  N  A  A  N  N", "Vaccination", "vaccination", VACCINATION),
     Row("N  A  A  N  N  A  A  N  N  N  A  A  N  N", "Screening", "screening", SCREENING),
     Row("N  A  A  N  N  N  N  N  N  N  N  N  N  N", "Consent", "consent", CONSENT),
-    Row("N  A  A  N  N  N  N  N  N  N  N  N  N  N", "AccessEvent", "event", EVENT),
-    # The event is a professional's deposit of "pro": its document is not the
-    # representative's to read.
-    Row("N  A  F  N  N  N  N  N  N  N  N  N  N  N", "AccessEvent", "event", ("document",)),
+    # The event is a professional's deposit of "pro", hidden from representatives: its
+    # traces are too, so the representative finds the event neither listed nor by id.
+    Row("N  A  N  N  N  N  N  N  N  N  N  N  N  N", "AccessEvent", "event", EVENT),
+    Row("N  A  N  N  N  N  N  N  N  N  N  N  N  N", "AccessEvent", "event", ("document",)),
 )
 
 # Fetching a space by id (`patient`, `node`, `nodes`) is a read of it: identity included,

@@ -12,12 +12,12 @@ import httpx
 import pytest
 
 from api.config import Settings
-from api.errors import Conflict
 from api.jobs import run_jobs
 from models.appointment import Appointment, AppointmentStatus, Slot, update_appointment
 from models.audit import AccessAction, AccessEvent, AuditTrail
 from models.base import PARIS, utcnow
 from models.consent import ConsentAccess, grant_consent, open_emergency_access, revoke_consent
+from models.errors import Conflict
 from models.reminder import Reminder
 from resolvers.ids import decode_as, encode
 from tests.factories import (

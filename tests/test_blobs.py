@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from api.errors import BadUserInput, PayloadTooLarge
 from models.blobs import (
     BlobNotFound,
     BlobStore,
@@ -17,6 +16,8 @@ from models.blobs import (
     sniff_mime,
     validate_upload,
 )
+from models.errors import Invalid as BadUserInput
+from models.errors import TooLarge as PayloadTooLarge
 
 PDF_BYTES = b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n%%EOF\n"
 PNG_BYTES = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 16
@@ -75,8 +76,14 @@ def test_sniff_mime(data: bytes, expected: str | None) -> None:
     assert sniff_mime(data) == expected
 
 
-def test_text_mentioning_markup_after_the_start_is_plain_text() -> None:
-    assert sniff_mime("Le patient a écrit <script> dans le formulaire".encode()) == "text/plain"
+def test_text_with_markup_after_the_start_is_refused() -> None:
+    assert sniff_mime("Le patient a écrit <script> dans le formulaire".encode()) is None
+
+
+def test_text_with_comparisons_and_bracketed_addresses_is_plain_text() -> None:
+    text = "HbA1c < 7 %, CRP <5 mg/L, LDL<=1,0 g/L.\nDe : Dr Martin <martin@chu-lyon.fr>\n"
+
+    assert sniff_mime(text.encode()) == "text/plain"
 
 
 # Upload validation
@@ -111,7 +118,7 @@ def test_empty_upload_is_refused() -> None:
         validate_upload(b"", declared_mime="application/pdf", max_bytes=MB, field="document")
 
     assert exc_info.value.message == "The file is empty."
-    assert exc_info.value.extensions == {"code": "BAD_USER_INPUT", "field": "document"}
+    assert exc_info.value.field == "document"
 
 
 def test_oversize_upload_is_refused_with_the_limit() -> None:
@@ -119,7 +126,7 @@ def test_oversize_upload_is_refused_with_the_limit() -> None:
         validate_upload(PDF_BYTES + b"x" * (20 * MB), declared_mime=None, max_bytes=20 * MB)
 
     assert exc_info.value.message == "The file is larger than the 20 MB limit."
-    assert exc_info.value.extensions == {"code": "PAYLOAD_TOO_LARGE", "field": "file"}
+    assert exc_info.value.field == "file"
 
 
 def test_upload_of_exactly_the_limit_is_accepted() -> None:
@@ -151,7 +158,7 @@ def test_renamed_executable_or_binary_is_refused(data: bytes) -> None:
     assert exc_info.value.message == (
         "Unsupported file type: PDF, JPEG, PNG, TIFF, RTF or plain text is accepted."
     )
-    assert exc_info.value.extensions == {"code": "BAD_USER_INPUT", "field": "file"}
+    assert exc_info.value.field == "file"
 
 
 def test_declared_type_that_lies_is_refused() -> None:
@@ -159,7 +166,7 @@ def test_declared_type_that_lies_is_refused() -> None:
         validate_upload(PNG_BYTES, declared_mime="application/pdf", max_bytes=MB, field="f")
 
     assert exc_info.value.message == "The declared type does not match the content."
-    assert exc_info.value.extensions == {"code": "BAD_USER_INPUT", "field": "f"}
+    assert exc_info.value.field == "f"
 
 
 # File store

@@ -228,9 +228,13 @@ def test_create_operator_refuses_a_taken_email_without_a_traceback(
 DEMO_LOGINS = [
     f"demo logins (password for all: {DEMO_PASSWORD}):",
     "  operator      operateur@demo.espace-sante.localhost",
-    "  professional  dr.martin@demo.espace-sante.localhost   (Dr Claire Martin, MEDECIN)",
+    "  professional  dr.martin@demo.espace-sante.localhost   (Dr Claire Martin, GP)",
+    "  professional  dr.benali@demo.espace-sante.localhost   (Dr Karim Benali, emergency room)",
+    "  professional  s.lambert@demo.espace-sante.localhost   (physio, consent expired)",
+    "  professional  dr.moreau@demo.espace-sante.localhost   (blocked by Camille)",
     "  patient       camille@demo.espace-sante.localhost     (represents her son Léo, 10)",
-    "  patient       jean@demo.espace-sante.localhost",
+    "  patient       thomas@demo.espace-sante.localhost      (her husband, represents Léo too)",
+    "  patient       jean@demo.espace-sante.localhost        (her father, 68)",
 ]
 
 
@@ -245,10 +249,10 @@ def test_seed_demo_prints_the_logins_and_is_idempotent(
     assert main(["seed-demo"]) == 0
     second = capsys.readouterr().out
 
-    assert first.splitlines()[-6:] == ["demo data loaded", *DEMO_LOGINS]
-    assert second.splitlines()[-6:] == ["demo data already loaded", *DEMO_LOGINS]
-    assert (accounts, patients) == (4, 3)
-    assert (count(database, "account"), count(database, "patient")) == (4, 3)
+    assert first.splitlines()[-10:] == ["demo data loaded", *DEMO_LOGINS]
+    assert second.splitlines()[-10:] == ["demo data already loaded", *DEMO_LOGINS]
+    assert (accounts, patients) == (8, 4)
+    assert (count(database, "account"), count(database, "patient")) == (8, 4)
 
 
 # --- export-schema ----------------------------------------------------------------------
@@ -323,6 +327,36 @@ def test_production_without_secret_key_refuses(
         "configuration error: SECRET_KEY must be set in production (32+ random characters)\n"
     )
     assert list(data_dir.iterdir()) == []
+
+
+def test_production_without_smtp_url_refuses_to_start(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without SMTP, every login and activation code would go to DATA_DIR/outbox/ in clear."""
+    import uvicorn
+
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("SECRET_KEY", "k" * 40)
+    monkeypatch.delenv("TWO_FACTOR")
+    started: list[str] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: started.append("uvicorn"))
+
+    async def fake_migrate(settings: Settings) -> None:
+        started.append("migrate")
+
+    monkeypatch.setattr(api.cli, "migrate", fake_migrate)
+
+    # when production starts without SMTP_URL: exit 2, one line, nothing started or written
+    assert main(["serve"]) == 2
+    assert capsys.readouterr().err == (
+        "configuration error: SMTP_URL must be set in production (login and activation codes)\n"
+    )
+    assert started == []
+    assert list(data_dir.iterdir()) == []
+    # and with it, it starts
+    monkeypatch.setenv("SMTP_URL", "smtp://127.0.0.1:2525")
+    assert main(["serve"]) == 0
+    assert (started, capsys.readouterr().err) == (["migrate", "uvicorn"], "")
 
 
 def test_production_refuses_two_factor_off(

@@ -4,7 +4,7 @@ import pytest
 from stdnum import luhn
 from stdnum.fr import nir
 
-from api.errors import BadUserInput
+from models.errors import Invalid as BadUserInput
 from models.identifiers import (
     check_password,
     normalize_email,
@@ -19,7 +19,7 @@ def with_nir_key(first13: str) -> str:
 
 
 def error_of(exc_info: pytest.ExceptionInfo[BadUserInput]) -> tuple[str, object]:
-    return exc_info.value.message, (exc_info.value.extensions or {}).get("field")
+    return exc_info.value.message, exc_info.value.field
 
 
 # NIR

@@ -136,7 +136,7 @@ def test_run_jobs_cli_with_now(
                     email="camille@example.org",
                 ),
                 vault=Vault(SECRET),
-                settings=settings,
+                mailer=settings.mailer,
                 now=sent,
             )
         finally:

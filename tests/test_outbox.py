@@ -133,7 +133,7 @@ async def test_queued_email_is_delivered_then_redacted(
 ) -> None:
     message = await queue()
 
-    delivered = await deliver(message.id, settings_for(tmp_path, port=port))
+    delivered = await deliver(message.id, settings_for(tmp_path, port=port).mailer)
 
     assert delivered is True
     [caught] = smtp.messages
@@ -150,7 +150,7 @@ async def test_queued_email_is_delivered_then_redacted(
 async def test_smtp_down_keeps_the_code_and_retries_later(
     db: None, tmp_path: Path, port: int
 ) -> None:
-    settings = settings_for(tmp_path, port=port)
+    settings = settings_for(tmp_path, port=port).mailer
     message = await queue()
     before = utcnow()
 
@@ -185,7 +185,7 @@ async def test_smtp_down_keeps_the_code_and_retries_later(
 async def test_gives_up_after_twenty_attempts(
     db: None, tmp_path: Path, port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = settings_for(tmp_path, port=port)
+    settings = settings_for(tmp_path, port=port).mailer
     message = await queue()
     await OutboxMessage.filter(id=message.id).update(attempts=19)
 
@@ -200,7 +200,7 @@ async def test_gives_up_after_twenty_attempts(
 async def test_concurrent_workers_send_each_message_once(
     db: None, tmp_path: Path, port: int, smtp: Catcher
 ) -> None:
-    settings = settings_for(tmp_path, port=port)
+    settings = settings_for(tmp_path, port=port).mailer
     messages = [await queue(f"user{i}@example.org") for i in range(5)]
 
     counts = await asyncio.gather(deliver_pending(settings), deliver_pending(settings))
@@ -210,7 +210,7 @@ async def test_concurrent_workers_send_each_message_once(
 
 
 async def test_without_smtp_url_writes_an_eml_file(db: None, tmp_path: Path) -> None:
-    settings = settings_for(tmp_path, port=None)
+    settings = settings_for(tmp_path, port=None).mailer
     message = await queue()
 
     assert await deliver_pending(settings) == 1
@@ -228,12 +228,12 @@ async def test_code_is_logged_in_development_only(
 ) -> None:
     caplog.set_level(logging.INFO, logger="models.outbox")
     await queue()
-    await deliver_pending(settings_for(tmp_path, port=None, environment="development"))
+    await deliver_pending(settings_for(tmp_path, port=None, environment="development").mailer)
     assert "development: code for j***@example.org is " + CODE in caplog.text
 
     caplog.clear()
     await queue()
-    await deliver_pending(settings_for(tmp_path, port=None, environment="production"))
+    await deliver_pending(settings_for(tmp_path, port=None, environment="production").mailer)
     assert "j***@example.org" in caplog.text
     assert "jane@" not in caplog.text
     assert CODE not in caplog.text
@@ -242,7 +242,7 @@ async def test_code_is_logged_in_development_only(
 async def test_letter_is_rendered_for_printing_then_marked_printed(
     db: None, tmp_path: Path
 ) -> None:
-    settings = settings_for(tmp_path, port=None)
+    settings = settings_for(tmp_path, port=None).mailer
     letter = await queue_letter(
         address="Jeanne Martin\n12 rue des Lilas\n75011 Paris",
         subject="Votre espace santé",
@@ -274,7 +274,7 @@ async def test_letter_is_rendered_for_printing_then_marked_printed(
 async def test_delivered_messages_go_after_the_retention_but_not_unprinted_letters(
     db: None, tmp_path: Path
 ) -> None:
-    settings = settings_for(tmp_path, port=None)
+    settings = settings_for(tmp_path, port=None).mailer
     sent, pending = await queue("sent@example.org"), await queue("later@example.org")
     letter = await queue_letter(
         address="Jeanne Martin\n75011 Paris",
@@ -306,7 +306,7 @@ async def test_delivered_messages_go_after_the_retention_but_not_unprinted_lette
 async def test_erasing_a_space_removes_its_messages_and_their_files(
     db: None, tmp_path: Path
 ) -> None:
-    settings = settings_for(tmp_path, port=None)
+    settings = settings_for(tmp_path, port=None).mailer
     mine, other = uuid.uuid4(), uuid.uuid4()
     kept = await queue("other@example.org", patient_id=other)
     gone = [await queue("me@example.org", patient_id=mine) for _ in range(2)]

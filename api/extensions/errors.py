@@ -20,7 +20,8 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import StreamExecutionResult
 
-from api.errors import ApiError, BadUserInput, InternalError
+from api.errors import ApiError, BadUserInput, InternalError, from_domain
+from models.errors import DomainError
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,19 @@ def with_code(error: GraphQLError, code: str) -> GraphQLError:
         path=error.path,
         original_error=error.original_error,
         extensions={**(error.extensions or {}), "code": code},
+    )
+
+
+def located(coded: GraphQLError, error: GraphQLError) -> GraphQLError:
+    """`coded`'s message and extensions at `error`'s place in the document and the answer."""
+    return GraphQLError(
+        coded.message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=error.original_error,
+        extensions=coded.extensions,
     )
 
 
@@ -139,6 +153,8 @@ class MaskInternalErrors(SchemaExtension):
     def _process(self, error: GraphQLError, *, data_is_null: bool) -> GraphQLError:
         if _is_api_error(error) or _is_coded_graphql_error(error):
             return error
+        if isinstance(error.original_error, DomainError):
+            return located(from_domain(error.original_error), error)
         if isinstance(error.original_error, _TRANSPORT_ERRORS):
             # Over a websocket, where no HTTP view answers them: an unknown operation name,
             # or an operation type this transport does not run.
@@ -211,4 +227,11 @@ def _as_graphql_error(exc: Exception) -> GraphQLError:
     return GraphQLError(str(exc), original_error=exc)
 
 
-__all__ = ["MaskInternalErrors", "error_code", "mask_error", "request_id_of", "with_code"]
+__all__ = [
+    "MaskInternalErrors",
+    "error_code",
+    "located",
+    "mask_error",
+    "request_id_of",
+    "with_code",
+]

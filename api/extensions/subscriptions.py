@@ -6,16 +6,17 @@ managers and suspended generators per idle subscription (bench/FANOUT.md). A sub
 document gets, instead, `SubscriptionGuard`, which gives exactly the same guarantees from
 hooks that are left before the stream starts:
 
-- the same limits: the token limit as a parse option, the depth and alias rules (coded
-  QUERY_TOO_COMPLEX) added to the validation rules, as DepthLimit, AliasLimit and
-  TokenLimit do;
+- the same limits: the token limit as a parse option and the shape rule (depth, aliases,
+  directives) added to the validation rules, as OperationLimits does, and the cost checked
+  once the document is valid, as CostLimit does (all coded QUERY_TOO_COMPLEX);
 - the same error masking: every result of a stream, pre-execution errors included, goes
   through `on_stream_result`, which codes or masks each error as MaskInternalErrors does.
   Its `on_operation` only mattered for exceptions escaping the stream, which cannot happen
   here: the document was parsed (below), and strawberry turns every later failure into a
   result.
 
-Queries and mutations, over HTTP or a websocket, keep the full extension set.
+Queries and mutations keep the full extension set (they run over HTTP only: the websocket
+refuses them, api/ws_operations.py).
 """
 
 from __future__ import annotations
@@ -35,28 +36,35 @@ from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType as StrawberryOperationType
 
 from api.errors import QueryTooComplex
+from api.extensions.cost import check_cost
 from api.extensions.errors import MaskInternalErrors, error_code, with_code
-from api.extensions.limits import ALIASES_RULE, DEPTH_RULE, MAX_TOKENS, is_parse_aborted
+from api.extensions.limits import MAX_TOKENS, is_parse_aborted, limits_of
 
 _LEAN: contextvars.ContextVar[bool] = contextvars.ContextVar("lean_subscription", default=False)
 
 
 @lru_cache(maxsize=256)
-def _parse(query: str) -> DocumentNode:
+def _parse(query: str, max_tokens: int = MAX_TOKENS) -> DocumentNode:
     # Under the token limit, as every parse: a document over it is left to the full path.
-    return parse(query, max_tokens=MAX_TOKENS)
+    return parse(query, max_tokens=max_tokens)
+
+
+def operation_type(query: str | None, operation_name: str | None) -> OperationType | None:
+    """The type of a document's chosen operation; None if it does not parse (within the
+    token limit) or names no single operation (errors the full path reports)."""
+    if not query:
+        return None
+    try:
+        document = _parse(query)
+    except GraphQLError:
+        return None
+    operation = get_operation_ast(document, operation_name)
+    return None if operation is None else operation.operation
 
 
 def is_subscription(query: str | None, operation_name: str | None) -> bool:
     """True for a document that parses, whose chosen operation is a subscription."""
-    if not query:
-        return False
-    try:
-        document = _parse(query)
-    except GraphQLError:
-        return False
-    operation = get_operation_ast(document, operation_name)
-    return operation is not None and operation.operation is OperationType.SUBSCRIPTION
+    return operation_type(query, operation_name) is OperationType.SUBSCRIPTION
 
 
 class SubscriptionGuard(MaskInternalErrors):
@@ -68,16 +76,18 @@ class SubscriptionGuard(MaskInternalErrors):
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
-        context.parse_options["max_tokens"] = MAX_TOKENS
-        context.validation_rules = (*context.validation_rules, DEPTH_RULE, ALIASES_RULE)
+        limits = limits_of(context.context)
+        context.parse_options["max_tokens"] = limits.max_tokens
+        context.validation_rules = (*context.validation_rules, *limits.rules)
         # On failure strawberry parses again and reports the error as a result (coded below).
         with contextlib.suppress(GraphQLError):
             if context.query:
-                context.graphql_document = _parse(context.query)
+                context.graphql_document = _parse(context.query, limits.max_tokens)
         yield
 
     def on_validate(self) -> Iterator[None]:
         yield
+        check_cost(self.execution_context)  # raises QUERY_TOO_COMPLEX, answered by _answered
         # What `on_execute` told MaskInternalErrors: from here on, errors are execution's.
         self._executing = not self.execution_context.pre_execution_errors
 
@@ -148,4 +158,4 @@ class LeanSubscriptions(Schema):
         return subscription_extensions()
 
 
-__all__ = ["LeanSubscriptions", "SubscriptionGuard", "is_subscription"]
+__all__ = ["LeanSubscriptions", "SubscriptionGuard", "is_subscription", "operation_type"]

@@ -184,7 +184,7 @@ async def _make_actors(settings: Any, patients: int) -> dict[str, Any]:
     from models.base import utcnow
     from models.crypto import Vault
     from models.passwords import hash_password
-    from models.patient import Patient, Sex, SpaceStatus
+    from models.patient import Patient, Sex, SpaceStatus, seal_nir
     from models.professional import Profession, Professional, Sector
     from models.session import open_session
     from resolvers.ids import encode
@@ -215,8 +215,10 @@ async def _make_actors(settings: Any, patients: int) -> dict[str, Any]:
     for n in range(patients):
         body = f"2800175056{n:03d}"
         number = body + nir.calc_check_digits(body)
+        patient_id = uuid.uuid4()
         patient = await Patient.create(
-            nir_encrypted=vault.encrypt(number, context="nir"),
+            id=patient_id,
+            nir_encrypted=seal_nir(vault, patient_id, number),
             nir_hash=vault.keyed_hash(number, purpose="nir"),
             first_name=f"Alice{n}",
             last_name="Lefebvre",

@@ -82,7 +82,7 @@ async def _make_cast(migrate_first: bool) -> dict[str, dict[str, str]]:
     from models.base import utcnow
     from models.crypto import Vault
     from models.passwords import hash_password
-    from models.patient import Patient, Representation, Sex, SpaceStatus
+    from models.patient import Patient, Representation, Sex, SpaceStatus, seal_nir
     from models.professional import Profession, Professional, Sector
     from models.session import open_session
     from resolvers.ids import encode
@@ -108,8 +108,10 @@ async def _make_cast(migrate_first: bool) -> dict[str, dict[str, str]]:
             born = date(today.year - age, 1, 15)
             body = f"2{born:%y}0175056{n:03d}"
             number = body + nir.calc_check_digits(body)
+            patient_id = uuid.uuid4()
             row = await Patient.create(
-                nir_encrypted=vault.encrypt(number, context="nir"),
+                id=patient_id,
+                nir_encrypted=seal_nir(vault, patient_id, number),
                 nir_hash=vault.keyed_hash(number, purpose="nir"),
                 first_name=first,
                 last_name="Lefebvre",
