@@ -21,6 +21,7 @@ MODEL_MODULES: list[str] = [
     "models.message",
     "models.appointment",
     "models.calendar_feed",
+    "models.persisted",
 ]
 
 

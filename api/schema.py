@@ -15,6 +15,7 @@ from api.extensions.subscriptions import LeanSubscriptions
 from resolvers.agenda import AgendaMutation, Appointment, Reminder
 from resolvers.auth import AuthMutation
 from resolvers.consent import AccessEvent, Consent, ConsentMutation, ConsentQuery
+from resolvers.cost import WRITE, Cost
 from resolvers.dossier import Document, DossierMutation, Screening, Vaccination
 from resolvers.lifecycle import LifecycleMutation
 from resolvers.messaging import Attachment, Conversation, Message, MessagingMutation
@@ -29,6 +30,15 @@ class Query(NodeQuery, PeopleQuery, ConsentQuery):
     pass
 
 
+def _writes(mutation: type) -> type:
+    """Every mutation is a write: one that declares no `@cost` of its own weighs WRITE."""
+    for field in mutation.__strawberry_definition__.fields:  # type: ignore[attr-defined]
+        if not any(isinstance(directive, Cost) for directive in field.directives):
+            field.directives = [*field.directives, WRITE]
+    return mutation
+
+
+@_writes
 @strawberry.type
 class Mutation(
     LifecycleMutation,

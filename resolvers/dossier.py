@@ -24,6 +24,7 @@ from models.record import Screening as ScreeningModel
 from models.record import Vaccination as VaccinationModel
 from resolvers import ids
 from resolvers.audit import logged_write, record_access, write_event
+from resolvers.cost import sized
 from resolvers.enums import DocumentCategory, ScreeningKind, VaccineCode
 from resolvers.node import Node, register
 from resolvers.pagination import Connection, Order, Where, empty_connection, paginate
@@ -194,9 +195,9 @@ class TrustedPerson:
 
 @strawberry.type(name="HealthProfile", description="The profile sections beside documents.")
 class HealthProfile:
-    allergies: list[str]
-    treatments: list[str]
-    history: list[str]
+    allergies: list[str] = strawberry.field(directives=[sized(record.MAX_ITEMS)])
+    treatments: list[str] = strawberry.field(directives=[sized(record.MAX_ITEMS)])
+    history: list[str] = strawberry.field(directives=[sized(record.MAX_ITEMS)])
     measurements: Measurements | None
     advance_directives: str | None
     trusted_person: TrustedPerson | None

@@ -22,10 +22,11 @@ from models.message import Message as MessageModel
 from models.message import SenderRole
 from resolvers import ids
 from resolvers.audit import logged_write
+from resolvers.cost import READS_DATABASE, sized
 from resolvers.dossier import Document
 from resolvers.enums import DocumentCategory
 from resolvers.node import Node, register
-from resolvers.pagination import Connection, Order, paginate
+from resolvers.pagination import PAGE, Connection, Order, paginate
 from resolvers.people import Patient, Professional
 from subscriptions.channels import publish_message
 
@@ -88,7 +89,7 @@ class Message(Node):
         row = await info.context.loaders.patient.load(self.on_behalf_of_id)
         return Patient.from_model(row) if row else None
 
-    @strawberry.field
+    @strawberry.field(directives=[sized(messaging.MAX_ATTACHMENTS)])
     async def attachments(self, info: Info) -> list[Attachment]:
         rows = await info.context.loaders.attachments.load(self.pk)
         return [Attachment.from_model(row) for row in rows]
@@ -98,7 +99,10 @@ class Message(Node):
         row = await info.context.loaders.conversation.load(self.conversation_id)
         return Conversation.from_model(row) if row else None
 
-    @strawberry.field(description="When the other side read it; null while unread.")
+    @strawberry.field(
+        description="When the other side read it; null while unread.",
+        directives=[READS_DATABASE],
+    )
     async def read_at(self, info: Info) -> datetime | None:
         marks = await info.context.loaders.read_marks.load(self.conversation_id)
         other = (
@@ -150,7 +154,10 @@ class Conversation(Node):
         row = await info.context.loaders.professional.load(self.professional_id)
         return Professional.from_model(row) if row else None
 
-    @strawberry.field(description="Oldest first; `after` takes a message cursor.")
+    @strawberry.field(
+        description="Oldest first; `after` takes a message cursor.",
+        directives=[PAGE],
+    )
     async def messages(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> MessageConnection:
@@ -163,7 +170,10 @@ class Conversation(Node):
             connection=MessageConnection,
         )
 
-    @strawberry.field(description="Messages from the other side the viewer has not read.")
+    @strawberry.field(
+        description="Messages from the other side the viewer has not read.",
+        directives=[READS_DATABASE],
+    )
     async def unread_count(self, info: Info) -> int:
         side = messaging.viewer_side(info.context.actor)
         if side is None:

@@ -12,6 +12,7 @@ import strawberry
 from api.context import Info
 from api.errors import BadUserInput, NotFound
 from resolvers import ids
+from resolvers.cost import ListSize
 
 
 @strawberry.interface(name="Node", description="An object with an opaque global id.")
@@ -64,7 +65,15 @@ class NodeQuery:
         description=(
             "Objects by global id, in order; an id that is unknown or not visible is null "
             "with a NOT_FOUND error at its index."
-        )
+        ),
+        # As many as the ids sent (api/extensions/cost.py), at most MAX_NODES.
+        directives=[
+            ListSize(
+                assumed_size=MAX_NODES,
+                slicing_arguments=["ids"],
+                require_one_slicing_argument=False,
+            )
+        ],
     )
     async def nodes(self, info: Info, ids: list[strawberry.ID]) -> list[Node | None]:
         if len(ids) > MAX_NODES:

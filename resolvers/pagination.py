@@ -11,11 +11,12 @@ import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Generic, Protocol, TypeVar
 from uuid import UUID
 
 import strawberry
+from tortoise.exceptions import ValidationError
 from tortoise.expressions import F, Q
 from tortoise.fields import DateField, DatetimeField, Field
 from tortoise.models import Model
@@ -23,9 +24,19 @@ from tortoise.queryset import QuerySet
 
 from api.errors import BadUserInput
 from models.base import parameter_prefix
+from resolvers.cost import READS_DATABASE, ListSize
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
+
+# The @listSize of every connection field: its `edges` are as many as `first` asks for (the
+# estimate takes the number asked, even past MAX_PAGE), DEFAULT_PAGE without it.
+PAGE = ListSize(
+    assumed_size=DEFAULT_PAGE,
+    slicing_arguments=["first"],
+    sized_fields=["edges"],
+    require_one_slicing_argument=False,
+)
 
 NodeT = TypeVar("NodeT")
 M = TypeVar("M", bound=Model)
@@ -58,7 +69,10 @@ class Connection(Generic[NodeT]):
     count_query: strawberry.Private[QuerySet[Any] | None]
     known_total: strawberry.Private[int | None] = None
 
-    @strawberry.field(description="How many items the whole list holds, for this viewer.")
+    @strawberry.field(
+        description="How many items the whole list holds, for this viewer.",
+        directives=[READS_DATABASE],
+    )
     async def total_count(self) -> int:
         if self.known_total is not None:
             return self.known_total
@@ -94,19 +108,30 @@ def _decode(cursor: str, count: int) -> list[str]:
 
 
 def _parse(model: type[Model], name: str, value: str) -> Any:
-    kind = type(model._meta.fields_map[name]).__name__
+    """The column's value from its text in a cursor; BAD_USER_INPUT for anything the column
+    cannot hold (a cursor is client input: it may have been made up)."""
+    column = model._meta.fields_map[name]
+    kind = type(column).__name__
     try:
+        parsed: Any = value
         if kind == "DatetimeField":
-            return datetime.fromisoformat(value)
-        if kind == "DateField":
-            return date.fromisoformat(value)
-        if kind == "UUIDField" or name == "id":
-            return UUID(value)
-        if kind in ("IntField", "BigIntField"):
-            return int(value)
-    except ValueError as exc:
+            # Cursors carry aware moments; in UTC, a far offset may leave the calendar.
+            moment = datetime.fromisoformat(value)
+            if moment.tzinfo is None:
+                raise ValueError("a moment without an offset")
+            parsed = moment.astimezone(UTC)
+        elif kind == "DateField":
+            parsed = date.fromisoformat(value)
+        elif kind == "UUIDField" or name == "id":
+            parsed = UUID(value)
+        elif kind in ("IntField", "BigIntField"):
+            parsed = int(value)
+        elif "\x00" in value:
+            raise ValueError("PostgreSQL text cannot hold NUL")
+        column.validate(parsed)  # lengths and ranges: the ORM would raise on the query
+    except (ValueError, OverflowError, ValidationError) as exc:
         raise BadUserInput("Invalid cursor.", field="after") from exc
-    return value
+    return parsed
 
 
 def after_filter(model: type[Model], order: Order, cursor: str) -> Q:

@@ -1,84 +1,196 @@
-"""Operation limits at GraphQL Armor's defaults, with errors coded QUERY_TOO_COMPLEX.
+"""Limits on the shape of an operation, each with a setting, refused as QUERY_TOO_COMPLEX.
 
-Strawberry's limiters report plain GraphQLErrors; these wrappers add the code. The
-validation rules are built once, here, rather than per request by the limiter factories,
-so that ValidationCache (keyed by the rule classes) hits across requests.
+- tokens (`MAX_TOKENS`): a parse option, graphql-core aborts parsing past it;
+- depth, aliases and directives (`MAX_QUERY_DEPTH`, `MAX_ALIASES`, `MAX_DIRECTIVES`): one
+  validation rule, which measures each fragment once however often it is spread.
+  strawberry's QueryDepthLimiter and MaxAliasesLimiter walk a fragment again at every
+  spread: a few hundred tokens of fragments spreading fragments twice kept them busy for
+  minutes (test_cost.py has that document);
+- cost (`MAX_QUERY_COST`): api/extensions/cost.py, once the document is valid.
+
+The limits come from the settings the request's context carries (GraphQL Armor's defaults,
+but a depth of 10: `patient > documents > edges > node > author > …` needs more than 6).
+The rule class is made once per set of limits, so that ValidationCache (keyed by the rule
+classes) hits across requests.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
-from typing import cast
+from dataclasses import dataclass
 
-from graphql import GraphQLError, ValidationContext, ValidationRule
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    SchemaExtension,
-    ValidationCache,
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    ValidationContext,
+    ValidationRule,
 )
+from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
 
+from api.config import Settings
 from api.errors import QueryTooComplex
 from api.extensions.errors import with_code
 
-# patient > documents > edges > node > author > ... needs more than Armor's 6.
-MAX_DEPTH = 10
-MAX_ALIASES = 15
-MAX_TOKENS = 1000
+MAX_DEPTH = Settings.max_query_depth
+MAX_ALIASES = Settings.max_aliases
+MAX_TOKENS = Settings.max_tokens
+MAX_DIRECTIVES = Settings.max_directives
+MAX_COST = Settings.max_query_cost
 
 # graphql-core ends every resource-limit parse error (tokens, comments, source length,
 # nesting) with this; ordinary syntax errors stay GRAPHQL_PARSE_FAILED.
 _PARSE_ABORTED = "Parsing aborted."
 
 
-def _coded_rule(rule: type[ValidationRule]) -> type[ValidationRule]:
-    """`rule`, with every error it reports coded QUERY_TOO_COMPLEX."""
+@dataclass(frozen=True)
+class Limits:
+    max_depth: int = MAX_DEPTH
+    max_aliases: int = MAX_ALIASES
+    max_tokens: int = MAX_TOKENS
+    max_directives: int = MAX_DIRECTIVES
+    max_cost: int = MAX_COST
 
-    def __init__(self: ValidationRule, context: ValidationContext) -> None:
-        report = context.on_error
+    @property
+    def rules(self) -> tuple[type[ValidationRule], ...]:
+        return (shape_rule(self.max_depth, self.max_aliases, self.max_directives),)
 
-        def report_coded(error: GraphQLError) -> None:
-            report(with_code(error, QueryTooComplex.code))
 
-        context.on_error = report_coded  # type: ignore[method-assign]
-        try:
-            rule.__init__(self, context)
-        finally:
-            context.on_error = report  # type: ignore[method-assign]
+DEFAULT_LIMITS = Limits()
 
-    return cast(
-        "type[ValidationRule]", type(f"Coded{rule.__name__}", (rule,), {"__init__": __init__})
+
+def limits_of(context: object) -> Limits:
+    """The limits of the settings a request's context carries; the defaults without them."""
+    settings = getattr(context, "settings", None)
+    if not isinstance(settings, Settings):
+        return DEFAULT_LIMITS
+    return Limits(
+        max_depth=settings.max_query_depth,
+        max_aliases=settings.max_aliases,
+        max_tokens=settings.max_tokens,
+        max_directives=settings.max_directives,
+        max_cost=settings.max_query_cost,
     )
 
 
-def _only_rule(extension: AddValidationRules) -> type[ValidationRule]:
-    (rule,) = extension.validation_rules
-    return _coded_rule(cast("type[ValidationRule]", rule))
+@dataclass(frozen=True)
+class Shape:
+    """Of a selection set, fragments expanded: the deepest level below it (its own fields
+    are at 0; introspection fields are not entered, as strawberry's depth limiter does), and
+    how many aliases and directives it holds."""
+
+    depth: int = 0
+    aliases: int = 0
+    directives: int = 0
 
 
-DEPTH_RULE = _only_rule(QueryDepthLimiter(max_depth=MAX_DEPTH))
-ALIASES_RULE = _only_rule(MaxAliasesLimiter(max_alias_count=MAX_ALIASES))
+class _Measure:
+    """The shapes of one document's selection sets, each fragment measured once."""
+
+    def __init__(self, document: DocumentNode) -> None:
+        self.fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        self.measured: dict[str, Shape] = {}
+        self.measuring: set[str] = set()  # a cycle (invalid, reported by validation) counts 0
+
+    def fragment(self, name: str) -> Shape:
+        if name not in self.measured:
+            fragment = self.fragments.get(name)
+            if fragment is None or name in self.measuring:
+                return Shape()
+            self.measuring.add(name)
+            try:
+                shape = self.selection_set(fragment.selection_set)
+            finally:
+                self.measuring.discard(name)
+            self.measured[name] = Shape(
+                shape.depth, shape.aliases, shape.directives + len(fragment.directives or ())
+            )
+        return self.measured[name]
+
+    def selection_set(self, selection_set: SelectionSetNode) -> Shape:
+        depth = aliases = directives = 0
+        for selection in selection_set.selections:
+            directives += len(selection.directives or ())
+            inner = Shape()
+            if isinstance(selection, FieldNode):
+                aliases += selection.alias is not None
+                if selection.selection_set is not None:
+                    inner = self.selection_set(selection.selection_set)
+                    if not selection.name.value.startswith("__"):
+                        depth = max(depth, 1 + inner.depth)
+            elif isinstance(selection, InlineFragmentNode):
+                inner = self.selection_set(selection.selection_set)
+                depth = max(depth, inner.depth)
+            elif isinstance(selection, FragmentSpreadNode):
+                inner = self.fragment(selection.name.value)
+                depth = max(depth, inner.depth)
+            aliases += inner.aliases
+            directives += inner.directives
+        return Shape(depth, aliases, directives)
+
+    def operation(self, operation: OperationDefinitionNode) -> Shape:
+        shape = self.selection_set(operation.selection_set)
+        own = len(operation.directives or ()) + sum(
+            len(variable.directives or ()) for variable in operation.variable_definitions or ()
+        )
+        return Shape(shape.depth, shape.aliases, shape.directives + own)
 
 
-class DepthLimit(AddValidationRules):
-    def __init__(self) -> None:
-        super().__init__([DEPTH_RULE])
+def measure(document: DocumentNode) -> dict[str, Shape]:
+    """The shape of each operation of `document`, by name ("anonymous" for the unnamed)."""
+    measuring = _Measure(document)
+    return {
+        (d.name.value if d.name else "anonymous"): measuring.operation(d)
+        for d in document.definitions
+        if isinstance(d, OperationDefinitionNode)
+    }
 
 
-class AliasLimit(AddValidationRules):
-    def __init__(self) -> None:
-        super().__init__([ALIASES_RULE])
+@functools.cache
+def shape_rule(max_depth: int, max_aliases: int, max_directives: int) -> type[ValidationRule]:
+    """The validation rule refusing documents over these limits; one class per set of them.
+    Depth is per operation; aliases and directives are counted over the document's operations,
+    each fragment as often as it is spread."""
+
+    class ShapeLimit(ValidationRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            shapes = measure(context.document)
+            for name, shape in shapes.items():
+                if shape.depth > max_depth:
+                    self.refuse(f"'{name}' exceeds maximum operation depth of {max_depth}")
+            aliases = sum(shape.aliases for shape in shapes.values())
+            if aliases > max_aliases:
+                self.refuse(f"{aliases} aliases found. Allowed: {max_aliases}")
+            directives = sum(shape.directives for shape in shapes.values())
+            if directives > max_directives:
+                self.refuse(f"{directives} directives found. Allowed: {max_directives}")
+
+        def refuse(self, message: str) -> None:
+            self.report_error(with_code(GraphQLError(message), QueryTooComplex.code))
+
+    ShapeLimit.__name__ = ShapeLimit.__qualname__ = (
+        f"ShapeLimit_{max_depth}_{max_aliases}_{max_directives}"
+    )
+    return ShapeLimit
 
 
-class TokenLimit(MaxTokensLimiter):
-    def __init__(self) -> None:
-        super().__init__(max_token_count=MAX_TOKENS)
+class OperationLimits(SchemaExtension):
+    """The token limit as a parse option and the shape rule, at the request's settings."""
 
     def on_operation(self) -> Iterator[None]:
-        self.execution_context.parse_options["max_tokens"] = self.max_token_count
+        context = self.execution_context
+        limits = limits_of(context.context)
+        context.parse_options["max_tokens"] = limits.max_tokens
+        context.validation_rules = (*context.validation_rules, *limits.rules)
         try:
             yield
         except GraphQLError as error:
@@ -86,7 +198,7 @@ class TokenLimit(MaxTokensLimiter):
             if is_parse_aborted(error):
                 raise with_code(error, QueryTooComplex.code) from None
             raise
-        result = self.execution_context.result
+        result = context.result
         errors = getattr(result, "errors", None)
         if errors:
             result.errors = [  # type: ignore[union-attr]
@@ -106,15 +218,24 @@ def is_parse_aborted(error: GraphQLError) -> bool:
 
 def limit_extensions() -> list[type[SchemaExtension] | Callable[[], SchemaExtension]]:
     """Classes, not instances: strawberry builds a fresh extension per request."""
-    return [DepthLimit, AliasLimit, TokenLimit, ParserCache, ValidationCache]
+    from api.extensions.cost import CostLimit  # it reads Limits from here
+
+    return [OperationLimits, ParserCache, ValidationCache, CostLimit]
 
 
 __all__ = [
-    "ALIASES_RULE",
-    "DEPTH_RULE",
+    "DEFAULT_LIMITS",
     "MAX_ALIASES",
+    "MAX_COST",
     "MAX_DEPTH",
+    "MAX_DIRECTIVES",
     "MAX_TOKENS",
+    "Limits",
+    "OperationLimits",
+    "Shape",
     "is_parse_aborted",
     "limit_extensions",
+    "limits_of",
+    "measure",
+    "shape_rule",
 ]
