@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
+from uuid import uuid4
 
-from api.config import Settings
 from models.account import Account, Role
+from models.base import utcnow
+from models.blobs import BlobStore
 from models.crypto import Vault
 from models.operators import create_operator
 from models.passwords import hash_password
-from models.patient import Patient, Representation, Sex, SpaceStatus
+from models.patient import Patient, Representation, Sex, SpaceStatus, seal_nir
 from models.professional import Profession, Registration, Sector, register_professional
 
 DEMO_PASSWORD = "demo-password-2026"
@@ -26,8 +28,10 @@ async def _patient(
     vault: Vault, first: str, last: str, birth: date, sex: Sex, serial: str, email: str | None
 ) -> Patient:
     number = _nir(sex, birth, serial)
+    patient_id = uuid4()
     patient = await Patient.create(
-        nir_encrypted=vault.encrypt(number, context="nir"),
+        id=patient_id,
+        nir_encrypted=seal_nir(vault, patient_id, number),
         nir_hash=vault.keyed_hash(number, purpose="nir"),
         first_name=first,
         last_name=last,
@@ -46,10 +50,25 @@ async def _patient(
     return patient
 
 
-async def seed_demo(settings: Settings) -> list[str]:
+async def seed_demo(
+    vault: Vault,
+    blobs: BlobStore,
+    *,
+    now: datetime | None = None,
+    reminder_hours: tuple[int, ...] = (48, 2),
+) -> list[str]:
+    """The demo people, then the year of care they went through (models/demo_world.py);
+    each part is loaded once."""
+    from models.demo_world import load_world
+
+    async def world() -> bool:
+        return await load_world(
+            vault=vault, blobs=blobs, now=now or utcnow(), reminder_hours=reminder_hours
+        )
+
     if await Account.exists(email="operateur@demo.espace-sante.localhost"):
-        return ["demo data already loaded", *_logins()]
-    vault = Vault(settings.secret_key)
+        loaded = await world()  # a database seeded before the world existed gets it now
+        return ["demo data loaded" if loaded else "demo data already loaded", *_logins()]
     await create_operator("operateur@demo.espace-sante.localhost", DEMO_PASSWORD)
     await register_professional(
         Registration(
@@ -82,6 +101,7 @@ async def seed_demo(settings: Settings) -> list[str]:
         "789",
         "jean@demo.espace-sante.localhost",
     )
+    await world()
     return ["demo data loaded", *_logins()]
 
 
@@ -89,7 +109,11 @@ def _logins() -> list[str]:
     return [
         f"demo logins (password for all: {DEMO_PASSWORD}):",
         "  operator      operateur@demo.espace-sante.localhost",
-        "  professional  dr.martin@demo.espace-sante.localhost   (Dr Claire Martin, MEDECIN)",
+        "  professional  dr.martin@demo.espace-sante.localhost   (Dr Claire Martin, GP)",
+        "  professional  dr.benali@demo.espace-sante.localhost   (Dr Karim Benali, emergency room)",
+        "  professional  s.lambert@demo.espace-sante.localhost   (physio, consent expired)",
+        "  professional  dr.moreau@demo.espace-sante.localhost   (blocked by Camille)",
         "  patient       camille@demo.espace-sante.localhost     (represents her son Léo, 10)",
-        "  patient       jean@demo.espace-sante.localhost",
+        "  patient       thomas@demo.espace-sante.localhost      (her husband, represents Léo too)",
+        "  patient       jean@demo.espace-sante.localhost        (her father, 68)",
     ]

@@ -1,0 +1,1 @@
+"""Small clients of the API, meant to be read (and run against `./scripts/demo`)."""
