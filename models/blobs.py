@@ -1,25 +1,33 @@
-"""Document and attachment bytes: type sniffing, upload checks, a content-addressed store.
+"""Document and attachment bytes: type sniffing, upload checks, an encrypted store.
 
-Rows (documents, attachments) keep a blob's SHA-256; the bytes live in a `BlobStore`.
+Rows (documents, attachments) keep a blob's SHA-256; the bytes live in a `BlobStore`,
+encrypted (models/blob_crypto.py) in a directory or an S3-compatible bucket.
 The type of a file is decided from its bytes, never from what the client declares, and a
 file that carries active content (markup, scripts, embedded objects) anywhere is refused.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
 import re
 import tempfile
-from collections.abc import AsyncIterator
+import time
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 import anyio.to_thread
+from tortoise import fields
+from tortoise.models import Model
 
+from models.blob_crypto import Decryptor, Keyring, encrypt, new_data_key
 from models.errors import Invalid, TooLarge
 
 PDF = "application/pdf"
@@ -203,6 +211,14 @@ def validate_upload(
     return sniffed
 
 
+# --- stores -------------------------------------------------------------------------------
+#
+# Rows (documents, attachments) name their bytes by SHA-256 and share identical bytes; a
+# `BlobStore` keeps them encrypted (models/blob_crypto.py) in an `ObjectStore` (a directory,
+# an S3 bucket, a dict in tests) under random names. The `blob` table maps a SHA-256 to its
+# object and holds the object's data key, wrapped by the master key.
+
+
 @dataclass(frozen=True)
 class StoredBlob:
     sha256: str
@@ -210,62 +226,99 @@ class StoredBlob:
 
 
 class BlobNotFound(LookupError):
-    """No blob with this SHA-256: a row points to bytes that are gone."""
+    """No bytes for this SHA-256 (or object name): a row points to bytes that are gone."""
 
 
-class BlobStore(Protocol):
-    async def put(self, data: bytes) -> StoredBlob: ...
-
-    async def read(self, sha256: str) -> bytes: ...
-
-    def iter_chunks(self, sha256: str, chunk_size: int = 65536) -> AsyncIterator[bytes]: ...
-
-    async def exists(self, sha256: str) -> bool: ...
-
-    async def delete(self, sha256: str) -> None: ...
+class StoreUnavailable(OSError):
+    """The object store cannot be reached or does not answer in time: try again later
+    (SERVICE_UNAVAILABLE at the edge). An OSError, as a failing disk is: code that releases
+    bytes after a commit logs it and leaves the rest to the reaper."""
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_NAME = re.compile(r"[0-9a-f]{32}")
 
 
 def _checked(sha256: str) -> str:
-    # Also what keeps "../" and absolute paths out of the store's directory.
+    # Also what keeps "../" and absolute paths out of a store's directory.
     if not _SHA256.fullmatch(sha256):
         raise ValueError("a blob id is 64 lower-case hexadecimal characters")
     return sha256
 
 
-class FileBlobStore:
-    """Blobs as files under `root/ab/cd/<sha256>`, written atomically.
+def _checked_name(name: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise ValueError("an object name is 32 lower-case hexadecimal characters")
+    return name
 
-    Content addressing makes `put` idempotent and lets rows share bytes (the same PDF
-    saved from a message into the dossier is stored once). The store does not count
-    references: before `delete`, the caller makes sure no row still points to the blob.
-    Empty fan-out directories are left in place, so a `put` racing a `delete` never
-    loses its directory.
+
+Chunks = Iterable[bytes] | AsyncIterable[bytes]
+
+
+async def _each(chunks: Chunks) -> AsyncIterator[bytes]:
+    if isinstance(chunks, AsyncIterable):
+        async for chunk in chunks:
+            yield chunk
+    else:
+        for chunk in chunks:
+            yield chunk
+
+
+class ObjectStore(Protocol):
+    """Opaque objects by name: where the ciphertext of blobs lives."""
+
+    url: str
+
+    async def write(self, name: str, chunks: Chunks) -> None:
+        """Store the object whole, or nothing (a failed write leaves no partial object)."""
+
+    async def open(self, name: str) -> AsyncIterator[bytes]:
+        """The object's bytes; reaching the object happens here, before the first chunk is
+        asked for (raises BlobNotFound, StoreUnavailable)."""
+
+    async def size(self, name: str) -> int | None:
+        """The object's size, None when it does not exist."""
+
+    async def delete(self, name: str) -> None:
+        """Remove the object; no error when it does not exist."""
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the store answers."""
+
+    async def aclose(self) -> None: ...
+
+
+class FileObjectStore:
+    """Objects as files under `root/objects/ab/<name>`, written to a temporary file, synced,
+    then renamed: a reader never sees half an object.
+
+    Before encryption at rest, blobs were kept in clear as `root/ab/cd/<sha256>`: those are
+    still served (`legacy_*`) until `espace-sante blobs migrate` encrypts them.
     """
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
+        self.url = f"file://{self.root}"
 
-    def path(self, sha256: str) -> Path:
-        sha256 = _checked(sha256)
-        return self.root / sha256[:2] / sha256[2:4] / sha256
+    def path(self, name: str) -> Path:
+        name = _checked_name(name)
+        return self.root / "objects" / name[:2] / name
 
-    async def put(self, data: bytes) -> StoredBlob:
-        return await anyio.to_thread.run_sync(self._put, data)
+    async def write(self, name: str, chunks: Chunks) -> None:
+        final = self.path(name)
+        if isinstance(chunks, AsyncIterable):
+            await self._write_async(final, chunks)
+        else:
+            # Encryption runs in the worker thread with the writes, off the event loop.
+            await anyio.to_thread.run_sync(self._write_sync, final, chunks)
 
-    def _put(self, data: bytes) -> StoredBlob:
-        blob = StoredBlob(hashlib.sha256(data).hexdigest(), len(data))
-        final = self.path(blob.sha256)
-        with contextlib.suppress(FileNotFoundError):
-            if final.stat().st_size == blob.size:
-                return blob
+    def _write_sync(self, final: Path, chunks: Iterable[bytes]) -> None:
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{blob.sha256}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
+                for chunk in chunks:
+                    f.write(chunk)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, final)
@@ -274,34 +327,100 @@ class FileBlobStore:
                 os.unlink(tmp)
             raise
         _fsync_directory(final.parent)
-        return blob
 
-    async def read(self, sha256: str) -> bytes:
-        path = self.path(sha256)
+    async def _write_async(self, final: Path, chunks: AsyncIterable[bytes]) -> None:
+        await anyio.to_thread.run_sync(lambda: final.parent.mkdir(parents=True, exist_ok=True))
+        fd, tmp = await anyio.to_thread.run_sync(
+            lambda: tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+        )
         try:
-            return await anyio.to_thread.run_sync(path.read_bytes)
-        except FileNotFoundError:
-            raise BlobNotFound(sha256) from None
+            with os.fdopen(fd, "wb") as f:
+                async for chunk in chunks:
+                    await anyio.to_thread.run_sync(f.write, chunk)
+                await anyio.to_thread.run_sync(f.flush)
+                await anyio.to_thread.run_sync(os.fsync, f.fileno())
+            await anyio.to_thread.run_sync(os.replace, tmp, final)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        await anyio.to_thread.run_sync(_fsync_directory, final.parent)
 
-    def iter_chunks(self, sha256: str, chunk_size: int = 65536) -> AsyncIterator[bytes]:
-        """The blob in chunks, for streaming responses; the id is checked before streaming."""
-        return self._chunks(self.path(sha256), chunk_size)
+    async def open(self, name: str) -> AsyncIterator[bytes]:
+        return await self._open_path(self.path(name))
 
-    async def _chunks(self, path: Path, chunk_size: int) -> AsyncIterator[bytes]:
+    async def _open_path(self, path: Path) -> AsyncIterator[bytes]:
         try:
             file = await anyio.open_file(path, "rb")
         except FileNotFoundError:
             raise BlobNotFound(path.name) from None
+        return self._chunks(file)
+
+    @staticmethod
+    async def _chunks(file: anyio.AsyncFile[bytes]) -> AsyncIterator[bytes]:
         async with file:
-            while chunk := await file.read(chunk_size):
+            while chunk := await file.read(256 * 1024):
                 yield chunk
 
-    async def exists(self, sha256: str) -> bool:
-        return await anyio.to_thread.run_sync(self.path(sha256).is_file)
+    async def size(self, name: str) -> int | None:
+        path = self.path(name)
 
-    async def delete(self, sha256: str) -> None:
-        path = self.path(sha256)
+        def stat() -> int | None:
+            try:
+                return path.stat().st_size
+            except FileNotFoundError:
+                return None
+
+        return await anyio.to_thread.run_sync(stat)
+
+    async def delete(self, name: str) -> None:
+        path = self.path(name)
         await anyio.to_thread.run_sync(lambda: path.unlink(missing_ok=True))
+
+    async def ping(self) -> None:
+        def check() -> None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.root, os.W_OK | os.X_OK):
+                raise StoreUnavailable(f"{self.root} is not writable")
+
+        try:
+            await anyio.to_thread.run_sync(check)
+        except OSError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def aclose(self) -> None:
+        return None
+
+    # Blobs stored in clear before encryption at rest.
+
+    def legacy_path(self, sha256: str) -> Path:
+        sha256 = _checked(sha256)
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    async def legacy_exists(self, sha256: str) -> bool:
+        return await anyio.to_thread.run_sync(self.legacy_path(sha256).is_file)
+
+    async def legacy_open(self, sha256: str) -> AsyncIterator[bytes]:
+        return await self._open_path(self.legacy_path(sha256))
+
+    async def legacy_delete(self, sha256: str) -> None:
+        path = self.legacy_path(sha256)
+        await anyio.to_thread.run_sync(lambda: path.unlink(missing_ok=True))
+
+    async def legacy_digests(self) -> list[str]:
+        """The SHA-256 of every blob still kept in clear."""
+
+        def walk() -> list[str]:
+            found = []
+            for first in sorted(self.root.glob("[0-9a-f][0-9a-f]")):
+                for path in sorted(first.glob("[0-9a-f][0-9a-f]/*")):
+                    if _SHA256.fullmatch(path.name) and path.name.startswith(
+                        first.name + path.parent.name
+                    ):
+                        found.append(path.name)
+            return found
+
+        return await anyio.to_thread.run_sync(walk)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -315,30 +434,457 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-class MemoryBlobStore:
+class MemoryObjectStore:
     """The same interface in a dict, for tests."""
 
     def __init__(self) -> None:
-        self.blobs: dict[str, bytes] = {}
+        self.objects: dict[str, bytes] = {}
+        self.url = "memory://"
+
+    async def write(self, name: str, chunks: Chunks) -> None:
+        parts = [chunk async for chunk in _each(chunks)]
+        self.objects[_checked_name(name)] = b"".join(parts)
+
+    async def open(self, name: str) -> AsyncIterator[bytes]:
+        try:
+            data = self.objects[_checked_name(name)]
+        except KeyError:
+            raise BlobNotFound(name) from None
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield data
+
+        return chunks()
+
+    async def size(self, name: str) -> int | None:
+        data = self.objects.get(_checked_name(name))
+        return None if data is None else len(data)
+
+    async def delete(self, name: str) -> None:
+        self.objects.pop(_checked_name(name), None)
+
+    async def ping(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """Where an S3-compatible store is and how to sign in (BLOB_URL, S3_*)."""
+
+    bucket: str
+    prefix: str = ""
+    endpoint_url: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    region: str | None = None
+
+    def __repr__(self) -> str:  # no secret in logs
+        return f"S3Location(bucket={self.bucket!r}, prefix={self.prefix!r})"
+
+
+# A PUT of one part at most this large; above it, a multipart upload of parts this size (the
+# S3 minimum is 5 MiB). One part is the most an upload holds besides the file itself.
+S3_PART_SIZE = 8 * 1024 * 1024
+# Bounds on each S3 call, so that a dead or frozen store answers SERVICE_UNAVAILABLE within
+# seconds: connecting, each read of the answer, and one retry (a pooled connection the server
+# closed meanwhile is the usual reason for a first failure); over all that, a deadline per
+# call, longer for a call that sends a part (at 1 MB/s at least).
+S3_CONNECT_TIMEOUT = 2.0
+S3_READ_TIMEOUT = 3.0
+S3_ATTEMPTS = 2
+S3_CALL_DEADLINE = 8.0
+S3_MIN_THROUGHPUT = 1_000_000  # bytes per second
+# Once the store failed to answer, calls fail at once for this long instead of each waiting
+# for its own timeouts: during an outage every request is refused promptly.
+S3_COOL_DOWN = 3.0
+
+
+class S3ObjectStore:
+    """Objects in an S3 bucket (AWS or any compatible server: SeaweedFS, MinIO, Ceph…),
+    through aiobotocore. One client per store, made on first use in the running loop."""
+
+    def __init__(self, location: S3Location) -> None:
+        self.location = location
+        self.url = f"s3://{location.bucket}" + (f"/{location.prefix}" if location.prefix else "")
+        self._client: Any = None
+        self._exit: contextlib.AsyncExitStack | None = None
+        self._lock: asyncio.Lock | None = None
+        self._down_until = 0.0
+
+    def key(self, name: str) -> str:
+        name = _checked_name(name)
+        return f"{self.location.prefix}/{name}" if self.location.prefix else name
+
+    async def client(self) -> Any:
+        if self._client is not None:
+            return self._client
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._client is None:
+                from aiobotocore.session import get_session
+                from botocore.config import Config
+                from botocore.handlers import add_expect_header
+
+                location = self.location
+                config = Config(
+                    connect_timeout=S3_CONNECT_TIMEOUT,
+                    read_timeout=S3_READ_TIMEOUT,
+                    retries={"total_max_attempts": S3_ATTEMPTS, "mode": "standard"},
+                    # Checksums only where S3 requires them: not every compatible server
+                    # understands the newer trailing-checksum uploads.
+                    request_checksum_calculation="when_required",
+                    response_checksum_validation="when_required",
+                    s3={"addressing_style": "path" if location.endpoint_url else "auto"},
+                )
+                stack = contextlib.AsyncExitStack()
+                client = await stack.enter_async_context(
+                    get_session().create_client(
+                        "s3",
+                        endpoint_url=location.endpoint_url,
+                        aws_access_key_id=location.access_key_id,
+                        aws_secret_access_key=location.secret_access_key,
+                        region_name=location.region or "us-east-1",
+                        config=config,
+                    )
+                )
+                # No `Expect: 100-continue` on uploads: aiohttp waits for the 100 with no
+                # timeout, so a frozen server would hang the upload for good.
+                client.meta.events.unregister("before-call.s3", add_expect_header)
+                self._client, self._exit = client, stack
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._exit is not None:
+            exit_stack, self._exit, self._client = self._exit, None, None
+            await exit_stack.aclose()
+
+    async def _call(self, operation: str, name: str, *, sending: int = 0, **params: Any) -> Any:
+        """One S3 call, bounded, its failures translated (see `_translated`)."""
+        if time.monotonic() < self._down_until:
+            raise StoreUnavailable("object store unreachable (a moment ago)")
+        client = await self.client()
+        try:
+            async with _translated(name):
+                with anyio.fail_after(S3_CALL_DEADLINE + sending / S3_MIN_THROUGHPUT):
+                    return await getattr(client, operation)(Bucket=self.location.bucket, **params)
+        except StoreUnavailable:
+            self._down_until = time.monotonic() + S3_COOL_DOWN
+            raise
+
+    async def write(self, name: str, chunks: Chunks) -> None:
+        key = self.key(name)
+        buffer = bytearray()
+        upload_id: str | None = None
+        parts: list[dict[str, Any]] = []
+        try:
+            async for chunk in _each(chunks):
+                buffer += chunk
+                if len(buffer) >= S3_PART_SIZE:
+                    if upload_id is None:
+                        created = await self._call("create_multipart_upload", name, Key=key)
+                        upload_id = created["UploadId"]
+                    body, buffer = bytes(buffer[:S3_PART_SIZE]), buffer[S3_PART_SIZE:]
+                    parts.append(await self._part(name, upload_id, len(parts), body))
+            if upload_id is None:
+                body = bytes(buffer)
+                await self._call("put_object", name, sending=len(body), Key=key, Body=body)
+                return
+            if buffer:
+                parts.append(await self._part(name, upload_id, len(parts), bytes(buffer)))
+            await self._call(
+                "complete_multipart_upload",
+                name,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except BaseException:
+            if upload_id is not None:
+                # Best effort: a bucket lifecycle rule (AbortIncompleteMultipartUpload)
+                # removes the parts of an upload this could not abort.
+                with contextlib.suppress(Exception):
+                    await self._call("abort_multipart_upload", name, Key=key, UploadId=upload_id)
+            raise
+
+    async def _part(self, name: str, upload_id: str, index: int, body: bytes) -> dict[str, Any]:
+        answer = await self._call(
+            "upload_part",
+            name,
+            sending=len(body),
+            Key=self.key(name),
+            UploadId=upload_id,
+            PartNumber=index + 1,
+            Body=body,
+        )
+        return {"PartNumber": index + 1, "ETag": answer["ETag"]}
+
+    async def open(self, name: str) -> AsyncIterator[bytes]:
+        answer = await self._call("get_object", name, Key=self.key(name))
+        return self._body(answer["Body"], name)
+
+    async def _body(self, body: Any, name: str) -> AsyncIterator[bytes]:
+        try:
+            while True:
+                try:
+                    async with _translated(name):
+                        chunk = await body.read(256 * 1024)
+                except StoreUnavailable:
+                    self._down_until = time.monotonic() + S3_COOL_DOWN
+                    raise
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            body.close()
+
+    async def size(self, name: str) -> int | None:
+        try:
+            answer = await self._call("head_object", name, Key=self.key(name))
+        except BlobNotFound:
+            return None
+        return int(answer["ContentLength"])
+
+    async def delete(self, name: str) -> None:
+        await self._call("delete_object", name, Key=self.key(name))
+
+    async def ping(self) -> None:
+        """Always asks the store (a readiness probe is also how it is seen to be back)."""
+        self._down_until = 0.0
+        await self._call("head_bucket", self.location.bucket)
+
+
+_UNAVAILABLE_CODES = frozenset(
+    {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "503", "500"}
+)
+
+
+@contextlib.asynccontextmanager
+async def _translated(name: str) -> AsyncIterator[None]:
+    """S3 failures as this module's: a missing object BlobNotFound, an unreachable, slow or
+    overloaded server StoreUnavailable; anything else (a refused signature, a missing
+    bucket: configuration) as it is."""
+    from aiohttp import ClientError as HTTPError
+    from botocore.exceptions import ClientError, HTTPClientError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        code = str(error.get("Code", ""))
+        if code in {"NoSuchKey", "404", "NotFound"}:
+            raise BlobNotFound(name) from None
+        if code in _UNAVAILABLE_CODES or status >= 500:
+            raise StoreUnavailable(f"object store: {code or status}") from exc
+        raise
+    except (BotoConnectionError, HTTPClientError, HTTPError, TimeoutError, OSError) as exc:
+        raise StoreUnavailable(f"object store unreachable: {type(exc).__name__}") from exc
+
+
+# --- the index of blobs, and the encrypted store ------------------------------------------
+
+
+class Blob(Model):
+    """One stored object: the SHA-256 of its plaintext, its random name (the id's hex), its
+    data key wrapped by the master key `key_id`.
+
+    Written before the object; `stored` once the object is complete. `touched_at` is the
+    last time an upload wrote or reused it: the reaper (models/blob_maintenance.py) removes
+    what no document or attachment refers to once it is older than a grace period, so an
+    upload whose row never committed leaves nothing behind for long.
+    """
+
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    sha256 = fields.CharField(max_length=64, db_index=True)
+    size = fields.BigIntField()
+    key_id = fields.CharField(max_length=16)
+    wrapped_key = fields.BinaryField()
+    stored = fields.BooleanField(default=False)
+    touched_at = fields.DatetimeField()
+
+    class Meta:
+        table = "blob"
+        table_description = "Encrypted document and attachment bytes: object, wrapped key."
+
+    @property
+    def name(self) -> str:
+        return self.id.hex
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# Far in the past: a row released on purpose is the reaper's at once if its object could
+# not be removed.
+_RELEASED = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+class BlobStore:
+    """Bytes by SHA-256, encrypted under a data key of their own, in an object store.
+
+    Content addressing lets rows share bytes (the same PDF saved from a message into the
+    dossier is stored once); the store does not count references: before `delete`, the
+    caller makes sure no row still points to the bytes. `put` writes the object before it
+    returns, so a row committed after it never points to missing bytes.
+    """
+
+    def __init__(self, objects: ObjectStore, keyring: Keyring) -> None:
+        self.objects = objects
+        self.keyring = keyring
+
+    def __repr__(self) -> str:
+        return f"BlobStore({self.objects.url})"
+
+    @property
+    def url(self) -> str:
+        return self.objects.url
 
     async def put(self, data: bytes) -> StoredBlob:
         blob = StoredBlob(hashlib.sha256(data).hexdigest(), len(data))
-        self.blobs.setdefault(blob.sha256, bytes(data))
+        if await self._reuse(blob.sha256):
+            return blob
+        data_key = new_data_key()
+        row = Blob(id=uuid.uuid4(), sha256=blob.sha256, size=blob.size, touched_at=_now())
+        row.key_id, row.wrapped_key = self.keyring.wrap(data_key, row.name)
+        await row.save(force_create=True)
+        try:
+            await self.objects.write(row.name, encrypt(data_key, data))
+        except StoreUnavailable:
+            raise  # nothing to clean now; the row tells the reaper to, once the store is back
+        except BaseException:
+            await self._forget(row)
+            raise
+        await Blob.filter(id=row.id).update(stored=True, touched_at=_now())
         return blob
 
-    async def read(self, sha256: str) -> bytes:
-        try:
-            return self.blobs[_checked(sha256)]
-        except KeyError:
-            raise BlobNotFound(sha256) from None
+    async def _reuse(self, sha256: str) -> bool:
+        """Bytes already stored: claimed for this upload by moving `touched_at`, which keeps
+        the reaper away (it only takes rows untouched for its grace period)."""
+        for row_id in await self._stored_ids(sha256):
+            if await Blob.filter(id=row_id, stored=True).update(touched_at=_now()):
+                return True
+        return False
 
-    async def iter_chunks(self, sha256: str, chunk_size: int = 65536) -> AsyncIterator[bytes]:
-        data = await self.read(sha256)
-        for start in range(0, len(data), chunk_size):
-            yield data[start : start + chunk_size]
+    @staticmethod
+    async def _stored_ids(sha256: str) -> list[uuid.UUID]:
+        rows = Blob.filter(sha256=_checked(sha256), stored=True).order_by("created_at")
+        return [row.id for row in await rows.only("id")]
+
+    async def _forget(self, row: Blob) -> None:
+        """After a failed write: the object and the row if possible, else the row is left
+        for the reaper (which retries both)."""
+        with contextlib.suppress(Exception):
+            await self.objects.delete(row.name)
+            await Blob.filter(id=row.id, stored=False).delete()
+
+    async def _row(self, sha256: str) -> Blob | None:
+        return (
+            await Blob.filter(sha256=_checked(sha256), stored=True).order_by("created_at").first()
+        )
 
     async def exists(self, sha256: str) -> bool:
-        return _checked(sha256) in self.blobs
+        if await Blob.filter(sha256=_checked(sha256), stored=True).exists():
+            return True
+        return await self._legacy_exists(sha256)
+
+    async def open(self, sha256: str) -> AsyncIterator[bytes]:
+        """The plaintext in segments (64 KiB), the object reached before this returns: a
+        missing or unreachable one raises here, before a response has started."""
+        row = await self._row(sha256)
+        if row is None:
+            if isinstance(self.objects, FileObjectStore) and await self._legacy_exists(sha256):
+                return await self.objects.legacy_open(sha256)
+            raise BlobNotFound(sha256)
+        data_key = self.keyring.unwrap(row.key_id, row.wrapped_key, row.name)
+        return _decrypted(await self.objects.open(row.name), data_key)
+
+    def iter_chunks(self, sha256: str) -> AsyncIterator[bytes]:
+        """`open`, deferred to the first chunk (the id is checked at once)."""
+        return self._deferred(_checked(sha256))
+
+    async def _deferred(self, sha256: str) -> AsyncIterator[bytes]:
+        async for chunk in await self.open(sha256):
+            yield chunk
+
+    async def read(self, sha256: str) -> bytes:
+        return b"".join([chunk async for chunk in await self.open(sha256)])
 
     async def delete(self, sha256: str) -> None:
-        self.blobs.pop(_checked(sha256), None)
+        """Release the bytes (no row refers to them any more). Each object is first taken
+        out of use, then removed, then its row: if the store fails half-way, the reaper
+        finishes the job."""
+        for row in await Blob.filter(sha256=_checked(sha256)).only("id"):
+            await Blob.filter(id=row.id).update(stored=False, touched_at=_RELEASED)
+            await self.objects.delete(row.name)
+            await Blob.filter(id=row.id, stored=False).delete()
+        if isinstance(self.objects, FileObjectStore):
+            await self.objects.legacy_delete(sha256)
+
+    async def ping(self) -> None:
+        await self.objects.ping()
+
+    async def aclose(self) -> None:
+        await self.objects.aclose()
+
+    async def _legacy_exists(self, sha256: str) -> bool:
+        return isinstance(self.objects, FileObjectStore) and await self.objects.legacy_exists(
+            sha256
+        )
+
+
+async def _decrypted(chunks: AsyncIterator[bytes], data_key: bytes) -> AsyncIterator[bytes]:
+    decryptor = Decryptor(data_key)
+    try:
+        async for chunk in chunks:
+            for plain in decryptor.feed(chunk):
+                yield plain
+        yield decryptor.finish()
+    finally:
+        closing = getattr(chunks, "aclose", None)
+        if closing is not None:
+            await closing()
+
+
+def parse_blob_url(url: str) -> tuple[str, str]:
+    """("file", directory) or ("s3", "bucket/prefix") from BLOB_URL; ValueError if neither."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in {"file", "s3"} or not rest.strip("/"):
+        raise ValueError("BLOB_URL must be file://DIRECTORY or s3://BUCKET[/PREFIX]")
+    if scheme == "s3":
+        bucket = rest.strip("/").split("/", 1)[0]
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+            raise ValueError(f"BLOB_URL: {bucket!r} is not a valid bucket name")
+        return scheme, rest.strip("/")
+    return scheme, rest
+
+
+def object_store(url: str, *, s3: S3Location | None = None) -> ObjectStore:
+    """The object store BLOB_URL names; `s3` gives the endpoint and keys for s3:// (its
+    bucket and prefix are taken from the URL)."""
+    scheme, where = parse_blob_url(url)
+    if scheme == "file":
+        return FileObjectStore(where)
+    bucket, _, prefix = where.partition("/")
+    base = s3 or S3Location(bucket=bucket)
+    return S3ObjectStore(
+        S3Location(
+            bucket=bucket,
+            prefix=prefix.strip("/"),
+            endpoint_url=base.endpoint_url,
+            access_key_id=base.access_key_id,
+            secret_access_key=base.secret_access_key,
+            region=base.region,
+        )
+    )
+
+
+def memory_blob_store(keyring: Keyring | None = None) -> BlobStore:
+    """An encrypted store in memory (tests); the index still lives in the database."""
+    return BlobStore(MemoryObjectStore(), keyring or Keyring(new_data_key()))
