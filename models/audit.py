@@ -1,18 +1,51 @@
 """The access log: append-only events, one per request, actor, patient, document and action.
 
 Audit is explicit: domain operations and the read paths call these functions; no signals.
+
+The log of each space is a hash chain, so that changing, removing or inserting an event
+shows (`verify_chain`): each event has its position in its space's chain (`seq`, from 1, no
+gap) and `chain_hash`, the SHA-256 of the previous event's hash (64 zeros for the first)
+and of a canonical encoding of the event (`canonical`: every column, ids and moments in one
+spelling whatever the database). The end of each chain, its last position, hash and moment,
+is kept in the space's `AccessLogHead` row, which every append locks and updates in the
+transaction of the event (`append_event`): on PostgreSQL the upsert of the head row holds
+its lock until the commit, so concurrent writers to one space queue there and never fork
+the chain (writers to other spaces never wait); SQLite serialises every write anyway.
+Positions are thus given in commit order, which lets a live reader replay the log by
+position with no gap (subscriptions/access_log.py).
+
+What is kept when a space changes:
+- closing a space keeps its log and head as they are; reopening it continues the chain;
+- the purge of a closed space deletes its patient row, and every event and the head with
+  it: there is no space left to verify, and nothing of it is kept;
+- an opposition keeps only the proof of opposition (models/erasure.py): the events and the
+  head are erased with everything else of the space, by decision: the log of a space that
+  never came to be is the person's data like the rest. Should anything be logged for it
+  afterwards, its chain starts again from position 1.
+Nothing else ever deletes an event: there is no partial purge of a log, and so no
+checkpoint to keep.
+
+The chain shows any edit of the rows by someone who does not also recompute every later
+hash and the head; someone who can rewrite the whole tail consistently can only be caught
+against a copy of the heads kept elsewhere (keeping such copies is up to the operator).
+`verify_chain` checks one space, `espace-sante audit verify` every space.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 from tortoise import fields
+from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
 from tortoise.expressions import Q, Subquery
+from tortoise.transactions import in_transaction
 
 from models.base import Entity, parameter_prefix, utcnow
 from models.patient import Patient
@@ -27,6 +60,7 @@ class AccessAction(StrEnum):
     DOWNLOAD = "DOWNLOAD"
     LOOKUP = "LOOKUP"
     EMERGENCY_OPEN = "EMERGENCY_OPEN"
+    EXPORT = "EXPORT"  # the whole space taken out (GET /export/{patientId}.fhir.json)
 
 
 class AccessBasis(StrEnum):
@@ -39,6 +73,7 @@ class AccessBasis(StrEnum):
     OPERATOR = "OPERATOR"
     APP = "APP"
     LOOKUP = "LOOKUP"  # a professional identified the patient by NIR and birth date
+    HOLDER = "HOLDER"  # the holder's own export: the only act of the holder that is logged
 
 
 class ActorRole(StrEnum):
@@ -64,10 +99,35 @@ class AccessEvent(Entity):
     # Kept as a bare id so the log outlives a deleted document.
     document_id = fields.UUIDField(null=True)
     request_id = fields.CharField(max_length=32)
+    # The establishment whose shared inbox the access went through (a member reading a
+    # patient's message), as a bare id like the document's; null for any other access.
+    establishment_id = fields.UUIDField(null=True)
+    # Its place in the space's hash chain (see the module's docstring).
+    seq = fields.BigIntField()
+    chain_hash = fields.CharField(max_length=64)
 
     class Meta:
         table = "access_event"
         indexes = (("patient_id", "at"),)
+        unique_together = (("patient", "seq"),)
+
+
+class AccessLogHead(Entity):
+    """The end of one space's chain: the position, hash and moment of its last event.
+
+    Locked and moved by every append, in the event's transaction: the queue of concurrent
+    writers to one space, and the anchor that shows events removed from the end."""
+
+    patient: fields.OneToOneRelation[Patient] = fields.OneToOneField(
+        "models.Patient", related_name="access_log_head", on_delete=fields.CASCADE
+    )
+    seq = fields.BigIntField()
+    chain_hash = fields.CharField(max_length=64)
+    last_at = fields.DatetimeField()
+    patient_id: UUID
+
+    class Meta:
+        table = "access_log_head"
 
 
 def readable_log(relation: Relation) -> Q:
@@ -95,15 +155,250 @@ def readable_log(relation: Relation) -> Q:
     return own & (Q(document_id=None) | ~Q(document_id__in=Subquery(hidden)))
 
 
+# --- the chain --------------------------------------------------------------------------
+
+GENESIS = "0" * 64  # the "previous hash" of a chain's first event
+
+# The columns an event's hash covers: all of them but the hash itself.
+CHAINED = (
+    "id",
+    "seq",
+    "patient_id",
+    "at",
+    "created_at",
+    "actor_id",
+    "actor_role",
+    "action",
+    "basis",
+    "document_id",
+    "request_id",
+    "establishment_id",
+)
+
+
+def _uuid(value: Any) -> str | None:
+    # SQLite hands ids back as text, PostgreSQL as UUIDs: one spelling for both.
+    return None if value is None else str(UUID(str(value)))
+
+
+def _instant(value: datetime) -> str:
+    # Stored moments come back aware (UTC) from either database; a naive one is UTC too.
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _text(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+def canonical(event: Mapping[str, Any]) -> bytes:
+    """One event's columns (`CHAINED`) as the bytes its hash covers: JSON, sorted keys, no
+    spaces, ASCII; ids lower-case with hyphens, moments in UTC to the microsecond."""
+    encoded = {
+        "id": _uuid(event["id"]),
+        "seq": int(event["seq"]),
+        "patient_id": _uuid(event["patient_id"]),
+        "at": _instant(event["at"]),
+        "created_at": _instant(event["created_at"]),
+        "actor_id": _uuid(event["actor_id"]),
+        "actor_role": _text(event["actor_role"]),
+        "action": _text(event["action"]),
+        "basis": _text(event["basis"]),
+        "document_id": _uuid(event["document_id"]),
+        "request_id": str(event["request_id"]),
+    }
+    if event.get("establishment_id") is not None:
+        # Only when there is one: the events written before the column keep their hashes.
+        encoded["establishment_id"] = _uuid(event["establishment_id"])
+    return json.dumps(encoded, sort_keys=True, separators=(",", ":")).encode("ascii")
+
+
+def link(previous: str, event: Mapping[str, Any]) -> str:
+    """The hash of an event: SHA-256 over the previous event's hash, a newline, and the
+    event's canonical encoding; 64 hex digits."""
+    return hashlib.sha256(previous.encode("ascii") + b"\n" + canonical(event)).hexdigest()
+
+
+# Numbered parameters: {p}1 …, filled in with the connection's prefix. Only constants.
+_ADVANCE = (
+    "INSERT INTO access_log_head (id, created_at, patient_id, seq, chain_hash, last_at)"
+    " VALUES ({p}1, {p}2, {p}3, 1, {p}4, {p}5)"
+    " ON CONFLICT (patient_id) DO UPDATE SET seq = access_log_head.seq + 1,"
+    " last_at = excluded.last_at"
+    " RETURNING seq, chain_hash"
+)
+_INSERT = (
+    "INSERT INTO access_event (id, created_at, at, patient_id, actor_id, actor_role, action,"
+    " basis, document_id, request_id, seq, chain_hash, establishment_id) VALUES ({p}1, {p}2,"
+    " {p}3, {p}4, {p}5, {p}6, {p}7, {p}8, {p}9, {p}10, {p}11, {p}12, {p}13)"
+)
+_SEAL = "UPDATE access_log_head SET chain_hash = {p}1 WHERE patient_id = {p}2"
+
+
+async def append_event(db: BaseDBAsyncClient, event: dict[str, Any]) -> dict[str, Any]:
+    """Append one event (its `CHAINED` columns but `seq`) to its space's chain, on `db`,
+    which must be a transaction: the head row stays locked until it commits.
+
+    Three statements: move the head (taking the position and the previous hash, and the
+    lock), write the event, then the new hash into the head. Returns the event with its
+    `seq` and `chain_hash`."""
+    p = parameter_prefix(db)
+    patient = str(event["patient_id"])
+    # execute_query_dict: the rows of an INSERT … RETURNING on every driver.
+    rows = await db.execute_query_dict(
+        _ADVANCE.format(p=p),
+        [str(uuid4()), event["created_at"], patient, GENESIS, event["at"]],
+    )
+    seq, previous = int(rows[0]["seq"]), str(rows[0]["chain_hash"])
+    # A new chain's head is written with GENESIS as its hash: the first event's previous.
+    chained = {**event, "seq": seq}
+    chained["chain_hash"] = link(previous, chained)
+    await db.execute_insert(
+        _INSERT.format(p=p),
+        [
+            str(chained["id"]),
+            chained["created_at"],
+            chained["at"],
+            patient,
+            str(chained["actor_id"]),
+            _text(chained["actor_role"]),
+            _text(chained["action"]),
+            _text(chained["basis"]),
+            _uuid(chained["document_id"]),
+            chained["request_id"],
+            seq,
+            chained["chain_hash"],
+            _uuid(chained.get("establishment_id")),
+        ],
+    )
+    await db.execute_query(_SEAL.format(p=p), [chained["chain_hash"], patient])
+    return chained
+
+
+# --- verification -----------------------------------------------------------------------
+
+VERIFY_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Break:
+    """Where a chain stops verifying: the first event that does not, or the end of the
+    chain (`event_id` None) when events are missing there or the head is gone."""
+
+    seq: int
+    at: datetime | None
+    event_id: UUID | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Verification:
+    patient_id: UUID
+    events: int  # how many events the chain holds
+    head_seq: int  # the head's position (0: no head)
+    broken: Break | None
+
+    @property
+    def valid(self) -> bool:
+        return self.broken is None
+
+
+async def _chain(patient_id: UUID) -> AsyncIterator[dict[str, Any]]:
+    """One space's events in chain order, a batch at a time (a long log never sits whole
+    in memory)."""
+    last: int | None = None
+    while True:
+        query = AccessEvent.filter(patient_id=patient_id)
+        if last is not None:
+            query = query.filter(seq__gt=last)
+        rows = await query.order_by("seq").limit(VERIFY_BATCH).values(*CHAINED, "chain_hash")
+        for row in rows:
+            yield row
+        if len(rows) < VERIFY_BATCH:
+            return
+        last = int(rows[-1]["seq"])
+
+
+async def verify_chain(patient_id: UUID) -> Verification:
+    """Recompute one space's chain from its first event and compare it with every stored
+    hash, position and the head. The first break found is reported:
+
+    - an event altered (any column): that event's hash no longer matches;
+    - an event removed: the next one's position skips (at that next event);
+    - an event inserted: its hash does not match, or the one after it no longer does;
+      one appended past the head is beyond the head's position (at that event);
+    - events removed from the end, or the head altered: the head names a later or other
+      last event (at the head's moment, that of the last event it recorded);
+    - events without a head: at the last event.
+    """
+    head = await AccessLogHead.get_or_none(patient_id=patient_id)
+    head_seq = int(head.seq) if head is not None else 0
+    previous, expected, count = GENESIS, 1, 0
+    broken: Break | None = None
+    last: dict[str, Any] | None = None
+    async for row in _chain(patient_id):
+        count += 1
+        last = row
+        if broken is not None:
+            continue
+        seq = int(row["seq"])
+        where = (seq, row["at"], UUID(str(row["id"])))
+        if seq != expected:
+            reason = "an event is missing before this one" if seq > expected else "out of order"
+            broken = Break(*where, reason)
+        elif head is not None and seq > head_seq:
+            broken = Break(*where, "an event past the end of the chain")
+        elif link(previous, row) != row["chain_hash"]:
+            broken = Break(*where, "this event was altered, or does not follow the previous one")
+        else:
+            previous, expected = str(row["chain_hash"]), seq + 1
+    if broken is None:
+        if head is None:
+            if last is not None:
+                broken = Break(int(last["seq"]), last["at"], None, "the chain has no head")
+        elif head_seq != expected - 1 or head.chain_hash != previous:
+            reason = "events are missing at the end, or the head was altered"
+            broken = Break(head_seq, head.last_at, None, reason)
+    return Verification(patient_id, count, head_seq, broken)
+
+
+async def every_space() -> AsyncIterator[UUID]:
+    """Every space, by id, a batch at a time."""
+    last: UUID | None = None
+    while True:
+        query = Patient.all()
+        if last is not None:
+            query = query.filter(id__gt=last)
+        ids = await query.order_by("id").limit(VERIFY_BATCH).values_list("id", flat=True)
+        for pk in ids:
+            yield UUID(str(pk))
+        if len(ids) < VERIFY_BATCH:
+            return
+        last = UUID(str(ids[-1]))
+
+
+# --- writing events ---------------------------------------------------------------------
+
+# Told, after the commit, that a space's log grew up to a position (subscriptions publish it).
+Announce = Callable[[UUID, int], Awaitable[None]]
+
+
 @dataclass
 class AuditTrail:
-    """Per request: writes each distinct (patient, document, action) event once."""
+    """Per request: writes each distinct (patient, document, action, establishment) event once.
+
+    With `announce`, each space whose log grew is announced once the event is committed:
+    at once for an event written on its own, and by `flush()` (which the caller runs after
+    its transaction) for one written inside the caller's transaction."""
 
     request_id: str
     actor_id: UUID | None
     actor_role: ActorRole | None
     now: datetime
-    _written: set[tuple[UUID, UUID | None, AccessAction]] = field(default_factory=set)
+    announce: Announce | None = None
+    _written: set[tuple[UUID, UUID | None, AccessAction, UUID | None]] = field(default_factory=set)
+    _pending: dict[UUID, int] = field(default_factory=dict)
 
     async def record(
         self,
@@ -112,32 +407,42 @@ class AuditTrail:
         action: AccessAction,
         basis: AccessBasis,
         document_id: UUID | None = None,
+        establishment_id: UUID | None = None,
     ) -> None:
-        key = (patient_id, document_id, action)
+        """`establishment_id`: the establishment whose shared inbox the access went through."""
+        key = (patient_id, document_id, action, establishment_id)
         if key in self._written or self.actor_id is None or self.actor_role is None:
             return
         self._written.add(key)
-        # Most requests write one: the INSERT written out costs half of `create()`.
+        event = {
+            "id": uuid4(),
+            "created_at": utcnow(),
+            "at": self.now,
+            "patient_id": patient_id,
+            "actor_id": self.actor_id,
+            "actor_role": self.actor_role,
+            "action": action,
+            "basis": basis,
+            "document_id": document_id,
+            "request_id": self.request_id,
+            "establishment_id": establishment_id,
+        }
         db = AccessEvent._meta.db  # the transaction's connection inside one
-        p = parameter_prefix(db)
-        await db.execute_insert(
-            _INSERT.format(*(f"{p}{n}" for n in range(1, 11))),
-            [
-                str(uuid4()),
-                utcnow(),
-                self.now,
-                str(patient_id),
-                str(self.actor_id),
-                self.actor_role.value,
-                action.value,
-                basis.value,
-                None if document_id is None else str(document_id),
-                self.request_id,
-            ],
-        )
+        if isinstance(db, TransactionalDBClient):
+            # The caller's transaction: committed (and announced, by `flush`) with it.
+            chained = await append_event(db, event)
+            self._pending[patient_id] = max(self._pending.get(patient_id, 0), chained["seq"])
+            return
+        async with in_transaction() as conn:
+            chained = await append_event(conn, event)
+        if self.announce is not None:
+            await self.announce(patient_id, chained["seq"])
 
-
-_INSERT = (
-    "INSERT INTO access_event (id, created_at, at, patient_id, actor_id, actor_role, action,"
-    " basis, document_id, request_id) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {})"
-)
+    async def flush(self) -> None:
+        """Announce the spaces whose log grew (best effort: a reader also catches up from
+        the database). Run it after the transaction the events were written in."""
+        pending, self._pending = self._pending, {}
+        if self.announce is None:
+            return
+        for patient_id, seq in pending.items():
+            await self.announce(patient_id, seq)

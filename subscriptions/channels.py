@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
+from models.audit import Announce
 from subscriptions.broadcast import EventBus
 
 
@@ -40,3 +41,25 @@ async def _publish_to(bus: EventBus, accounts: Iterable[UUID], event: dict[str, 
     # Concurrently: while a dead Redis is not yet detected, each publish waits for its
     # timeout, and a mutation must not wait once per recipient.
     await asyncio.gather(*(bus.publish(account_channel(a), event) for a in accounts))
+
+
+def access_channel(patient_id: UUID) -> str:
+    """The live access log of one space (accessLogged): every worker's subscribers of it."""
+    return f"access-log:{patient_id}"
+
+
+async def publish_access(bus: EventBus, patient_id: UUID, seq: int) -> None:
+    """After the commit, best effort: the space's log reached position `seq` (readers
+    replay it from the database by position, so a lost event only delays them)."""
+    await bus.publish(
+        access_channel(patient_id), {"type": "access", "patient": str(patient_id), "seq": seq}
+    )
+
+
+def access_announcer(bus: EventBus) -> Announce:
+    """What an audit trail tells when a space's log grew (models/audit.py `AuditTrail`)."""
+
+    async def announce(patient_id: UUID, seq: int) -> None:
+        await publish_access(bus, patient_id, seq)
+
+    return announce
