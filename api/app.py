@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -23,24 +24,31 @@ from tortoise.contrib.starlette import RegisterTortoise
 
 from api.attachments import attachment_content
 from api.auth import bearer_from_header, bearer_from_params, client_address
+from api.budget import BudgetMiddleware, RequestBudget
 from api.calendar import calendar_feed
 from api.config import Settings
 from api.context import Context, Services
 from api.db import tortoise_config
 from api.downloads import document_content
-from api.errors import from_domain
+from api.errors import from_domain, infrastructure_errors, unavailable
+from api.export import export_space
+from api.franceconnect import franceconnect_routes
+from api.franceconnect_client import FranceConnect
 from api.jobs import Scheduler
+from api.oauth import oauth_routes
 from api.schema import schema
+from api.security_headers import SecureStarlette, security_headers
 from api.view import GraphQLView, json_error_response
 from api.ws_operations import SessionEnded
 from models.access import ANONYMOUS
-from models.blobs import FileBlobStore
 from models.crypto import Vault
 from models.errors import DomainError, Unauthenticated
 from models.session import authenticate
 from subscriptions.broadcast import EventBus
 
 logger = logging.getLogger(__name__)
+
+READY_TIMEOUT = 3.0  # seconds for each dependency to answer /readyz
 
 
 class EspaceSanteGraphQL(GraphQLView[Context, None]):
@@ -52,7 +60,10 @@ class EspaceSanteGraphQL(GraphQLView[Context, None]):
         settings = self.services.settings
         actor = ANONYMOUS
         if isinstance(request, Request):
-            actor = await authenticate(bearer_from_header(request.headers.get("authorization")))
+            actor = await authenticate(
+                bearer_from_header(request.headers.get("authorization")),
+                vault=self.services.vault,
+            )
         return Context(
             request=request,
             response=response,
@@ -65,7 +76,7 @@ class EspaceSanteGraphQL(GraphQLView[Context, None]):
         """A bad token at connection_init closes the socket (4403)."""
         try:
             token = bearer_from_params(context.connection_params)
-            context.actor = await authenticate(token)
+            context.actor = await authenticate(token, vault=self.services.vault)
         except Unauthenticated as exc:
             raise ConnectionRejectionError({"code": "UNAUTHENTICATED"}) from exc
         return None
@@ -75,7 +86,9 @@ class EspaceSanteGraphQL(GraphQLView[Context, None]):
         is (a revoked or expired session ends the socket: `SessionEnded`), then a context of
         its own (request id, clock, loaders, audit trail). api/ws_operations.py."""
         try:
-            actor = await authenticate(bearer_from_params(socket_context.connection_params))
+            actor = await authenticate(
+                bearer_from_params(socket_context.connection_params), vault=self.services.vault
+            )
         except Unauthenticated as exc:
             raise SessionEnded(from_domain(exc)) from exc
         if actor == socket_context.actor:  # immutable: one per socket, not one per operation
@@ -92,8 +105,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         settings=settings,
         vault=Vault(settings.secret_key),
         bus=EventBus(settings.broadcast_url),
-        blobs=FileBlobStore(settings.blob_dir),
+        blobs=settings.blob_store(),
     )
+    budget = services.budget = RequestBudget(settings, services.vault)  # api/budget.py
     view = EspaceSanteGraphQL(
         services,
         graphql_ide="graphiql" if settings.development else None,
@@ -108,13 +122,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        checks = {"database": False, "broadcast": False}
+        checks = {"database": False, "broadcast": False, "objectStore": False}
         try:
-            await Tortoise.get_connection("default").execute_query("SELECT 1")
+            async with asyncio.timeout(READY_TIMEOUT):
+                await Tortoise.get_connection("default").execute_query("SELECT 1")
             checks["database"] = True
         except Exception:
             logger.warning("readiness: database unreachable", exc_info=True)
         checks["broadcast"] = await services.bus.ping()
+        try:
+            async with asyncio.timeout(READY_TIMEOUT):
+                await services.blobs.ping()
+            checks["objectStore"] = True
+        except Exception:
+            logger.warning("readiness: object store unreachable", exc_info=True)
         ready = all(checks.values())
         return JSONResponse(
             {"status": "ready" if ready else "unavailable", "checks": checks},
@@ -129,8 +150,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             404: "NOT_FOUND",
             413: "PAYLOAD_TOO_LARGE",
         }
-        return json_error_response(
-            exc.status_code, code.get(exc.status_code, "BAD_USER_INPUT"), str(exc.detail)
+        return json_error_response(  # with its headers: a 405's Allow
+            exc.status_code,
+            code.get(exc.status_code, "BAD_USER_INPUT"),
+            str(exc.detail),
+            headers=exc.headers,
         )
 
     async def api_error(request: Request, exc: Exception) -> Response:
@@ -141,7 +165,23 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
         return JSONResponse({"errors": [exc.formatted]}, status_code=status)
 
+    async def dependency_down(request: Request, exc: Exception) -> Response:
+        """The database, Redis or the object store is unreachable: 503 with Retry-After."""
+        down = unavailable(exc)
+        if down is None:
+            return await server_error(request, exc)
+        logger.warning("dependency unreachable (%s): %r", request.url.path, exc)
+        return json_error_response(
+            503,
+            down.code,
+            down.message,
+            extensions={"retryAfter": down.retry_after},
+            headers={"Retry-After": str(down.retry_after)},
+        )
+
     async def server_error(request: Request, exc: Exception) -> Response:
+        if unavailable(exc) is not None:  # wrapped in another error
+            return await dependency_down(request, exc)
         import uuid
 
         request_id = uuid.uuid4().hex
@@ -158,12 +198,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             status_code=500,
         )
 
+    franceconnect = FranceConnect.from_settings(settings)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         async with RegisterTortoise(app, config=tortoise_config(settings.database_url)):
             await services.bus.connect()
-            scheduler = Scheduler(settings, services.bus)
+            scheduler = Scheduler(settings, services.bus, services.blobs)
             if settings.scheduler_enabled:
                 scheduler.start()
             if settings.environment != "test":
@@ -176,20 +218,30 @@ def create_app(settings: Settings | None = None) -> Starlette:
             finally:
                 await scheduler.stop()
                 await services.bus.disconnect()
+                await services.blobs.aclose()
+                if franceconnect is not None:
+                    await franceconnect.aclose()
+                await budget.close()
 
-    app = Starlette(
+    app = SecureStarlette(
+        security_headers=security_headers(settings),  # on every response: api/security_headers.py
         routes=[
-            Route("/graphql", view, methods=["GET", "POST"]),
+            # Every method reaches the view, which answers 405 with `Allow: GET, POST`.
+            Route("/graphql", view),
             WebSocketRoute("/graphql", view),
             Route("/documents/{id}/content", document_content, methods=["GET"]),
+            Route("/export/{patient_id}.fhir.json", export_space, methods=["GET"]),
             Route("/attachments/{id}/content", attachment_content, methods=["GET"]),
             Route("/calendar/{token}.ics", calendar_feed, methods=["GET"]),
+            *franceconnect_routes(),  # 404 unless FRANCECONNECT_* are set
+            *oauth_routes(),  # partner apps: token, revocation, metadata (api/oauth.py)
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],
         exception_handlers={
             HTTPException: http_error,
             DomainError: api_error,
+            **dict.fromkeys(infrastructure_errors(), dependency_down),
             Exception: server_error,
         },
         lifespan=lifespan,
@@ -205,10 +257,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     "Apollo-Require-Preflight",
                     "X-Apollo-Operation-Name",
                     "X-Query-Cost",  # asks for extensions.cost (api/extensions/cost.py)
+                    # Trusted documents per client (api/extensions/persisted.py).
+                    "apollographql-client-name",
+                    "apollographql-client-version",
                 ],
+                expose_headers=["Retry-After"],  # of a RATE_LIMITED answer (429)
                 max_age=600,
-            )
+            ),
+            # Inside CORS, so that a 429 reaches a browser with its CORS headers.
+            Middleware(BudgetMiddleware, budget=budget),
         ],
     )
     app.state.services = services
+    app.state.franceconnect = franceconnect
     return app

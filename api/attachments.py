@@ -1,6 +1,13 @@
-"""GET /attachments/{id}/content: the bytes of a message attachment, for its participants."""
+"""GET /attachments/{id}/content: the bytes of a message attachment, for its participants.
+
+A member of an establishment downloading an attachment of a patient's message of its shared
+inbox leaves an access event (DOWNLOAD, basis CONVERSATION, naming the establishment), as
+reading that message through GraphQL does.
+"""
 
 from __future__ import annotations
+
+import uuid
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -9,17 +16,21 @@ from api.auth import bearer_from_header
 from api.context import Services
 from api.downloads import stream_blob
 from api.view import json_error_response
-from models.base import paris_today
+from models.audit import AccessAction, AccessBasis, AuditTrail
+from models.base import paris_today, utcnow
 from models.errors import NotFound, Unauthenticated
-from models.message import readable_attachment
+from models.message import member_read, readable_attachment
 from models.session import authenticate
 from resolvers import ids
+from subscriptions.channels import access_announcer
 
 
 async def attachment_content(request: Request) -> Response:
     services: Services = request.app.state.services
     try:
-        actor = await authenticate(bearer_from_header(request.headers.get("authorization")))
+        actor = await authenticate(
+            bearer_from_header(request.headers.get("authorization")), vault=services.vault
+        )
         if actor.anonymous:
             raise Unauthenticated()
         pk = ids.decode_as(request.path_params["id"], "Attachment")
@@ -27,13 +38,33 @@ async def attachment_content(request: Request) -> Response:
         return json_error_response(401, "UNAUTHENTICATED", exc.message)
     except NotFound:
         return json_error_response(404, "NOT_FOUND", "Not found.")
-    attachment = await readable_attachment(actor, pk, today=paris_today())
+    now = utcnow()
+    attachment = await readable_attachment(actor, pk, today=paris_today(now))
     if attachment is None:
         return json_error_response(404, "NOT_FOUND", "Not found.")
-    return stream_blob(
+    # Opened before the access event and the headers: a missing object fails here.
+    chunks = await services.blobs.open(attachment.sha256)
+    message = attachment.message
+    conversation = message.conversation
+    if member_read(actor, conversation.establishment_id, message.sender_role):
+        trail = AuditTrail(
+            request_id=uuid.uuid4().hex,
+            actor_id=actor.id,
+            actor_role=actor.audit_role,
+            now=now,
+            announce=access_announcer(services.bus),  # the live access log (accessLogged)
+        )
+        await trail.record(
+            patient_id=conversation.patient_id,
+            action=AccessAction.DOWNLOAD,
+            basis=AccessBasis.CONVERSATION,
+            establishment_id=conversation.establishment_id,
+        )
+    return await stream_blob(
         services,
         sha256=attachment.sha256,
         mime_type=attachment.mime_type,
         size=attachment.size,
         filename=attachment.filename,
+        chunks=chunks,
     )

@@ -1,6 +1,7 @@
 """The `espace-sante` command.
 
-serve, migrate, create-operator, seed-demo, export-schema, run-jobs, documents.
+serve, migrate, create-operator, seed-demo, export-schema, run-jobs, documents, blobs
+(api/blob_cli.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from tortoise import Tortoise
 
+from api import audit_cli, blob_cli
 from api.config import ConfigError, Settings
 from api.db import tortoise_config
 from models.crypto import Vault, migration_key
@@ -192,16 +194,19 @@ def cmd_create_operator(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_seed_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from models.blobs import FileBlobStore
     from models.crypto import Vault
     from models.demo import seed_demo
 
     async def work() -> int:
-        lines = await seed_demo(
-            Vault(settings.secret_key),
-            FileBlobStore(settings.blob_dir),
-            reminder_hours=settings.appointment_reminder_hours,
-        )
+        blobs = settings.blob_store()
+        try:
+            lines = await seed_demo(
+                Vault(settings.secret_key),
+                blobs,
+                reminder_hours=settings.appointment_reminder_hours,
+            )
+        finally:
+            await blobs.aclose()
         print("\n".join(lines))
         return 0
 
@@ -438,6 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the registered documents: the shared first-party list, each "
         "client's list, then those registered by automatic persisted queries.",
     )
+    blob_cli.add_parser(command)  # espace-sante blobs migrate|verify|rewrap
+    audit_cli.add_parser(command)  # espace-sante audit verify
     return parser
 
 
@@ -448,6 +455,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "seed-demo": cmd_seed_demo,
     "run-jobs": cmd_run_jobs,
     "documents": cmd_documents,
+    "blobs": blob_cli.cmd_blobs,
+    "audit": audit_cli.cmd_audit,
 }
 
 

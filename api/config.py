@@ -10,6 +10,8 @@ from ipaddress import ip_network
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from models.blob_crypto import Keyring, derive_master_key, parse_master_key
+from models.blobs import BlobStore, S3Location, object_store, parse_blob_url
 from models.outbox import Mailer
 from models.session import LoginPolicy
 
@@ -53,6 +55,13 @@ VARIABLES = (
     "APQ",
     "APQ_MAX_BYTES",
     "APQ_REGISTRATIONS_PER_HOUR",
+    "BLOB_URL",
+    "S3_ENDPOINT_URL",
+    "S3_ACCESS_KEY_ID",
+    "S3_SECRET_ACCESS_KEY",
+    "S3_REGION",
+    "BLOB_MASTER_KEY",
+    "BLOB_OLD_MASTER_KEYS",
     "RATE_LIMIT_REQUESTS_PER_MINUTE",
     "RATE_LIMIT_COST_PER_MINUTE",
     "RATE_LIMIT_ADDRESS_REQUESTS_PER_MINUTE",
@@ -92,23 +101,29 @@ def _budget(env: dict[str, str], name: str, default: int) -> int:
 
 
 def _budgets(env: dict[str, str], max_query_cost: int) -> dict[str, int]:
-    """The request budget's settings (api/budget.py), as keyword arguments of Settings."""
+    """The request budget's settings (api/budget.py), by the name of their field."""
+    default = Settings  # the dataclass's defaults
+    per_token = default.rate_limit_requests_per_minute
+    cost_per_token = default.rate_limit_cost_per_minute
+    per_address = default.rate_limit_address_requests_per_minute
+    cost_per_address = default.rate_limit_address_cost_per_minute
     budgets = {
-        field: _budget(env, field.upper(), getattr(Settings, field))
-        for field in (
-            "rate_limit_requests_per_minute",
-            "rate_limit_cost_per_minute",
-            "rate_limit_address_requests_per_minute",
-            "rate_limit_address_cost_per_minute",
-        )
+        "rate_limit_requests_per_minute": _budget(env, "RATE_LIMIT_REQUESTS_PER_MINUTE", per_token),
+        "rate_limit_cost_per_minute": _budget(env, "RATE_LIMIT_COST_PER_MINUTE", cost_per_token),
+        "rate_limit_address_requests_per_minute": (
+            _budget(env, "RATE_LIMIT_ADDRESS_REQUESTS_PER_MINUTE", per_address)
+        ),
+        "rate_limit_address_cost_per_minute": (
+            _budget(env, "RATE_LIMIT_ADDRESS_COST_PER_MINUTE", cost_per_address)
+        ),
     }
-    burst = _limit(env, "RATE_LIMIT_BURST_SECONDS", Settings.rate_limit_burst_seconds)
-    for field in ("rate_limit_cost_per_minute", "rate_limit_address_cost_per_minute"):
+    burst = _limit(env, "RATE_LIMIT_BURST_SECONDS", default.rate_limit_burst_seconds)
+    for name in ("rate_limit_cost_per_minute", "rate_limit_address_cost_per_minute"):
         # A bucket must hold the costliest request allowed, or that request never runs.
-        per_minute = budgets[field]
+        per_minute = budgets[name]
         if per_minute and per_minute * burst < max_query_cost * 60:
             raise ConfigError(
-                f"{field.upper()} x RATE_LIMIT_BURST_SECONDS / 60 must be at least"
+                f"{name.upper()} x RATE_LIMIT_BURST_SECONDS / 60 must be at least"
                 f" MAX_QUERY_COST ({max_query_cost}): a bucket holds the costliest request"
             )
     return {**budgets, "rate_limit_burst_seconds": burst}
@@ -133,8 +148,8 @@ def _networks(env: dict[str, str], name: str) -> tuple[str, ...]:
 
 
 def _url(env: dict[str, str], name: str, *, https: bool) -> str | None:
-    """An absolute http(s) URL, without a trailing slash; https only when asked for."""
-    value = (env.get(name) or "").strip().rstrip("/")
+    """An absolute http(s) URL, as written; https only when asked for."""
+    value = (env.get(name) or "").strip()
     if not value:
         return None
     parts = urlsplit(value)
@@ -146,28 +161,46 @@ def _url(env: dict[str, str], name: str, *, https: bool) -> str | None:
 
 
 def _franceconnect(env: dict[str, str], environment: str) -> dict[str, str | None]:
-    """All four settings or none: FranceConnect login is on only when every one is set."""
+    """All three FRANCECONNECT_* or none (FranceConnect login off), and then FRONTEND_URL."""
+    https = environment == "production"
+    issuer = _url(env, "FRANCECONNECT_ISSUER", https=https)
     values = {
-        "franceconnect_issuer": _url(
-            env, "FRANCECONNECT_ISSUER", https=environment == "production"
-        ),
+        # Compared with the provider's own `issuer`, which ends without a slash.
+        "franceconnect_issuer": issuer.rstrip("/") if issuer else None,
         "franceconnect_client_id": (env.get("FRANCECONNECT_CLIENT_ID") or "").strip() or None,
         "franceconnect_client_secret": (env.get("FRANCECONNECT_CLIENT_SECRET") or "").strip()
         or None,
-        "frontend_url": _url(env, "FRONTEND_URL", https=environment == "production"),
     }
-    named = {
-        "franceconnect_issuer": "FRANCECONNECT_ISSUER",
-        "franceconnect_client_id": "FRANCECONNECT_CLIENT_ID",
-        "franceconnect_client_secret": "FRANCECONNECT_CLIENT_SECRET",
-    }
-    given = [key for key in named if values[key]]
-    if given and len(given) < len(named):
-        missing = ", ".join(named[key] for key in named if not values[key])
+    if any(values.values()) and not all(values.values()):
+        missing = ", ".join(k.upper() for k, v in values.items() if not v)
         raise ConfigError(f"FranceConnect is half configured: set {missing} too")
-    if given and not values["frontend_url"]:
-        raise ConfigError("FRONTEND_URL must be set for FranceConnect (where logins land)")
-    return values
+    frontend_url = _url(env, "FRONTEND_URL", https=https)
+    if issuer and not frontend_url:
+        raise ConfigError("FRONTEND_URL must be set with FranceConnect (where its logins land)")
+    return {**values, "frontend_url": frontend_url}
+
+
+def _blob_url(env: dict[str, str]) -> str:
+    url = (env.get("BLOB_URL") or "").strip()
+    if url:
+        try:
+            parse_blob_url(url)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    return url
+
+
+def _master_keys(env: dict[str, str]) -> tuple[str | None, tuple[str, ...]]:
+    """BLOB_MASTER_KEY and BLOB_OLD_MASTER_KEYS (comma-separated), each checked here."""
+    current = (env.get("BLOB_MASTER_KEY") or "").strip() or None
+    old = tuple(k.strip() for k in (env.get("BLOB_OLD_MASTER_KEYS") or "").split(",") if k.strip())
+    named = [("BLOB_MASTER_KEY", current)] if current else []
+    for name, key in named + [("BLOB_OLD_MASTER_KEYS", k) for k in old]:
+        try:
+            parse_master_key(key)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+    return current, old
 
 
 def _dev_secret(data_dir: Path) -> str:
@@ -213,6 +246,16 @@ class Settings:
     apq: bool = True
     apq_max_bytes: int = 16384
     apq_registrations_per_hour: int = 100
+    # Document and attachment bytes (models/blobs.py): "" is file://DATA_DIR/blobs.
+    blob_url: str = ""
+    s3_endpoint_url: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = field(default=None, repr=False)
+    s3_region: str | None = None
+    # Wraps each blob's data key; derived from SECRET_KEY when not set. Old ones still unwrap
+    # (until `espace-sante blobs rewrap`), as does the one derived from SECRET_KEY.
+    blob_master_key: str | None = field(default=None, repr=False)
+    blob_old_master_keys: tuple[str, ...] = field(default=(), repr=False)
     # The request budget (api/budget.py): token buckets per session and per client address,
     # over requests and over query cost, each holding `rate_limit_burst_seconds` of its rate;
     # 0 switches a budget off.
@@ -266,6 +309,32 @@ class Settings:
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
 
+    @property
+    def blob_location(self) -> str:
+        """BLOB_URL, or the default file store under DATA_DIR."""
+        return self.blob_url or f"file://{self.blob_dir}"
+
+    def blob_keyring(self) -> Keyring:
+        derived = derive_master_key(self.secret_key)
+        if self.blob_master_key is None:
+            current, retired = derived, []
+        else:
+            current, retired = parse_master_key(self.blob_master_key), [derived]
+        retired += [parse_master_key(k) for k in self.blob_old_master_keys]
+        return Keyring(current, retired)
+
+    def blob_store(self, url: str | None = None) -> BlobStore:
+        """The encrypted store at `url` (default: `blob_location`); S3_* sign in to s3://.
+        Each call makes a store of its own (and, for S3, a client): `aclose` it."""
+        s3 = S3Location(
+            bucket="-",
+            endpoint_url=self.s3_endpoint_url,
+            access_key_id=self.s3_access_key_id,
+            secret_access_key=self.s3_secret_access_key,
+            region=self.s3_region,
+        )
+        return BlobStore(object_store(url or self.blob_location, s3=s3), self.blob_keyring())
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
@@ -291,7 +360,9 @@ class Settings:
         hours = tuple(
             int(h) for h in env.get("APPOINTMENT_REMINDER_HOURS", "48,2").split(",") if h.strip()
         )
+        master_key, old_master_keys = _master_keys(env)
         max_query_cost = _limit(env, "MAX_QUERY_COST", cls.max_query_cost)
+        budgets = _budgets(env, max_query_cost)
         return cls(
             environment=environment,
             data_dir=data_dir,
@@ -322,6 +393,19 @@ class Settings:
             apq_registrations_per_hour=_limit(
                 env, "APQ_REGISTRATIONS_PER_HOUR", cls.apq_registrations_per_hour
             ),
+            blob_url=_blob_url(env),
+            s3_endpoint_url=(env.get("S3_ENDPOINT_URL") or "").strip() or None,
+            s3_access_key_id=env.get("S3_ACCESS_KEY_ID") or None,
+            s3_secret_access_key=env.get("S3_SECRET_ACCESS_KEY") or None,
+            s3_region=(env.get("S3_REGION") or "").strip() or None,
+            blob_master_key=master_key,
+            blob_old_master_keys=old_master_keys,
             **_franceconnect(env, environment),
-            **_budgets(env, max_query_cost),
+            rate_limit_requests_per_minute=budgets["rate_limit_requests_per_minute"],
+            rate_limit_cost_per_minute=budgets["rate_limit_cost_per_minute"],
+            rate_limit_address_requests_per_minute=budgets[
+                "rate_limit_address_requests_per_minute"
+            ],
+            rate_limit_address_cost_per_minute=budgets["rate_limit_address_cost_per_minute"],
+            rate_limit_burst_seconds=budgets["rate_limit_burst_seconds"],
         )

@@ -26,8 +26,10 @@ from models.base import paris_today, utcnow
 from models.blobs import BlobStore
 from models.crypto import Vault
 from models.session import session_active
+from subscriptions.channels import access_announcer
 
 if TYPE_CHECKING:
+    from api.budget import RequestBudget
     from resolvers.loaders import Loaders
     from subscriptions.broadcast import EventBus
 
@@ -40,6 +42,7 @@ class Services:
     vault: Vault
     bus: EventBus
     blobs: BlobStore
+    budget: RequestBudget | None = None  # the request budget (api/budget.py); None: unlimited
 
 
 @dataclass(slots=True)  # one per operation: a subscription holds it while idle
@@ -77,8 +80,15 @@ class Context:
                 actor_id=self.actor.id,
                 actor_role=self.actor.audit_role,
                 now=self.now,
+                announce=access_announcer(self.services.bus),
             )
         return self._audit
+
+    async def announce_access(self) -> None:
+        """Once the operation is over (its transactions committed): the live access logs
+        hear of the events it wrote inside them (api/extensions/access_announce.py)."""
+        if self._audit is not None:
+            await self._audit.flush()
 
     @property
     def loaders(self) -> Loaders:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from starlette.requests import Request
@@ -16,10 +17,12 @@ from api.errors import InternalError
 from api.view import json_error_response
 from models.audit import AccessAction, AuditTrail
 from models.base import paris_today, utcnow
+from models.blobs import BlobNotFound
 from models.document import read_basis, readable_document
 from models.errors import NotFound, Unauthenticated
 from models.session import authenticate
 from resolvers import ids
+from subscriptions.channels import access_announcer
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +43,9 @@ def _filename(title: str, mime: str) -> str:
 async def document_content(request: Request) -> Response:
     services: Services = request.app.state.services
     try:
-        actor = await authenticate(bearer_from_header(request.headers.get("authorization")))
+        actor = await authenticate(
+            bearer_from_header(request.headers.get("authorization")), vault=services.vault
+        )
         if actor.anonymous:
             raise Unauthenticated()
         pk = ids.decode_as(request.path_params["id"], "Document")
@@ -53,8 +58,11 @@ async def document_content(request: Request) -> Response:
     if found is None:
         return json_error_response(404, "NOT_FOUND", "Not found.")
     document, relation = found
-    if not await services.blobs.exists(document.sha256):
-        # Checked before streaming: once the headers are sent, no JSON error can follow.
+    try:
+        # Opened before the access event and the headers: no JSON error can follow those. An
+        # unreachable store raises StoreUnavailable: 503 (api/app.py).
+        chunks = await services.blobs.open(document.sha256)
+    except BlobNotFound:
         request_id = uuid.uuid4().hex
         logger.error("document %s has no bytes (request_id=%s)", document.id, request_id)
         return json_error_response(
@@ -66,7 +74,11 @@ async def document_content(request: Request) -> Response:
     basis = read_basis(relation)
     if basis is not None:
         trail = AuditTrail(
-            request_id=uuid.uuid4().hex, actor_id=actor.id, actor_role=actor.audit_role, now=now
+            request_id=uuid.uuid4().hex,
+            actor_id=actor.id,
+            actor_role=actor.audit_role,
+            now=now,
+            announce=access_announcer(services.bus),  # the live access log (accessLogged)
         )
         await trail.record(
             patient_id=document.patient_id,
@@ -74,12 +86,13 @@ async def document_content(request: Request) -> Response:
             basis=basis,
             document_id=document.id,
         )
-    return stream_blob(
+    return await stream_blob(
         services,
         sha256=document.sha256,
         mime_type=document.mime_type,
         size=document.size,
         filename=_filename(document.title, document.mime_type),
+        chunks=chunks,
     )
 
 
@@ -91,8 +104,14 @@ def _ascii_name(filename: str, limit: int = 120) -> str:
     return f"{stem[: limit - len(extension) - 1]}.{extension}"
 
 
-def stream_blob(
-    services: Services, *, sha256: str, mime_type: str, size: int, filename: str
+async def stream_blob(
+    services: Services,
+    *,
+    sha256: str,
+    mime_type: str,
+    size: int,
+    filename: str,
+    chunks: AsyncIterator[bytes] | None = None,
 ) -> Response:
     """Stream stored bytes as a download the browser never renders inline or caches.
 
@@ -107,7 +126,8 @@ def stream_blob(
         f"filename*=UTF-8''{quote(filename, safe='')}"
     )
     return StreamingResponse(
-        services.blobs.iter_chunks(sha256),
+        # Opened before the headers go: a missing or unreachable object fails here.
+        chunks if chunks is not None else await services.blobs.open(sha256),
         headers={
             "Content-Type": mime_type,
             "Content-Disposition": disposition,

@@ -97,6 +97,57 @@ class QueryTooComplex(ApiError):
     default_message = "Query too complex."
 
 
+class ServiceUnavailable(ApiError):
+    """The database, Redis or the object store is unreachable (or too slow to answer): HTTP
+    503 with `Retry-After`; the request's transaction did not commit."""
+
+    code = "SERVICE_UNAVAILABLE"
+    default_message = "A service this request needs is unreachable; try again shortly."
+    http_status = 503
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 5) -> None:
+        self.retry_after = max(1, int(retry_after))
+        super().__init__(message, retryAfter=self.retry_after)
+
+
+def infrastructure_errors() -> tuple[type[BaseException], ...]:
+    """What a dependency that is down raises: connection failures and timeouts of PostgreSQL
+    (asyncpg, Tortoise), Redis and the object store (models/blobs.py)."""
+    import asyncpg
+    from redis import exceptions as redis_errors
+    from tortoise.exceptions import DBConnectionError
+
+    from models.blobs import StoreUnavailable
+
+    return (
+        ConnectionError,  # refused, reset, aborted, broken pipe
+        TimeoutError,  # asyncpg's command_timeout, connect timeouts
+        asyncpg.PostgresConnectionError,
+        asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up, canceled
+        asyncpg.exceptions.TooManyConnectionsError,
+        DBConnectionError,
+        redis_errors.ConnectionError,
+        redis_errors.TimeoutError,
+        StoreUnavailable,
+    )
+
+
+def unavailable(exc: BaseException | None) -> ServiceUnavailable | None:
+    """SERVICE_UNAVAILABLE if `exc`, or what caused it, is a dependency being unreachable."""
+    import asyncpg
+
+    kinds = infrastructure_errors()
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, kinds):
+            return ServiceUnavailable()
+        if isinstance(exc, asyncpg.InterfaceError) and "connection" in str(exc):
+            return ServiceUnavailable()  # "connection is closed", after a server restart
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
 class InternalError(ApiError):
     code = "INTERNAL_SERVER_ERROR"
 

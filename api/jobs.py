@@ -13,11 +13,12 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from api.config import Settings
-from models import lifecycle, ratelimit
+from models import catalogue, lifecycle, ratelimit
 from models.appointment import mark_done
 from models.audience import managing_accounts
 from models.base import paris_today, utcnow
-from models.blobs import FileBlobStore
+from models.blob_maintenance import reap_blobs
+from models.blobs import BlobStore
 from models.crypto import Vault
 from models.outbox import deliver_pending, purge_delivered
 from models.reminder import Reminder, compute_rule_reminders, raise_due
@@ -39,9 +40,14 @@ async def alert(bus: EventBus | None, reminders: list[Reminder], now: datetime) 
 
 
 async def run_jobs(
-    settings: Settings, *, now: datetime | None = None, bus: EventBus | None = None
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    bus: EventBus | None = None,
+    blobs: BlobStore | None = None,
 ) -> dict[str, int]:
     """`bus` is the server's event bus; the CLI passes one only for a shared (Redis) bus.
+    `blobs` is the server's blob store; without one, a store is opened for this run.
 
     `now` is taken to UTC first: SQLite compares timestamps as text, so a moment with another
     offset (`run-jobs --now …+01:00`) would be compared wrongly with the stored UTC ones.
@@ -49,21 +55,27 @@ async def run_jobs(
     if now is not None and (now.tzinfo is None or now.utcoffset() is None):
         raise ValueError("now must be timezone-aware")
     now = (now or utcnow()).astimezone(UTC)
+    if blobs is None:
+        store = settings.blob_store()
+        try:
+            return await run_jobs(settings, now=now, bus=bus, blobs=store)
+        finally:
+            await store.aclose()
     vault = Vault(settings.secret_key)
     jobs: dict[str, Callable[[], Awaitable[int]]] = {
         "spaces_created": lambda: lifecycle.create_spaces_due(now),
         "representations_ended": lambda: lifecycle.end_majority_links(
             vault=vault, mailer=settings.mailer, now=now
         ),
-        "spaces_purged": lambda: lifecycle.purge_closed(
-            now, blobs=FileBlobStore(settings.blob_dir), mailer=settings.mailer
-        ),
+        "spaces_purged": lambda: lifecycle.purge_closed(now, blobs=blobs, mailer=settings.mailer),
         "messages_delivered": lambda: deliver_pending(settings.mailer, now=now),
         "messages_purged": lambda: purge_delivered(settings.mailer, now),
         "counters_purged": lambda: ratelimit.purge_older_than(now - timedelta(days=1)),
         "appointments_done": lambda: mark_done(now),
         "rule_reminders_created": lambda: compute_rule_reminders(now),
         "reminders_raised": lambda: _raise(bus, now),
+        "blobs_reaped": lambda: reap_blobs(now, blobs=blobs),
+        "app_credentials_purged": lambda: catalogue.purge_expired(now),
     }
     report: dict[str, int] = {}
     for name, job in jobs.items():
@@ -86,9 +98,12 @@ async def _raise(bus: EventBus | None, now: datetime) -> int:
 class Scheduler:
     """Runs the jobs every `interval` seconds inside the server process."""
 
-    def __init__(self, settings: Settings, bus: EventBus | None = None) -> None:
+    def __init__(
+        self, settings: Settings, bus: EventBus | None = None, blobs: BlobStore | None = None
+    ) -> None:
         self.settings = settings
         self.bus = bus
+        self.blobs = blobs
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -104,7 +119,7 @@ class Scheduler:
     async def _loop(self) -> None:
         while True:
             try:
-                await run_jobs(self.settings, bus=self.bus)
+                await run_jobs(self.settings, bus=self.bus, blobs=self.blobs)
             except Exception:
                 logger.exception("scheduled run failed")
             await asyncio.sleep(self.settings.scheduler_interval)

@@ -1,32 +1,51 @@
-"""Composes the one schema from the domain mixins, with its schema-wide extensions."""
+"""Composes the one schema from the domain mixins, with its schema-wide extensions.
+
+In production (`ENVIRONMENT=production`) the schema is not served to clients, who read the
+published `schema.graphql` instead: introspection (`__schema`, `__type`) is refused by
+validation (`HiddenSchema`), and no error message suggests a name ("Did you mean …?",
+after an unknown field, argument, type, enum value or input field: `Schema.process_errors`).
+Elsewhere both stay, for GraphiQL and developers. One schema serves every environment,
+since each request carries its settings.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import SchemaExtension
 from strawberry.printer import print_schema
-from strawberry.schema.config import StrawberryConfig
 
+from api.budget import CostBudget
+from api.config import Settings
+from api.extensions.access_announce import AnnounceAccessEvents
 from api.extensions.errors import MaskInternalErrors
 from api.extensions.limits import limit_extensions
 from api.extensions.subscriptions import LeanSubscriptions
+from api.extensions.text import RefuseNulCharacters
 from resolvers.agenda import AgendaMutation, Appointment, Reminder
 from resolvers.auth import AuthMutation
+from resolvers.catalogue import CatalogueMutation, CatalogueQuery, PartnerApp
 from resolvers.consent import AccessEvent, Consent, ConsentMutation, ConsentQuery
 from resolvers.cost import WRITE, Cost
 from resolvers.dossier import Document, DossierMutation, Screening, Vaccination
+from resolvers.establishment import EstablishmentMutation, EstablishmentQuery
+from resolvers.holder import HolderQuery
 from resolvers.lifecycle import LifecycleMutation
 from resolvers.messaging import Attachment, Conversation, Message, MessagingMutation
 from resolvers.node import NodeQuery
 from resolvers.people import Establishment, Operator, Patient, PeopleQuery, Professional
+from subscriptions.access_log import AccessLogSubscription
 from subscriptions.reminders import ReminderSubscription
 from subscriptions.schema import Subscription as MessageSubscription
 
 
 @strawberry.type
-class Query(NodeQuery, PeopleQuery, ConsentQuery):
+class Query(NodeQuery, PeopleQuery, ConsentQuery, HolderQuery, EstablishmentQuery, CatalogueQuery):
     pass
 
 
@@ -46,21 +65,57 @@ class Mutation(
     DossierMutation,
     ConsentMutation,
     MessagingMutation,
+    EstablishmentMutation,
     AgendaMutation,
+    CatalogueMutation,
 ):
     pass
 
 
 @strawberry.type
-class Subscription(MessageSubscription, ReminderSubscription):
+class Subscription(MessageSubscription, ReminderSubscription, AccessLogSubscription):
     pass
+
+
+# graphql-core ends a message with its suggestions: " Did you mean 'a', 'b' or 'c'?",
+# " Did you mean the enum value 'A'?", " Did you mean to use an inline fragment on 'T'?".
+_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
+
+
+def in_production(context: object) -> bool:
+    settings = getattr(context, "settings", None)
+    return isinstance(settings, Settings) and settings.environment == "production"
+
+
+def without_suggestions(message: str) -> str:
+    return _SUGGESTION.sub("", message)
+
+
+class HiddenSchema(SchemaExtension):
+    """In production, introspection is refused by validation (GRAPHQL_VALIDATION_FAILED);
+    `__typename` stays. Subscriptions cannot introspect: `__schema` and `__type` are fields
+    of the query type only."""
+
+    def on_operation(self) -> Iterator[None]:
+        execution_context = self.execution_context
+        if in_production(execution_context.context):
+            execution_context.validation_rules = (
+                *execution_context.validation_rules,
+                NoSchemaIntrospectionCustomRule,
+            )
+        yield
 
 
 class Schema(LeanSubscriptions, strawberry.Schema):
     """Subscriptions run with a lighter extension set: api/extensions/subscriptions.py."""
 
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
-        """MaskInternalErrors logs what matters; expected errors (NOT_FOUND…) are not noise."""
+        """MaskInternalErrors logs what matters; expected errors (NOT_FOUND…) are not noise.
+        In production, suggestions leave every message (validation, variables), before the
+        errors are coded and answered."""
+        if execution_context is not None and in_production(execution_context.context):
+            for error in errors:
+                error.message = without_suggestions(error.message)
 
 
 def build_schema() -> strawberry.Schema:
@@ -83,9 +138,16 @@ def build_schema() -> strawberry.Schema:
             Attachment,
             Appointment,
             Reminder,
+            PartnerApp,
         ],
-        extensions=[MaskInternalErrors, *limit_extensions()],
-        config=StrawberryConfig(disable_field_suggestions=True),
+        extensions=[
+            MaskInternalErrors,
+            *limit_extensions(),
+            RefuseNulCharacters,
+            HiddenSchema,
+            CostBudget,  # after CostLimit: charges the cost of a valid request to its caller
+            AnnounceAccessEvents,  # the live access logs hear of what the operation logged
+        ],
     )
 
 

@@ -1,8 +1,26 @@
 """The HTTP edge of GraphQL: strawberry's ASGI view made GraphQL-over-HTTP compliant.
 
-- Answers `application/graphql-response+json` when the client asks for it; then a request
-  that never executed (parse, validation, unknown operation, bad variables) answers 400.
-  Under `application/json` it answers 200, as the spec asks of legacy clients.
+It follows the current text of the GraphQL-over-HTTP specification
+(https://github.com/graphql/graphql-over-http, spec/GraphQLOverHTTP.md):
+
+- Media type: `application/graphql-response+json` when the client ranks it at least as high
+  as `application/json`; `application/json` otherwise (an `Accept` of `application/json`,
+  `*/*`, or none), as the Transport contract says. An `Accept` that allows neither (nor
+  `*/*`, `application/*`) answers 406. Both carry `charset=utf-8`.
+- Status codes: those of `application/graphql-response+json`, for every client (the spec
+  asks that legacy clients be served "as if the request had specified
+  `Accept: application/graphql-response+json`", only the media type of a 2xx differing):
+  200 for a result without errors; 294 ("Partial Success") for a result with `data` and
+  `errors`, under `application/graphql-response+json` only (the spec recommends it "only
+  alongside the `application/graphql-response+json` media type"; `application/json` gets
+  200); before execution, 400 for a body that is not JSON or a document that does not
+  parse (the token limit included), 422 for a request that is not a well-formed
+  GraphQL-over-HTTP request (no `query`, parameters of the wrong type), a document that
+  does not validate (the depth, alias, directive and cost limits are validation rules),
+  an operation that cannot be determined or variables that cannot be coerced; 401/403 for
+  a refused token, 405 with `Allow` (a mutation over GET: `Allow: POST`), 413, 415, 429
+  with `Retry-After` (RATE_LIMITED: api/budget.py). APQ's PERSISTED_QUERY_NOT_FOUND is a
+  200 (the contract's, so that clients retry with the text).
 - Every transport failure is a JSON body `{"errors": [{"message", "extensions": {"code"}}]}`:
   malformed requests are BAD_USER_INPUT, a body over `max_body_bytes` PAYLOAD_TOO_LARGE
   (counted while reading, not taken from Content-Length), a crash INTERNAL_SERVER_ERROR.
@@ -18,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -29,7 +47,7 @@ from starlette import datastructures
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import MissingQueryError
@@ -40,16 +58,21 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from api.budget import retry_after_of
 from api.errors import (
     BadUserInput,
     Forbidden,
     InternalError,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
     from_domain,
+    unavailable,
 )
-from api.extensions.errors import VALIDATION_FAILED, error_code, mask_error
+from api.extensions.errors import PARSE_FAILED, VALIDATION_FAILED, error_code, mask_error
+from api.extensions.limits import is_parse_aborted
 from api.extensions.persisted import DocumentRegistry, DocumentRequest, http_status
+from api.security_headers import graphiql_csp
 from api.ws_operations import LegacyWSHandler, TransportWSHandler
 from models.errors import DomainError
 
@@ -69,6 +92,12 @@ GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 MULTIPART = "multipart/form-data"
 
 PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name")
+
+# Status codes (GraphQL-over-HTTP, "Status Codes").
+PARTIAL_SUCCESS = 294  # a result with `data` and `errors`, under graphql-response+json
+UNPARSABLE = 400  # a body that is not JSON, a document that does not parse
+UNPROCESSABLE = 422  # not a well-formed request, not valid, no operation, bad variables
+_STATUS_OF_CODE = {"UNAUTHENTICATED": 401, "FORBIDDEN": 403, "RATE_LIMITED": 429}
 
 
 def json_error_response(
@@ -111,6 +140,27 @@ def negotiate_media_type(accept: str | None) -> str:
             best[kind] = max(best.get(kind, 0.0), quality)
     wanted = best.get(GRAPHQL_RESPONSE_JSON, 0.0)
     return GRAPHQL_RESPONSE_JSON if wanted > 0 and wanted >= best.get(JSON, 0.0) else JSON
+
+
+def acceptable(accept: str | None) -> bool:
+    """Whether an `Accept` header allows one of our media types (no header allows any)."""
+    if accept is None or not accept.strip():
+        return True
+    for item in accept.split(","):
+        media_range, _, params = item.strip().partition(";")
+        if media_range.strip().lower() not in (GRAPHQL_RESPONSE_JSON, JSON, "application/*", "*/*"):
+            continue
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if quality > 0:
+            return True
+    return False
 
 
 class TransportError(Exception):
@@ -314,12 +364,22 @@ class GraphQLView(GraphQL[ContextT, RootT]):
         try:
             response = await self._respond(request)
             response.headers["Cache-Control"] = "no-store"
+            content_type = response.headers.get("content-type", "")
+            if content_type in (JSON, GRAPHQL_RESPONSE_JSON):
+                response.headers["content-type"] = f"{content_type}; charset=utf-8"
             await response(scope, receive, send)
         finally:
             await request.close()  # uploaded files spooled to disk
 
     async def _respond(self, request: Request) -> Response:
-        media_type = negotiate_media_type(request.headers.get("accept"))
+        accept = request.headers.get("accept")
+        media_type = negotiate_media_type(accept)
+        if not acceptable(accept) and not self._asks_for_ide(request):
+            return json_error_response(
+                406,
+                BadUserInput.code,
+                f"This endpoint answers {GRAPHQL_RESPONSE_JSON} or {JSON}: accept one of them.",
+            )
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             return self._too_large(media_type)
@@ -351,23 +411,38 @@ class GraphQLView(GraphQL[ContextT, RootT]):
             )
         except DomainError as domain_error:  # raised by get_context or get_root_value
             error = from_domain(domain_error)
-            status = error.http_status if error.http_status >= 400 else self._status_of(media_type)
+            code = error_code(error) or ""
+            status = _STATUS_OF_CODE.get(code, error.http_status)
+            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+            retry_after = retry_after_of([error.formatted])
+            if retry_after is not None:
+                headers["Retry-After"] = str(retry_after)
             return Response(
                 self.encode_json({"errors": [error.formatted]}),
-                status_code=status,
+                status_code=status if status >= 400 else UNPROCESSABLE,
+                headers=headers,
                 media_type=media_type,
             )
         except Exception as exc:
+            down = unavailable(exc)  # get_context's session lookup, with the database down
+            if down is not None:
+                logger.warning("dependency unreachable: %r", exc)
+                return json_error_response(
+                    503,
+                    down.code,
+                    down.message,
+                    extensions={"retryAfter": down.retry_after},
+                    headers={"Retry-After": str(down.retry_after)},
+                )
             request_id = _request_id(request)
             logger.error(
                 "Unhandled error in GraphQL view (request_id=%s)", request_id, exc_info=exc
             )
-            return json_error_response(
+            return json_error_response(  # no GraphQL response: not graphql-response+json
                 500,
                 InternalError.code,
                 InternalError.default_message,
                 extensions={"requestId": request_id},
-                media_type=media_type,
             )
 
     def _too_large(self, media_type: str) -> JSONResponse:
@@ -379,18 +454,29 @@ class GraphQLView(GraphQL[ContextT, RootT]):
         )
 
     @staticmethod
-    def _status_of(media_type: str) -> int:
-        """Status of a well-formed request that never executed (GraphQL-over-HTTP)."""
-        return 400 if media_type == GRAPHQL_RESPONSE_JSON else 200
+    def _asks_for_ide(request: Request) -> bool:
+        """A browser's GET of the page (GraphiQL in development, else a 404)."""
+        params = request.query_params
+        return (
+            request.method == "GET"
+            and "text/html" in request.headers.get("accept", "")
+            and not any(params.get(name) for name in ("query", "documentId", "extensions"))
+        )
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL, with a Content-Security-Policy of its own (api/security_headers.py)."""
+        html = self.graphql_ide_html
+        csp = graphiql_csp(html, request.url.netloc)
+        return HTMLResponse(html, headers={"Content-Security-Policy": csp})
 
     def _http_exception_response(
         self, exc: HTTPException, method: str, media_type: str
     ) -> JSONResponse:
         cause = exc.__cause__
         if isinstance(cause, CannotGetOperationTypeError):
-            # Unknown or ambiguous operation name: a request error, like validation.
+            # Unknown or ambiguous operation name: the operation cannot be determined.
             return json_error_response(
-                self._status_of(media_type), VALIDATION_FAILED, exc.reason, media_type=media_type
+                UNPROCESSABLE, VALIDATION_FAILED, exc.reason, media_type=media_type
             )
         if (
             isinstance(cause, InvalidOperationTypeError)
@@ -400,9 +486,17 @@ class GraphQLView(GraphQL[ContextT, RootT]):
             return json_error_response(
                 405, BadUserInput.code, exc.reason, headers={"Allow": "POST"}, media_type=media_type
             )
-        if isinstance(cause, MissingQueryError):
+        if isinstance(cause, MissingQueryError):  # not a well-formed GraphQL-over-HTTP request
             return json_error_response(
-                400, BadUserInput.code, "The request has no GraphQL query.", media_type=media_type
+                UNPROCESSABLE,
+                BadUserInput.code,
+                "The request has no GraphQL query.",
+                media_type=media_type,
+            )
+        if exc.status_code == 400 and exc.reason.startswith(_MALFORMED_PARAMETERS):
+            # strawberry's checks of the parameters' types, and a JSON array (a batch).
+            return json_error_response(
+                UNPROCESSABLE, BadUserInput.code, exc.reason, media_type=media_type
             )
         if exc.status_code == 405:
             allow = {"Allow": "GET, POST"}
@@ -449,6 +543,8 @@ class GraphQLView(GraphQL[ContextT, RootT]):
     async def parse_http_body(
         self, request: AsyncHTTPRequestAdapter
     ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """strawberry's, refusing what it lets through: a POST that is neither JSON nor a
+        multipart upload (415), an `operationName` that is not a string (422)."""
         if request.method == "POST":
             content_type, _ = parse_content_type(request.content_type or "")
             if content_type == MULTIPART and self.multipart_uploads_enabled:
@@ -457,6 +553,14 @@ class GraphQLView(GraphQL[ContextT, RootT]):
                 accepted = f"{JSON} or {MULTIPART}" if self.multipart_uploads_enabled else JSON
                 raise TransportError(415, BadUserInput.code, f"Content-Type must be {accepted}.")
         request_data = await super().parse_http_body(request)
+        if isinstance(request_data, GraphQLRequestData) and not isinstance(
+            request_data.operation_name, str | None
+        ):
+            raise TransportError(
+                UNPROCESSABLE,
+                BadUserInput.code,
+                "The GraphQL operation's `operationName` must be a string or null, if provided.",
+            )
         if isinstance(request_data, GraphQLRequestData):
             document_id = await self._document_id(request)
             if document_id is not None:
@@ -494,9 +598,10 @@ class GraphQLView(GraphQL[ContextT, RootT]):
                 context,
             )
         except GraphQLError as error:
-            media_type = negotiate_media_type(request.headers.get("accept"))
             raise TransportError(
-                http_status(error, self._status_of(media_type)),
+                # A document id that cannot be served: 400 (GraphQL-over-HTTP's RFC on
+                # persisted operations: "400 or 404"); PERSISTED_QUERY_NOT_FOUND: 200.
+                http_status(error, UNPARSABLE),
                 error_code(error) or BadUserInput.code,
                 error.message,
             ) from None
@@ -528,13 +633,14 @@ class GraphQLView(GraphQL[ContextT, RootT]):
             value = self.decode_json(data)
         except (ValueError, RecursionError) as exc:  # also bad UTF-8, absurd nesting
             raise TransportError(400, BadUserInput.code, "Malformed JSON.") from exc
-        if not isinstance(value, dict | list):
-            raise TransportError(400, BadUserInput.code, "Expected a JSON object.")
+        if not isinstance(value, dict | list):  # JSON, but not a GraphQL-over-HTTP request
+            raise TransportError(UNPROCESSABLE, BadUserInput.code, "Expected a JSON object.")
         return value
 
     async def get_sub_response(self, request: Request | WebSocket) -> Response:
         sub_response = await super().get_sub_response(request)
         sub_response.media_type = negotiate_media_type(request.headers.get("accept"))
+        request.state.graphql_sub_response = sub_response  # for process_result's status
         return sub_response
 
     async def process_result(
@@ -544,8 +650,23 @@ class GraphQLView(GraphQL[ContextT, RootT]):
             # Last line of defence, e.g. for a schema without MaskInternalErrors.
             result.errors = [_ensure_code(error, request) for error in result.errors]
         response_data = await super().process_result(request, result)
-        if _never_executed(result):
+        never_executed = _never_executed(result)
+        if never_executed:
             response_data.pop("data", None)  # GraphQL spec: no `data` before execution
+        sub_response = getattr(request.state, "graphql_sub_response", None)
+        if isinstance(sub_response, Response) and not sub_response.status_code:
+            # (a resolver may have chosen a status itself: it is kept)
+            unavailable_for = _unavailable_retry_after(response_data.get("errors") or [])
+            if unavailable_for is not None:  # a dependency is down (api/errors.py): 503
+                sub_response.status_code = 503
+                sub_response.headers["Retry-After"] = str(unavailable_for)
+            elif never_executed:
+                sub_response.status_code = _never_executed_status(result.errors or [])
+                retry_after = retry_after_of(response_data.get("errors") or [])  # type: ignore[arg-type]
+                if retry_after is not None:
+                    sub_response.headers["Retry-After"] = str(retry_after)
+            elif result.errors and sub_response.media_type == GRAPHQL_RESPONSE_JSON:
+                sub_response.status_code = PARTIAL_SUCCESS
         return response_data
 
     def create_response(
@@ -554,12 +675,36 @@ class GraphQLView(GraphQL[ContextT, RootT]):
         sub_response: Response,
     ) -> Response:
         response = super().create_response(response_data, sub_response)
-        media_type = sub_response.media_type or JSON
-        response.headers["content-type"] = media_type
-        never_executed = isinstance(response_data, dict) and "data" not in response_data
-        if never_executed and not sub_response.status_code:
-            response.status_code = self._status_of(media_type)
+        response.headers["content-type"] = sub_response.media_type or JSON
         return response
+
+
+# strawberry's reasons for a request whose parameters have the wrong type, or a batch.
+_MALFORMED_PARAMETERS = ("The GraphQL operation's", "Batching is not enabled")
+
+
+def _unavailable_retry_after(errors: Iterable[object]) -> int | None:
+    """The `retryAfter` of the first SERVICE_UNAVAILABLE error among formatted `errors`."""
+    for error in errors:
+        extensions = error.get("extensions") if isinstance(error, Mapping) else None
+        if isinstance(extensions, Mapping) and extensions.get("code") == ServiceUnavailable.code:
+            value = extensions.get("retryAfter")
+            return value if isinstance(value, int) else 5
+    return None
+
+
+def _never_executed_status(errors: Sequence[GraphQLError]) -> int:
+    """The status of a request that never executed, from its errors (GraphQL-over-HTTP)."""
+    codes = {error_code(error) for error in errors}
+    for code, status in (("INTERNAL_SERVER_ERROR", 500), ("SERVICE_UNAVAILABLE", 503)):
+        if code in codes:
+            return status
+    for code, status in _STATUS_OF_CODE.items():
+        if code in codes:
+            return status
+    if PARSE_FAILED in codes or any(is_parse_aborted(error) for error in errors):
+        return UNPARSABLE
+    return UNPROCESSABLE
 
 
 def _megabytes(size: int) -> str:
@@ -578,8 +723,10 @@ def _request_id(request: Request) -> str:
 
 __all__ = [
     "GRAPHQL_RESPONSE_JSON",
+    "PARTIAL_SUCCESS",
     "GraphQLView",
     "TransportError",
+    "acceptable",
     "json_error_response",
     "negotiate_media_type",
 ]

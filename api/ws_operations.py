@@ -53,6 +53,7 @@ from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
 from strawberry.utils.aio import aclosing
 
+from api.budget import charge_operation, charge_operation_cost
 from api.errors import BadUserInput, Unauthenticated
 from api.extensions.persisted import DocumentRequest
 from api.extensions.subscriptions import operation_type
@@ -157,13 +158,26 @@ class TransportWSHandler(_PersistedDocuments, BaseGraphQLTransportWSHandler[Any,
                 await self._end_session(operation.id)
                 return
             try:
+                await charge_operation(context)  # the request budget: api/budget.py
                 operation.query = await self._document(operation.id, operation.query, context)
             except GraphQLError as error:
+                self._named().pop(operation.id, None)
                 await operation.send_initial_errors([error])
                 return
             refused = refusal(operation.query, operation.operation_name)
             if refused is not None:
                 await operation.send_initial_errors([refused])
+                return
+            try:
+                await charge_operation_cost(
+                    context,
+                    self.schema,
+                    operation.query,
+                    operation.operation_name,
+                    operation.variables,
+                )
+            except GraphQLError as error:
+                await operation.send_initial_errors([error])
                 return
             result_source = await self.schema.stream(
                 operation.query,
@@ -241,13 +255,20 @@ class LegacyWSHandler(_PersistedDocuments, BaseGraphQLWSHandler[Any, Any]):
                 await self._end_session(operation_id)
                 return
             try:
+                await charge_operation(context)  # the request budget: api/budget.py
                 query = await self._document(operation_id, query, context)
             except GraphQLError as error:
+                self._named().pop(operation_id, None)
                 await self._send_error(operation_id, error)
                 return
             refused = refusal(query, operation_name)
             if refused is not None:
                 await self._send_error(operation_id, refused)
+                return
+            try:
+                await charge_operation_cost(context, self.schema, query, operation_name, variables)
+            except GraphQLError as error:
+                await self._send_error(operation_id, error)
                 return
             result_source = await self.schema.subscribe(
                 query=query,

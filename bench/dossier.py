@@ -136,6 +136,12 @@ def _env(data_dir: Path) -> dict[str, str]:
         SCHEDULER_ENABLED="false",
         DATA_DIR=str(data_dir),
         PYTHONPATH=str(ROOT),
+        # One token and one address send every request: the request budget (api/budget.py)
+        # still runs, at rates no benchmark reaches.
+        RATE_LIMIT_REQUESTS_PER_MINUTE="100000000",
+        RATE_LIMIT_COST_PER_MINUTE="100000000000",
+        RATE_LIMIT_ADDRESS_REQUESTS_PER_MINUTE="100000000",
+        RATE_LIMIT_ADDRESS_COST_PER_MINUTE="100000000000",
     )
     env.pop("DATABASE_URL", None)
     return env

@@ -11,6 +11,7 @@ Run: DATA_DIR=… uvicorn bench.plain_app:create_app --factory
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -26,6 +27,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from models.audit import GENESIS, link
 
 SESSION = """
 SELECT a.role, a.professional_id
@@ -47,11 +50,20 @@ SELECT p.status IN ('PENDING', 'ACTIVE') AS live,
 FROM patient p WHERE p.id = :patient
 """
 
+# The access event, chained as models/audit.py chains it: the space's head moved (and
+# locked), the event with its position and hash, the head's new hash; in one transaction.
+HEAD = """
+INSERT INTO access_log_head (id, created_at, patient_id, seq, chain_hash, last_at)
+VALUES (?, ?, ?, 1, ?, ?)
+ON CONFLICT (patient_id) DO UPDATE SET seq = access_log_head.seq + 1, last_at = excluded.last_at
+RETURNING seq, chain_hash
+"""
 EVENT = """
 INSERT INTO access_event (id, created_at, at, actor_id, actor_role, action, basis,
-                          document_id, request_id, patient_id)
-VALUES (?, ?, ?, ?, 'PROFESSIONAL', 'READ', ?, NULL, ?, ?)
+                          document_id, request_id, patient_id, seq, chain_hash)
+VALUES (?, ?, ?, ?, 'PROFESSIONAL', 'READ', ?, NULL, ?, ?, ?, ?)
 """
+SEAL = "UPDATE access_log_head SET chain_hash = ? WHERE patient_id = ?"
 
 DOCUMENTS = """
 SELECT d.title, d.category, d.date, d.author_professional_id, d.author_patient_id,
@@ -88,10 +100,47 @@ def _author(row: Any) -> dict[str, str] | None:
     return None if name is None else {"lastName": name}
 
 
+async def _write_event(
+    db: aiosqlite.Connection, patient: str, pro: str, basis: str, now: datetime, now_db: str
+) -> None:
+    event_id, request_id = str(uuid.uuid4()), uuid.uuid4().hex
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        head = (str(uuid.uuid4()), now_db, patient, GENESIS, now_db)
+        async with db.execute(HEAD, head) as cursor:
+            seq, previous = await cursor.fetchone()
+        chain_hash = link(
+            previous,
+            {
+                "id": event_id,
+                "seq": seq,
+                "patient_id": patient,
+                "at": now,
+                "created_at": now,
+                "actor_id": pro,
+                "actor_role": "PROFESSIONAL",
+                "action": "READ",
+                "basis": basis,
+                "document_id": None,
+                "request_id": request_id,
+            },
+        )
+        event = (event_id, now_db, now_db, pro, basis, request_id, patient, seq, chain_hash)
+        async with db.execute(EVENT, event):
+            pass
+        async with db.execute(SEAL, (chain_hash, patient)):
+            pass
+        await db.execute("COMMIT")
+    except BaseException:
+        await db.execute("ROLLBACK")
+        raise
+
+
 def create_app() -> Starlette:
     data_dir = os.environ.get("DATA_DIR") or "data"
     path = os.path.join(data_dir, "espace-sante.sqlite3")
     state: dict[str, aiosqlite.Connection] = {}
+    transactions = asyncio.Lock()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -136,9 +185,8 @@ def create_app() -> Starlette:
             basis = "EMERGENCY"
         else:
             return _error(404, "NOT_FOUND")
-        event = (str(uuid.uuid4()), now_db, now_db, pro, basis, uuid.uuid4().hex, patient)
-        async with db.execute(EVENT, event):
-            pass
+        async with transactions:  # one connection: one transaction at a time, as Tortoise
+            await _write_event(db, patient, pro, basis, now, now_db)
         limit = max(0, min(int(variables.get("first") or 20), 100))
         params = {"patient": patient, "pro": pro, "all": relation["treating"], "limit": limit}
         async with db.execute(DOCUMENTS, params) as cursor:

@@ -17,7 +17,6 @@ from api.db import tortoise_config
 from models.access import Actor, Relation
 from models.account import Account, Role
 from models.base import utcnow
-from models.blobs import FileBlobStore
 from models.consent import ConsentAccess, grant_consent
 from models.crypto import Vault
 from models.document import DocumentCategory, NewDocument, add_document, set_hidden
@@ -71,7 +70,7 @@ async def _professional(n: int, last_name: str) -> Actor:
 
 async def seed(settings: Settings) -> dict[str, str]:
     vault = Vault(settings.secret_key)
-    blobs = FileBlobStore(settings.blob_dir)
+    blobs = settings.blob_store()  # file:// unless BLOB_URL
     now = utcnow()
     today = date.today()
     holder = await _patient(vault, "Camille", "Durand", date(1984, 5, 12), "123")

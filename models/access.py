@@ -18,16 +18,22 @@ from tortoise.expressions import Q, Subquery
 from models.account import Role
 from models.audit import AccessBasis, ActorRole
 from models.base import parameter_prefix, utcnow
+from models.catalogue import AppScope
 from models.consent import Block, Consent, ConsentAccess
+from models.establishment import Establishment, EstablishmentMember
 from models.patient import Patient, Representation, SpaceStatus, is_minor, minor_cutoff
 
 __all__ = [
     "ANONYMOUS",
     "Actor",
     "Relation",
+    "is_member",
     "is_minor",
     "live_managed_patient_ids",
     "live_managed_spaces",
+    "member_establishments",
+    "member_of",
+    "memberships",
     "relations",
     "visible_by_relation",
     "visible_patients",
@@ -47,10 +53,22 @@ class Actor:
     professional_id: UUID | None = None
     operator_id: UUID | None = None
     patient_status: SpaceStatus | None = None
+    # A partner app's access token (models/catalogue.py): the app, its grant, the one space
+    # it acts for and the scopes granted; `app_client` names its list of documents.
+    app_id: UUID | None = None
+    app_client: str | None = None
+    grant_id: UUID | None = None
+    acting_for: UUID | None = None
+    scopes: frozenset[AppScope] = frozenset()
+    granted_by_representative: bool = False
 
     @property
     def anonymous(self) -> bool:
-        return self.role is None
+        return self.role is None and self.app_id is None
+
+    @property
+    def is_app(self) -> bool:
+        return self.app_id is not None
 
     @property
     def is_patient(self) -> bool:
@@ -71,10 +89,12 @@ class Actor:
 
     @property
     def id(self) -> UUID | None:
-        return self.patient_id or self.professional_id or self.operator_id
+        return self.patient_id or self.professional_id or self.operator_id or self.app_id
 
     @property
     def audit_role(self) -> ActorRole | None:
+        if self.app_id is not None:
+            return ActorRole.PARTNER_APP
         return ActorRole(self.role.value) if self.role else None
 
 
@@ -95,6 +115,11 @@ class Relation:
     conversation: bool = False
     blocked: bool = False
     space_live: bool = True
+    # A partner app acting for this space: the scopes granted (None for anyone else), and
+    # whether a legal representative granted them (the app then never sees what is hidden
+    # from representatives).
+    app_scopes: frozenset[AppScope] | None = None
+    app_by_representative: bool = False
     # The patient's row, when the relation was read with it (a professional's relation is:
     # the same statement), so that a lookup by id needs no second one; None otherwise.
     row: Patient | None = field(default=None, repr=False, compare=False)
@@ -122,6 +147,13 @@ class Relation:
         """A closed space's dossier is archived: not even its holder reads it until reopened."""
         return (self.manages and self.space_live) or self.dossier_basis is not None
 
+    def reads(self, scope: AppScope) -> bool:
+        """Reads this part of the dossier (`scope` names it): as `reads_dossier` says, and for
+        a partner app, when the space granted it that scope."""
+        if self.app_scopes is not None:
+            return self.space_live and scope in self.app_scopes
+        return self.reads_dossier
+
     @property
     def writes_dossier(self) -> bool:
         if self.manages:
@@ -130,7 +162,10 @@ class Relation:
 
     @property
     def books_appointments(self) -> bool:
-        """The patient side, or a professional under a consent or as médecin traitant."""
+        """The patient side, a professional under a consent or as médecin traitant, or an
+        appointment platform granted APPOINTMENTS_WRITE."""
+        if self.app_scopes is not None:
+            return self.space_live and AppScope.APPOINTMENTS_WRITE in self.app_scopes
         if self.manages:
             return self.space_live
         return self.dossier_basis in (AccessBasis.CONSENT, AccessBasis.TREATING_DOCTOR)
@@ -140,6 +175,8 @@ class Relation:
         """May see the space at all (identity at least)."""
         if self.manages or self.operator:
             return True
+        if self.app_scopes is not None:
+            return self.space_live
         return (
             not self.blocked
             and self.space_live
@@ -155,6 +192,8 @@ class Relation:
             return AccessBasis.REPRESENTATIVE
         if self.operator:
             return AccessBasis.OPERATOR
+        if self.app_scopes is not None:
+            return AccessBasis.APP
         if self.dossier_basis is not None:
             return self.dossier_basis
         if self.conversation:
@@ -174,8 +213,17 @@ CONSENTING_READ_WRITE = CONSENTING + " AND access = 'READ_WRITE'"
 IN_EMERGENCY = (
     "SELECT patient_id FROM emergency_access WHERE professional_id = {pro} AND expires_at > {now}"
 )
+# The establishments whose shared inbox the professional is a member of (see `member_of`).
+MEMBER_OF = "SELECT establishment_id FROM establishment_member WHERE professional_id = {pro}"
+# The professional's own conversations, and those of the inboxes they are a member of: an
+# establishment's conversation is its members', its starter's only while a member.
+TAKES_PART = (
+    "((professional_id = {pro} AND establishment_id IS NULL)"
+    " OR establishment_id IN (" + MEMBER_OF + "))"
+)
 IN_CONVERSATION = (
-    "SELECT patient_id FROM conversation WHERE professional_id = {pro} AND closed_at IS NULL"
+    "SELECT patient_id FROM conversation WHERE closed_at IS NULL AND "  # noqa: S608 (constants)
+    + TAKES_PART
 )
 BLOCKING = "SELECT patient_id FROM block WHERE professional_id = {pro}"
 # The spaces a professional may see at all: live, not blocked, and a basis or a conversation.
@@ -231,6 +279,35 @@ def consenting_patients(professional_id: UUID, now: datetime) -> Q:
     )
 
 
+def member_of(professional_id: UUID) -> Q:
+    """Filter on Establishment (or on anything with an `establishment_id`, through
+    `member_establishments`): the establishments whose shared inbox the professional is a
+    member of. Membership is a row, so removing a member ends every path at once."""
+    return Q(id__in=member_establishments(professional_id))
+
+
+def member_establishments(professional_id: UUID) -> Subquery:
+    """The ids of the establishments the professional is a member of, as a subquery."""
+    return Subquery(
+        EstablishmentMember.filter(professional_id=professional_id).values("establishment_id")
+    )
+
+
+async def memberships(actor: Actor, establishment_ids: list[UUID]) -> set[UUID]:
+    """Which of these establishments' shared inboxes the actor is a member of."""
+    if not actor.is_professional or actor.professional_id is None or not establishment_ids:
+        return set()
+    found = await Establishment.filter(
+        member_of(actor.professional_id), id__in=establishment_ids
+    ).values_list("id", flat=True)
+    return {UUID(str(pk)) for pk in found}
+
+
+async def is_member(actor: Actor, establishment_id: UUID) -> bool:
+    """Whether the actor is a member of the establishment's shared inbox."""
+    return establishment_id in await memberships(actor, [establishment_id])
+
+
 def open_conversation_patients(professional_id: UUID) -> Q:
     """Filter on Patient: an open conversation shows the professional the patient's identity."""
     from models.message import open_conversation_patients as conversation_filter
@@ -278,6 +355,9 @@ def visible_patients(actor: Actor, today: date, now: datetime | None = None) -> 
     if actor.is_professional and actor.professional_id is not None:
         pro = str(actor.professional_id)
         return Q(id__in=PatientIds(VISIBLE_TO_PROFESSIONAL, pro=pro, now=now))
+    if actor.is_app and actor.acting_for is not None:
+        # The one space its grant is for; another patient is not found.
+        return Q(id=actor.acting_for, status__in=list(LIVE_SPACES))
     return Q(id__in=[])
 
 
@@ -314,6 +394,12 @@ async def relations(
         for pid, status in statuses.items():
             if status is not SpaceStatus.OPPOSED:
                 result[pid].operator = True
+        return result
+    if actor.is_app:
+        if actor.acting_for in result:
+            relation = result[actor.acting_for]
+            relation.app_scopes = actor.scopes
+            relation.app_by_representative = actor.granted_by_representative
         return result
     if actor.is_patient and actor.patient_id is not None:
         if actor.patient_id in result:

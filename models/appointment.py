@@ -12,6 +12,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from models.base import Entity
+from models.catalogue import PartnerApp
 from models.errors import Conflict, Invalid
 from models.patient import Patient
 from models.professional import Professional
@@ -52,8 +53,14 @@ class Appointment(Entity):
     cancelled_at = fields.DatetimeField(null=True)
     sequence = fields.IntField(default=0)  # iCalendar SEQUENCE: bumped at every change
     updated_at = fields.DatetimeField(auto_now=True)
+    # The appointment platform (a partner app) that booked it, for source PLATFORM: only
+    # that app moves or cancels it.
+    app: fields.ForeignKeyNullableRelation[PartnerApp] = fields.ForeignKeyField(
+        "models.PartnerApp", related_name="appointments", null=True, on_delete=fields.SET_NULL
+    )
     patient_id: UUID
     professional_id: UUID | None
+    app_id: UUID | None
 
     class Meta:
         table = "appointment"
@@ -116,7 +123,11 @@ async def create_appointment(
     source: AppointmentSource,
     hours: tuple[int, ...],
     now: datetime,
+    app_id: UUID | None = None,
 ) -> Appointment:
+    """`app_id`: the platform booking it (source PLATFORM), the only app that may change it."""
+    if app_id is not None and source is not AppointmentSource.PLATFORM:
+        raise ValueError("an appointment platform's bookings have the source PLATFORM")
     slot = check_slot(slot)
     if professional_id is not None and not await Professional.exists(id=professional_id):
         raise Invalid("No such professional.", field="professional_id")
@@ -129,6 +140,7 @@ async def create_appointment(
             title=slot.title,
             location=slot.location,
             source=source,
+            app_id=app_id,
             using_db=conn,
         )
         await _schedule_reminders(appointment, hours=hours, now=now, conn=conn)

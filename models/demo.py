@@ -111,6 +111,7 @@ def _logins() -> list[str]:
         "  operator      operateur@demo.espace-sante.localhost",
         "  professional  dr.martin@demo.espace-sante.localhost   (Dr Claire Martin, GP)",
         "  professional  dr.benali@demo.espace-sante.localhost   (Dr Karim Benali, emergency room)",
+        "  professional  e.garnier@demo.espace-sante.localhost   (hospital admissions nurse)",
         "  professional  s.lambert@demo.espace-sante.localhost   (physio, consent expired)",
         "  professional  dr.moreau@demo.espace-sante.localhost   (blocked by Camille)",
         "  patient       camille@demo.espace-sante.localhost     (represents her son Léo, 10)",

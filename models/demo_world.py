@@ -3,7 +3,9 @@
 The Durand-Petit family (all fictitious): Camille Durand, her husband Thomas and their son
 Léo (10, asthmatic), and Camille's father Jean Petit (68, hypertensive). Their médecin
 traitant, Dr Claire Martin, follows all four; an emergency physician opened Jean's dossier
-one night; a physiotherapist's consent has expired; an occupational doctor is blocked.
+one night; a physiotherapist's consent has expired; an occupational doctor is blocked. The
+hospital (Hôpital des Tilleuls) has a shared inbox answered by two members, its admission
+nurse Émilie Garnier and Dr Benali, through which it prepares Jean's admission.
 
 Every step goes through the domain functions, at the moment it happened (`now` minus some
 days): consents, documents (with real PDF, PNG, JPEG, TIFF, RTF and text bytes from
@@ -18,6 +20,10 @@ appointments are ahead, reminders are due.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import secrets
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -43,6 +49,20 @@ from models.appointment import (
 from models.audit import AccessAction, AccessBasis, AuditTrail
 from models.base import PARIS, paris_today
 from models.blobs import BlobStore
+from models.catalogue import (
+    AppGrant,
+    AppScope,
+    AuthorizationCode,
+    IssuedTokens,
+    NewApp,
+    NewCode,
+    exchange_code,
+    issue_code,
+    new_access_token,
+    new_code,
+    new_refresh_token,
+    register_app,
+)
 from models.consent import (
     ConsentAccess,
     block_professional,
@@ -63,9 +83,11 @@ from models.document import (
     set_hidden,
 )
 from models.errors import Conflict
+from models.establishment import add_member, register_establishment
 from models.message import (
     Attachment,
     Conversation,
+    ConversationPurpose,
     Message,
     Upload,
     close_conversation,
@@ -75,6 +97,7 @@ from models.message import (
     start_conversation,
 )
 from models.patient import Representation, Sex, SpaceStatus
+from models.persisted import parse_manifest
 from models.professional import Profession, Registration, Sector
 from models.professional import register_professional as register
 from models.record import (
@@ -98,16 +121,47 @@ MARTIN = f"dr.martin@{DOMAIN}"
 BENALI = f"dr.benali@{DOMAIN}"
 LAMBERT = f"s.lambert@{DOMAIN}"
 MOREAU = f"dr.moreau@{DOMAIN}"
+GARNIER = f"e.garnier@{DOMAIN}"
 CAMILLE = f"camille@{DOMAIN}"
 THOMAS = f"thomas@{DOMAIN}"
 JEAN = f"jean@{DOMAIN}"
 # Created in the world's transaction: its presence means the whole world is there.
 MARKER = BENALI
+# The appointment platform of the catalogue (a public client: PKCE alone), granted by Jean.
+PLATFORM_CLIENT_ID = "rdv-lilas-demo"
+PLATFORM_REDIRECT = "http://127.0.0.1:8765/callback"
+# Its persisted documents, registered on its list under these ids (a Relay-style map: each
+# id is an alias of the document's SHA-256 for this client), so that a request may name
+# one `{"documentId": "Agenda"}`.
+PLATFORM_DOCUMENTS = {
+    "Patient": (
+        "query Patient { viewer { ... on PartnerApp { name actingFor "
+        "{ id firstName lastName birthDate } } } }"
+    ),
+    "Agenda": (
+        "query Agenda($from: DateTime) { viewer { ... on PartnerApp { actingFor "
+        "{ appointments(first: 20, from: $from) { totalCount edges { node "
+        "{ id title startsAt endsAt location status source } } } } } } }"
+    ),
+    "Book": (
+        "mutation Book($input: CreateAppointmentInput!) { createAppointment(input: $input) "
+        "{ appointment { id title startsAt endsAt location status source } } }"
+    ),
+    "Move": (
+        "mutation Move($input: UpdateAppointmentInput!) { updateAppointment(input: $input) "
+        "{ appointment { id title startsAt endsAt status } } }"
+    ),
+    "Cancel": (
+        "mutation Cancel($input: CancelAppointmentInput!) { cancelAppointment(input: $input) "
+        "{ appointment { id status cancelledReason } } }"
+    ),
+}
 
 MAX_BYTES = 20 * 1024 * 1024
 CABINET = "Cabinet médical des Lilas, 12 rue des Lilas, 75019 Paris"
 KINE = "Cabinet de kinésithérapie, 8 avenue Simon-Bolivar, 75019 Paris"
 HOSPITAL = "Hôpital des Tilleuls (fictif)"
+HOSPITAL_FINESS = "750109993"
 MARTIN_SIGNATURE = ["Dr Claire Martin — Médecin généraliste", CABINET, "RPPS 10003456789", ""]
 
 
@@ -240,10 +294,73 @@ class _Story:
         self.moreau = await self._professional(
             "10005678912", "Hugo", "Moreau", Profession.MEDECIN, MOREAU
         )
+        # The hospital's admission nurse, who declared it at registration (its FINESS).
+        self.garnier = await self._professional(
+            "10007891234",
+            "Émilie",
+            "Garnier",
+            Profession.INFIRMIER,
+            GARNIER,
+            finess=HOSPITAL_FINESS,
+        )
+        self.platform = await self._platform()
         # The MARKER: committed with the rest of the world, or not at all.
         self.benali = await self._professional(
             "10006789123", "Karim", "Benali", Profession.MEDECIN, BENALI
         )
+
+    async def _platform(self) -> _Person:
+        """The pharmacy's appointment platform, in the catalogue with its documents, and the
+        grant Jean gave it (through a code exchanged for tokens, as an app gets one)."""
+        scopes = [AppScope.IDENTITY_READ, AppScope.APPOINTMENTS_READ, AppScope.APPOINTMENTS_WRITE]
+        registered = await register_app(
+            NewApp(
+                name="RDV Pharmacie des Lilas (fictif)",
+                description=(
+                    "Prise de rendez-vous en ligne avec la Pharmacie des Lilas : vaccinations, "
+                    "entretiens pharmaceutiques. Les rendez-vous pris arrivent dans l'agenda."
+                ),
+                homepage="https://rdv-lilas.example",
+                redirect_uris=[PLATFORM_REDIRECT],
+                scopes=scopes,
+                confidential=False,
+            ),
+            documents=parse_manifest(json.dumps(PLATFORM_DOCUMENTS)),
+            registered_by="seed-demo",
+            vault=self.vault,
+            client_id=PLATFORM_CLIENT_ID,
+        )
+        app = registered.app
+        moment = self.at(6, 21, 0)  # the evening Jean's pharmacist told him about it
+        code = new_code()
+        verifier = secrets.token_urlsafe(48)  # the app's, kept by the app
+        challenge = hashlib.sha256(verifier.encode()).digest()
+        await issue_code(
+            code,
+            NewCode(
+                app_id=app.id,
+                patient_id=self.jean.id,
+                granted_by_id=self.jean.id,
+                redirect_uri=PLATFORM_REDIRECT,
+                scopes=[scope.value for scope in scopes],
+                code_challenge=base64.urlsafe_b64encode(challenge).rstrip(b"=").decode(),
+                code_challenge_method="S256",
+            ),
+            vault=self.vault,
+            now=moment,
+        )
+        row = await AuthorizationCode.get(app_id=app.id)
+        tokens = IssuedTokens(new_access_token(), new_refresh_token(), row.scopes)
+        grant = await exchange_code(row.id, tokens, vault=self.vault, now=moment)
+        await _backdate(AppGrant, grant.id, moment)
+        actor = Actor(
+            app_id=app.id,
+            app_client=app.client_id,
+            grant_id=grant.id,
+            acting_for=self.jean.id,
+            scopes=frozenset(scopes),
+        )
+        return _Person(actor, app.id)
 
     async def _patient_person(self, email: str) -> _Person:
         actor = _patient_actor(await _account(email))
@@ -251,7 +368,14 @@ class _Story:
         return _Person(actor, actor.patient_id)
 
     async def _professional(
-        self, rpps: str, first: str, last: str, profession: Profession, email: str
+        self,
+        rpps: str,
+        first: str,
+        last: str,
+        profession: Profession,
+        email: str,
+        *,
+        finess: str | None = None,
     ) -> _Person:
         await register(
             Registration(
@@ -262,6 +386,7 @@ class _Story:
                 sector=Sector.HEALTH,
                 email=email,
                 password=DEMO_PASSWORD,
+                finess=finess,
             )
         )
         return await self._professional_person(email)
@@ -351,6 +476,9 @@ class _Story:
         subject: str,
         body: str,
         attachments: list[Upload] | None = None,
+        *,
+        establishment: UUID | None = None,
+        purpose: ConversationPurpose = ConversationPurpose.CARE,
     ) -> tuple[Conversation, Message]:
         await self.advance(moment)
         conversation, message = await start_conversation(
@@ -362,6 +490,8 @@ class _Story:
             blobs=self.blobs,
             max_bytes=MAX_BYTES,
             now=moment,
+            establishment_id=establishment,
+            purpose=purpose,
         )
         await _backdate(Conversation, conversation.id, moment)
         await mark_read(conversation, actor=who.actor, now=moment)  # one's own message
@@ -1245,6 +1375,7 @@ class _Story:
             professional=martin,
             source=AppointmentSource.PROFESSIONAL,
         )
+        await self.admission_at_the_hospital()
         readings = [
             "Relevés de tension artérielle — automesure (Jean Petit)",
             "Tensiomètre au bras gauche, assis, après 5 minutes de repos.",
@@ -1337,6 +1468,90 @@ class _Story:
             self.at(1, 8, 20),
             "Bonjour docteur, ce matin ma tension était à 151/92. Est-ce inquiétant avant "
             "notre rendez-vous de demain ?",
+        )
+
+    async def admission_at_the_hospital(self) -> None:
+        """The Hôpital des Tilleuls opens its shared inbox (an operator registers it and
+        attaches its admission nurse and Dr Benali), and prepares Jean's cataract surgery:
+        the admission nurse asks for the anaesthesia questionnaire, Jean sends it back, she
+        reads and downloads it (access events naming her and the hospital) and confirms.
+        Dr Benali, the other member, has not read Jean's message yet."""
+        jean, garnier, benali = self.jean, self.garnier, self.benali
+        moment = await self.advance(self.at(16, 9, 0))
+        hospital = await register_establishment(HOSPITAL_FINESS, HOSPITAL)
+        for member in (garnier, benali):
+            await add_member(hospital.id, member.id, now=moment)
+        surgery = self.day(-18)
+        questionnaire = files.pdf(
+            "Questionnaire pré-anesthésique",
+            [
+                f"{HOSPITAL} — Service de chirurgie ambulatoire",
+                f"Patient : M. Jean Petit, né le 20/02/1958 — intervention du {surgery:%d/%m/%Y}",
+                "Chirurgie de la cataracte, œil droit, sous anesthésie locale.",
+                "",
+                "1. Allergies connues : ......................................",
+                "2. Traitements en cours : ...................................",
+                "3. Antécédents médicaux et chirurgicaux : ...................",
+                "4. Personne à prévenir : .....................................",
+            ],
+            author=HOSPITAL,
+            date=f"{self.day(14):%Y%m%d}",
+        )
+        conversation, _ = await self.start(
+            garnier,
+            jean.id,
+            self.at(14, 9, 30),
+            f"Votre admission du {surgery:%d/%m/%Y} — chirurgie ambulatoire",
+            "Bonjour M. Petit, pour préparer votre admission en chirurgie ambulatoire, merci "
+            "de nous renvoyer le questionnaire pré-anesthésique ci-joint, rempli. Émilie "
+            "Garnier, infirmière du bureau des admissions.",
+            [Upload("questionnaire-pre-anesthesique.pdf", questionnaire, "application/pdf")],
+            establishment=hospital.id,
+            purpose=ConversationPurpose.ADMISSION,
+        )
+        answers = files.pdf(
+            "Questionnaire pré-anesthésique — rempli",
+            [
+                f"Patient : M. Jean Petit — intervention du {surgery:%d/%m/%Y}",
+                "1. Allergies connues : pénicilline (urticaire).",
+                "2. Traitements en cours : ramipril 5 mg le matin, atorvastatine 20 mg le soir.",
+                "3. Antécédents : hypertension artérielle, hypercholestérolémie, "
+                "appendicectomie (1975).",
+                "4. Personne à prévenir : Camille Durand (fille), 06 39 98 12 34.",
+            ],
+            author="Jean Petit",
+            date=f"{self.day(13):%Y%m%d}",
+        )
+        await self.send(
+            jean,
+            conversation,
+            self.at(13, 18, 40),
+            "Bonjour, voici le questionnaire rempli. Ma fille m'accompagnera le jour de "
+            "l'intervention.",
+            [Upload("questionnaire-rempli-jean-petit.pdf", answers, "application/pdf")],
+        )
+        # The admission nurse reads Jean's message and opens the questionnaire: two events.
+        moment = await self.advance(self.at(12, 8, 50))
+        trail = self.trail(garnier.actor, moment)
+        await trail.record(
+            patient_id=jean.id,
+            action=AccessAction.READ,
+            basis=AccessBasis.CONVERSATION,
+            establishment_id=hospital.id,
+        )
+        download = self.trail(garnier.actor, moment + timedelta(seconds=40))
+        await download.record(
+            patient_id=jean.id,
+            action=AccessAction.DOWNLOAD,
+            basis=AccessBasis.CONVERSATION,
+            establishment_id=hospital.id,
+        )
+        await self.send(
+            garnier,
+            conversation,
+            self.at(12, 9, 5),
+            "Merci M. Petit, votre dossier d'admission est complet. Présentez-vous à 7 h 30 "
+            "au service de chirurgie ambulatoire, à jeun depuis minuit.",
         )
 
     async def jobs_of_today(self) -> None:

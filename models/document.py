@@ -19,6 +19,7 @@ from models.access import Actor, Relation
 from models.audit import AccessBasis
 from models.base import Entity
 from models.blobs import BlobStore, validate_upload
+from models.catalogue import AppScope, PartnerApp
 from models.errors import Forbidden, Invalid, NotFound
 from models.patient import Patient
 from models.professional import Professional
@@ -60,9 +61,14 @@ class Document(Entity):
         null=True,
         on_delete=fields.SET_NULL,
     )
+    # A partner app granted DOCUMENTS_WRITE that added it (models/catalogue.py).
+    author_app: fields.ForeignKeyNullableRelation[PartnerApp] = fields.ForeignKeyField(
+        "models.PartnerApp", related_name="authored_documents", null=True, on_delete=fields.SET_NULL
+    )
     patient_id: UUID
     author_patient_id: UUID | None
     author_professional_id: UUID | None
+    author_app_id: UUID | None
 
     class Meta:
         table = "document"
@@ -76,6 +82,8 @@ class Shown(Enum):
     NOT_HIDDEN_FROM_REPRESENTATIVES = auto()
     NOT_HIDDEN_OR_AUTHORED = auto()  # hidden by the holder, yet deposited by this professional
     AUTHORED = auto()  # only what this professional deposited
+    NOT_HIDDEN = auto()  # a partner app: what a professional under a READ consent sees
+    NOT_HIDDEN_AT_ALL = auto()  # the same, under a grant a legal representative gave
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,10 @@ class DocumentScope:
         authored = Q(author_professional_id=self.professional_id)
         if self.shown is Shown.NOT_HIDDEN_FROM_REPRESENTATIVES:
             return own & Q(hidden_from_representatives=False)
+        if self.shown is Shown.NOT_HIDDEN:
+            return own & Q(hidden=False)
+        if self.shown is Shown.NOT_HIDDEN_AT_ALL:
+            return own & Q(hidden=False, hidden_from_representatives=False)
         if self.shown is Shown.NOT_HIDDEN_OR_AUTHORED:
             return own & (Q(hidden=False) | authored)
         if self.shown is Shown.AUTHORED:
@@ -106,6 +118,10 @@ class DocumentScope:
         params: list[Any] = [str(self.patient_id)]
         if self.shown is Shown.NOT_HIDDEN_FROM_REPRESENTATIVES:
             return own + ' AND "hidden_from_representatives" = FALSE', params
+        if self.shown is Shown.NOT_HIDDEN:
+            return own + ' AND "hidden" = FALSE', params
+        if self.shown is Shown.NOT_HIDDEN_AT_ALL:
+            return own + ' AND "hidden" = FALSE AND "hidden_from_representatives" = FALSE', params
         if self.professional_id is None:  # as Q(author_professional_id=None)
             authored = '"author_professional_id" IS NULL'
         else:
@@ -127,6 +143,14 @@ def document_scope(actor: Actor, relation: Relation) -> DocumentScope | None:
         return DocumentScope(pid, Shown.ALL)
     if relation.representative:
         return DocumentScope(pid, Shown.NOT_HIDDEN_FROM_REPRESENTATIVES)
+    if relation.app_scopes is not None:
+        # A partner app reads what a professional under a READ consent would: never a hidden
+        # document, nor, under a representative's grant, one hidden from representatives.
+        if not relation.reads(AppScope.DOCUMENTS_READ):
+            return None
+        if relation.app_by_representative:
+            return DocumentScope(pid, Shown.NOT_HIDDEN_AT_ALL)
+        return DocumentScope(pid, Shown.NOT_HIDDEN)
     if not actor.is_professional or relation.blocked or not relation.space_live:
         return None
     if relation.treating_doctor:
@@ -181,6 +205,8 @@ def read_basis(relation: Relation) -> AccessBasis | None:
     """
     if relation.holder:
         return None
+    if relation.app_scopes is not None:
+        return AccessBasis.APP
     if not relation.manages and relation.dossier_basis is None:
         return AccessBasis.AUTHOR
     return relation.audit_basis
@@ -237,6 +263,14 @@ async def ensure_bytes(blobs: BlobStore, sha256: str, data: bytes) -> None:
         await blobs.put(data)
 
 
+def adds_documents(relation: Relation) -> bool:
+    """Who adds to a dossier: the patient side, a professional under a READ_WRITE consent,
+    or a partner app the space granted DOCUMENTS_WRITE (the document is then the app's)."""
+    if relation.app_scopes is not None:
+        return relation.reads(AppScope.DOCUMENTS_WRITE)  # the scope, on a live space
+    return relation.writes_dossier
+
+
 async def add_document(
     new: NewDocument,
     *,
@@ -250,7 +284,7 @@ async def add_document(
 ) -> Document:
     """`audit` writes the access event of the addition in its transaction: no document
     without its trace (and no bytes left behind when that fails)."""
-    if not relation.writes_dossier:
+    if not adds_documents(relation):
         raise Forbidden("You may not add documents to this dossier.")
     title = clean_title(new.title)
     if new.date > today:
@@ -275,6 +309,7 @@ async def add_document(
                 hidden_from_representatives=new.hidden_from_representatives,
                 author_patient_id=actor.patient_id if actor.is_patient else None,
                 author_professional_id=actor.professional_id if actor.is_professional else None,
+                author_app_id=actor.app_id if actor.is_app else None,
             )
             if audit is not None:
                 await audit(document.id)

@@ -16,7 +16,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from models import erasure, outbox, ratelimit
+from models import catalogue, erasure, outbox, ratelimit
 from models.access import Actor, relations
 from models.account import Account, Role
 from models.base import PARIS, Entity, paris_today, utcnow
@@ -598,6 +598,8 @@ async def close_space(
             .using_db(conn)
             .update(revoked_at=now)
         )
+        # Partner apps' grants end with it (a reopened space grants afresh).
+        await catalogue.end_grants_of_space(patient.id, now=now, using_db=conn)
     return patient
 
 

@@ -1,6 +1,8 @@
 """Messagerie santé: conversations started by professionals, messages, attachments, reads.
 
-A message is committed before anyone is notified; notifications carry ids only.
+A conversation is a professional's, or an establishment's (its shared inbox: every member
+reads, answers, marks read and closes it; the member who started it keeps it only while a
+member). A message is committed before anyone is notified; notifications carry ids only.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
-from models.access import LIVE_SPACES, Actor, Relation
+from models.access import (
+    LIVE_SPACES,
+    MEMBER_OF,
+    Actor,
+    Relation,
+    is_member,
+    member_establishments,
+)
 from models.base import Entity, parameter_prefix
 from models.blobs import BlobStore, validate_upload
 from models.consent import Block
@@ -28,8 +37,9 @@ from models.document import (
     store_bytes,
 )
 from models.errors import Conflict, Forbidden, Invalid, NotFound
+from models.establishment import EstablishmentMember
 from models.patient import Patient, SpaceStatus
-from models.professional import Professional
+from models.professional import Establishment, Professional
 
 MAX_BODY = 10_000
 MAX_SUBJECT = 200
@@ -41,22 +51,48 @@ class SenderRole(StrEnum):
     PROFESSIONAL = "PROFESSIONAL"
 
 
+class ConversationPurpose(StrEnum):
+    """Why the conversation exists: care, or an establishment's paperwork to prepare an
+    entry into (ADMISSION) or an exit from (DISCHARGE) it, or anything administrative."""
+
+    CARE = "CARE"
+    ADMISSION = "ADMISSION"
+    DISCHARGE = "DISCHARGE"
+    ADMINISTRATIVE = "ADMINISTRATIVE"
+
+
 class Conversation(Entity):
     patient: fields.ForeignKeyRelation[Patient] = fields.ForeignKeyField(
         "models.Patient", related_name="conversations", on_delete=fields.CASCADE
     )
+    # Who started it: for an establishment's conversation, the member who did.
     professional: fields.ForeignKeyRelation[Professional] = fields.ForeignKeyField(
         "models.Professional", related_name="conversations", on_delete=fields.CASCADE
+    )
+    # Set: the conversation belongs to the establishment's shared inbox, its members'.
+    establishment: fields.ForeignKeyNullableRelation[Establishment] = fields.ForeignKeyField(
+        "models.Establishment",
+        related_name="conversations",
+        null=True,
+        on_delete=fields.RESTRICT,
+    )
+    purpose = fields.CharEnumField(
+        ConversationPurpose, max_length=16, default=ConversationPurpose.CARE
     )
     subject = fields.CharField(max_length=MAX_SUBJECT)
     closed_at = fields.DatetimeField(null=True)
     last_message_at = fields.DatetimeField()
     patient_id: UUID
     professional_id: UUID
+    establishment_id: UUID | None
 
     class Meta:
         table = "conversation"
-        indexes = (("professional_id", "last_message_at"), ("patient_id", "last_message_at"))
+        indexes = (
+            ("professional_id", "last_message_at"),
+            ("patient_id", "last_message_at"),
+            ("establishment_id", "last_message_at"),
+        )
 
 
 class Message(Entity):
@@ -100,7 +136,10 @@ class Attachment(Entity):
 
 
 class ReadMark(Entity):
-    """Read receipts: how far each side of a conversation has read."""
+    """Read receipts: how far each side of a conversation has read.
+
+    An establishment's side has read as far as the member who read last (`MemberReadMark`).
+    """
 
     conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
         "models.Conversation", related_name="read_marks", on_delete=fields.CASCADE
@@ -114,23 +153,49 @@ class ReadMark(Entity):
         unique_together = (("conversation", "side"),)
 
 
+class MemberReadMark(Entity):
+    """How far each member of an establishment has read one of its conversations.
+
+    What each member has not read yet is their own (`unreadCount`)."""
+
+    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
+        "models.Conversation", related_name="member_read_marks", on_delete=fields.CASCADE
+    )
+    professional: fields.ForeignKeyRelation[Professional] = fields.ForeignKeyField(
+        "models.Professional", related_name="member_read_marks", on_delete=fields.CASCADE
+    )
+    read_at = fields.DatetimeField()
+    conversation_id: UUID
+    professional_id: UUID
+
+    class Meta:
+        table = "member_read_mark"
+        unique_together = (("conversation", "professional"),)
+
+
 # --- who sees what ----------------------------------------------------------------------
 
 
+def taking_part(professional_id: UUID) -> Q:
+    """Filter on Conversation: the professional's own (not an establishment's), and those of
+    the establishments whose inbox they are a member of (models/access.py's TAKES_PART)."""
+    return Q(professional_id=professional_id, establishment_id=None) | Q(
+        establishment_id__in=member_establishments(professional_id)
+    )
+
+
 def open_conversation_patients(professional_id: UUID) -> Q:
-    """Filter on Patient: patients with an open conversation with this professional."""
+    """Filter on Patient: patients with an open conversation the professional takes part in."""
     return Q(
         id__in=Subquery(
-            Conversation.filter(professional_id=professional_id, closed_at=None).values(
-                "patient_id"
-            )
+            Conversation.filter(taking_part(professional_id), closed_at=None).values("patient_id")
         )
     )
 
 
 def visible_conversations(actor: Actor, managed_patients: list[UUID] | Subquery) -> Q | None:
-    """Filter on Conversation: a professional's own, or those of the spaces a patient manages
-    (their ids, or a subquery of them).
+    """Filter on Conversation: a professional's own and their establishments' (`taking_part`),
+    or those of the spaces a patient manages (their ids, or a subquery of them).
 
     As for every other view of a space, a block (which wins over everything) or a space
     that is no longer live (closed, opposed) cuts the professional off its conversations:
@@ -140,7 +205,7 @@ def visible_conversations(actor: Actor, managed_patients: list[UUID] | Subquery)
         pid = actor.professional_id
         blocked = Block.filter(professional_id=pid).values("patient_id")
         return (
-            Q(professional_id=pid)
+            taking_part(pid)
             & Q(patient__status__in=list(LIVE_SPACES))
             & ~Q(patient_id__in=Subquery(blocked))
         )
@@ -151,13 +216,18 @@ def visible_conversations(actor: Actor, managed_patients: list[UUID] | Subquery)
 
 # `visible_conversations` for a professional, with the conversation's id, hand-written because
 # every message a professional sends runs it (the ORM took longer to build it than the
-# database to run it). Exactly the same conditions: the professional's own ({p}2), its
-# patient's space live, the patient not blocking the professional. {p}1 the conversation.
+# database to run it). Exactly the same conditions: the professional's own or their
+# establishments' ({p}2, models/access.py's TAKES_PART), its patient's space live, the
+# patient not blocking the professional. {p}1 the conversation.
 _PROFESSIONAL_CONVERSATION = (  # noqa: S608 (constants only)
     "SELECT c.* FROM conversation c JOIN patient p ON p.id = c.patient_id"
-    " WHERE c.id = {{p}}1 AND c.professional_id = {{p}}2 AND p.status IN ({live})"
+    " WHERE c.id = {{p}}1 AND ((c.professional_id = {{p}}2 AND c.establishment_id IS NULL)"
+    " OR c.establishment_id IN ({member_of})) AND p.status IN ({live})"
     " AND c.patient_id NOT IN (SELECT patient_id FROM block WHERE professional_id = {{p}}2)"
-).format(live=", ".join(f"'{status.value}'" for status in LIVE_SPACES))
+).format(
+    member_of=MEMBER_OF.replace("{pro}", "{p}2"),
+    live=", ".join(f"'{status.value}'" for status in LIVE_SPACES),
+)
 
 
 async def visible_conversation(
@@ -180,6 +250,17 @@ def viewer_side(actor: Actor) -> SenderRole | None:
     if actor.is_patient:
         return SenderRole.PATIENT
     return None
+
+
+def member_read(actor: Actor, establishment_id: UUID | None, sender_role: SenderRole) -> bool:
+    """Whether the actor, reading a message written by `sender_role` in a conversation of
+    `establishment_id` (visible to them, so a member), is a member of an establishment
+    reading a patient's message of its shared inbox: an access event, basis CONVERSATION,
+    naming the member and the establishment. (A professional's own conversation is read by
+    the one the patient wrote to: no event, as before establishments.)"""
+    return (
+        actor.is_professional and establishment_id is not None and sender_role is SenderRole.PATIENT
+    )
 
 
 # --- operations -------------------------------------------------------------------------
@@ -291,9 +372,17 @@ async def start_conversation(
     blobs: BlobStore,
     max_bytes: int,
     now: datetime,
+    establishment_id: UUID | None = None,
+    purpose: ConversationPurpose = ConversationPurpose.CARE,
 ) -> tuple[Conversation, Message]:
+    """A professional's conversation, or, with `establishment_id`, one of that establishment's
+    shared inbox, which only a member starts."""
     if not actor.is_professional or actor.professional_id is None:
         raise Forbidden("Only professionals and establishments start a conversation.")
+    if establishment_id is not None and not await is_member(actor, establishment_id):
+        if not await Establishment.exists(id=establishment_id):
+            raise NotFound()
+        raise Forbidden("Only a member of the establishment starts its conversations.")
     patient = await Patient.get_or_none(id=patient_id)
     blocked = await Block.exists(patient_id=patient_id, professional_id=actor.professional_id)
     if patient is None or patient.status is not SpaceStatus.ACTIVE or blocked:
@@ -308,6 +397,8 @@ async def start_conversation(
             conversation = await Conversation.create(
                 patient_id=patient_id,
                 professional_id=actor.professional_id,
+                establishment_id=establishment_id,
+                purpose=purpose,
                 subject=clean_subject,
                 last_message_at=now,
                 using_db=conn,
@@ -344,7 +435,8 @@ async def send_message(
     max_bytes: int,
     now: datetime,
 ) -> Message:
-    """Post in a conversation the actor takes part in (visibility checked by the caller)."""
+    """Post in a conversation the actor takes part in (visibility checked by the caller: for
+    an establishment's conversation, membership)."""
     if conversation.closed_at is not None:
         raise Conflict("This conversation is closed: no one can post in it.")
     on_behalf_of = None
@@ -353,7 +445,7 @@ async def send_message(
             raise Forbidden()
         if relation.representative:
             on_behalf_of = conversation.patient_id
-    elif actor.professional_id != conversation.professional_id:
+    elif not _professional_side(actor, conversation):
         raise Forbidden()
     text = _clean_body(body)
     stored = await _store_attachments(attachments, blobs=blobs, max_bytes=max_bytes)
@@ -377,10 +469,40 @@ async def send_message(
     return message
 
 
+def _professional_side(actor: Actor, conversation: Conversation) -> bool:
+    """The actor writes as the professional side: its professional, or, for an
+    establishment's conversation, a professional the caller found it visible to (a member)."""
+    if not actor.is_professional or actor.professional_id is None:
+        return False
+    return (
+        conversation.establishment_id is not None
+        or actor.professional_id == conversation.professional_id
+    )
+
+
 async def mark_read(conversation: Conversation, *, actor: Actor, now: datetime) -> None:
+    """Everything read so far by the actor's side; in an establishment's conversation, by
+    the member too (each member's unread messages are their own)."""
     side = viewer_side(actor)
     if side is None:
         raise Forbidden()
+    if conversation.establishment_id is None or actor.professional_id is None:
+        await _mark_side(conversation, side, now)
+        return
+    async with in_transaction():  # the member's mark and the establishment's side's together
+        await _mark_side(conversation, side, now)
+        mine = MemberReadMark.filter(
+            conversation_id=conversation.id, professional_id=actor.professional_id
+        )
+        if not await mine.update(read_at=now):
+            await MemberReadMark.get_or_create(
+                conversation_id=conversation.id,
+                professional_id=actor.professional_id,
+                defaults={"read_at": now},
+            )
+
+
+async def _mark_side(conversation: Conversation, side: SenderRole, now: datetime) -> None:
     updated = await ReadMark.filter(conversation_id=conversation.id, side=side).update(read_at=now)
     if not updated:
         await ReadMark.get_or_create(
@@ -389,7 +511,7 @@ async def mark_read(conversation: Conversation, *, actor: Actor, now: datetime) 
 
 
 async def close_conversation(conversation: Conversation, *, actor: Actor, now: datetime) -> None:
-    if actor.professional_id != conversation.professional_id:
+    if not _professional_side(actor, conversation):
         raise Forbidden("Only the professional of the conversation closes it.")
     if conversation.closed_at is None:
         await Conversation.filter(id=conversation.id, closed_at=None).update(closed_at=now)
@@ -397,15 +519,27 @@ async def close_conversation(conversation: Conversation, *, actor: Actor, now: d
 
 
 async def recipients(conversation: Conversation, today: date | None = None) -> list[UUID]:
-    """Accounts to notify: the professional, the patient, their current representatives."""
+    """Accounts to notify: the professional (every member of an establishment's), the
+    patient, their current representatives. Each delivery is re-authorised anyway."""
+    from models.account import Account
     from models.audience import notified_accounts
     from models.base import paris_today
 
-    return await notified_accounts(
-        conversation.patient_id,
-        today or paris_today(),
-        professional_id=conversation.professional_id,
-    )
+    if conversation.establishment_id is None:
+        return await notified_accounts(
+            conversation.patient_id,
+            today or paris_today(),
+            professional_id=conversation.professional_id,
+        )
+    patient_side = await notified_accounts(conversation.patient_id, today or paris_today())
+    members = await Account.filter(
+        professional_id__in=Subquery(
+            EstablishmentMember.filter(establishment_id=conversation.establishment_id).values(
+                "professional_id"
+            )
+        )
+    ).values_list("id", flat=True)
+    return [*patient_side, *(UUID(str(pk)) for pk in members)]
 
 
 async def save_attachment(
@@ -431,7 +565,8 @@ async def save_attachment(
 
 
 async def readable_attachment(actor: Actor, pk: UUID, *, today: date) -> Attachment | None:
-    """An attachment of a conversation the actor takes part in (downloads)."""
+    """An attachment of a conversation the actor takes part in (downloads), with its message
+    and the message's conversation."""
     from models.access import live_managed_patient_ids
 
     where = visible_conversations(actor, await live_managed_patient_ids(actor, today))
@@ -439,4 +574,8 @@ async def readable_attachment(actor: Actor, pk: UUID, *, today: date) -> Attachm
         return None
     conversations = Conversation.filter(where).values("id")
     messages = Message.filter(conversation_id__in=Subquery(conversations)).values("id")
-    return await Attachment.filter(id=pk, message_id__in=Subquery(messages)).first()
+    return (
+        await Attachment.filter(id=pk, message_id__in=Subquery(messages))
+        .select_related("message__conversation")
+        .first()
+    )

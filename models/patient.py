@@ -61,7 +61,8 @@ class Patient(Entity):
 
     class Meta:
         table = "patient"
-        indexes = (("last_name", "first_name"),)
+        # (birth_date, sex): the candidates of a FranceConnect login (models/franceconnect.py).
+        indexes = (("last_name", "first_name"), ("birth_date", "sex"))
 
 
 def _nir_context(patient_id: UUID) -> str:

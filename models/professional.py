@@ -8,10 +8,11 @@ from uuid import UUID
 
 from tortoise import fields
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from api.errors import BadUserInput, Conflict
 from models.base import Entity
+from models.errors import Conflict, Invalid
 from models.identifiers import check_password, normalize_email, normalize_finess, normalize_rpps
 from models.passwords import hash_password
 
@@ -43,10 +44,15 @@ class Establishment(Entity):
         table = "establishment"
 
 
+NAME_LENGTH = 100
+# A directory search uses this many of its terms; each must match the name or the RPPS.
+DIRECTORY_TERMS = 4
+
+
 class Professional(Entity):
     rpps = fields.CharField(max_length=11, unique=True)
-    first_name = fields.CharField(max_length=100)
-    last_name = fields.CharField(max_length=100)
+    first_name = fields.CharField(max_length=NAME_LENGTH)
+    last_name = fields.CharField(max_length=NAME_LENGTH)
     profession = fields.CharEnumField(Profession, max_length=32)
     sector = fields.CharEnumField(Sector, max_length=16)
     establishment: fields.ForeignKeyNullableRelation[Establishment] = fields.ForeignKeyField(
@@ -60,6 +66,34 @@ class Professional(Entity):
 
 
 # --- operations -------------------------------------------------------------------------
+
+
+async def search_directory(search: str, *, limit: int) -> list[Professional]:
+    """Professionals whose first or last name contains every term (case-insensitive), or
+    whose RPPS number is the term; by name. At most `limit`, and `DIRECTORY_TERMS` terms.
+
+    A term is compared with the RPPS column only when it is an RPPS number (11 digits,
+    separators allowed): anything else cannot match it, and the ORM refuses a value longer
+    than the column. A term longer than a name, or holding a NUL (which PostgreSQL refuses
+    in text), cannot match anything: the answer is then empty, without a query.
+    """
+    query = Professional.all()
+    for term in search.split()[:DIRECTORY_TERMS]:
+        if len(term) > NAME_LENGTH or "\x00" in term:
+            return []
+        matches = Q(last_name__icontains=term) | Q(first_name__icontains=term)
+        rpps = _as_rpps(term)
+        if rpps is not None:
+            matches |= Q(rpps=rpps)
+        query = query.filter(matches)
+    return await query.order_by("last_name", "first_name", "id").limit(limit)
+
+
+def _as_rpps(term: str) -> str | None:
+    try:
+        return normalize_rpps(term)
+    except Invalid:
+        return None
 
 
 @dataclass(frozen=True)
@@ -76,8 +110,8 @@ class Registration:
 
 def _clean_name(value: str, field: str) -> str:
     cleaned = " ".join(value.split())
-    if not cleaned or len(cleaned) > 100:
-        raise BadUserInput("A name is required (100 characters at most).", field=field)
+    if not cleaned or len(cleaned) > NAME_LENGTH:
+        raise Invalid("A name is required (100 characters at most).", field=field)
     return cleaned
 
 

@@ -11,10 +11,10 @@ from tortoise import fields
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from models import ratelimit
+from models import catalogue, ratelimit
 from models.access import ANONYMOUS, Actor
 from models.account import Account, Role
-from models.base import Entity, parameter_prefix, utcnow
+from models.base import Entity, parameter_prefix, paris_today, utcnow
 from models.crypto import (
     Vault,
     code_hash,
@@ -150,7 +150,9 @@ async def login(
     email = email.strip().lower()
     # A failure keeps its reserved attempt: it counts.
     attempt = await _reserve_attempt(vault, email, client, now)
-    account = await Account.get_or_none(email=email)
+    # No account has an address longer than the column (the ORM refuses to compare one).
+    fits = len(email) <= Account._meta.fields_map["email"].max_length  # type: ignore[attr-defined]
+    account = await Account.get_or_none(email=email) if fits else None
     if not await verify_password(account.password_hash if account else None, password):
         raise Unauthenticated(LOGIN_FAILED)
     assert account is not None
@@ -265,11 +267,18 @@ def _uuid(value: object) -> UUID | None:
     return None if value is None else UUID(str(value))  # text on SQLite, uuid on PostgreSQL
 
 
-async def authenticate(token: str | None, *, now: datetime | None = None) -> Actor:
-    """The actor behind a bearer token; anonymous for none, UNAUTHENTICATED for a bad one."""
+async def authenticate(
+    token: str | None, *, vault: Vault | None = None, now: datetime | None = None
+) -> Actor:
+    """The actor behind a bearer token; anonymous for none, UNAUTHENTICATED for a bad one.
+
+    A partner app's access token (models/catalogue.py) is told apart by its prefix; its
+    hash is keyed, so it is known only where the `vault` is given."""
     if not token:
         return ANONYMOUS
     now = now or utcnow()
+    if token.startswith(catalogue.ACCESS_PREFIX):
+        return await _authenticate_app(token, vault=vault, now=now)
     db = Session._meta.db
     sql = _AUTHENTICATE.format(p=parameter_prefix(db))
     rows = await db.execute_query_dict(sql, [token_hash(token), now])
@@ -290,6 +299,24 @@ async def authenticate(token: str | None, *, now: datetime | None = None) -> Act
         professional_id=_uuid(row["professional_id"]),
         operator_id=_uuid(row["operator_id"]),
         patient_status=status,
+    )
+
+
+async def _authenticate_app(token: str, *, vault: Vault | None, now: datetime) -> Actor:
+    found = None
+    if vault is not None:
+        found = await catalogue.authenticate_access_token(
+            token, vault=vault, today=paris_today(now), now=now
+        )
+    if found is None:
+        raise Unauthenticated("The access token is invalid, revoked or has expired.")
+    return Actor(
+        app_id=found.app_id,
+        app_client=found.client_id,
+        grant_id=found.grant_id,
+        acting_for=found.patient_id,
+        scopes=found.scopes,
+        granted_by_representative=found.by_representative,
     )
 
 

@@ -16,6 +16,7 @@ from models.access import Relation
 from models.appointment import Appointment as AppointmentModel
 from models.appointment import AppointmentSource as AppointmentSourceModel
 from models.calendar_feed import feed_url, rotate_feed
+from models.catalogue import AppScope
 from models.reminder import Reminder as ReminderModel
 from resolvers import ids
 from resolvers.audit import logged_write, record_access
@@ -164,12 +165,23 @@ async def patient_calendar_feed_url(info: Info, patient_pk: UUID) -> str:
 # --- node -------------------------------------------------------------------------------
 
 
-async def _readable_appointments(info: Info, pks: list[UUID]) -> dict[UUID, AppointmentModel]:
+async def _readable_appointments(
+    info: Info, pks: list[UUID], *, to_change: bool = False
+) -> dict[UUID, AppointmentModel]:
+    """By the rule of `Patient.appointments`; to change one, also an appointment platform's
+    own (source PLATFORM, booked by this very app) under APPOINTMENTS_WRITE alone."""
     rows = await AppointmentModel.filter(id__in=pks)
     out = {}
+    app_id = info.context.actor.app_id
     for row in rows:
         relation = await info.context.loaders.relation.load(row.patient_id)
-        if relation.reads_dossier:
+        platform = (
+            to_change
+            and row.source is AppointmentSourceModel.PLATFORM
+            and app_id is not None
+            and row.app_id == app_id
+        )
+        if relation.reads(AppScope.APPOINTMENTS_READ) or (platform and relation.books_appointments):
             out[row.id] = row
     return out
 
@@ -273,16 +285,22 @@ async def _appointment(info: Info, appointment_id: strawberry.ID) -> Appointment
     actor = info.context.actor
     if actor.anonymous:
         raise Unauthenticated()
-    if not (actor.is_patient or actor.is_professional):
+    if not (actor.is_patient or actor.is_professional or actor.is_app):
         raise Forbidden()  # an operator never touches health data, as in createAppointment
     pk = ids.decode_as(str(appointment_id), "Appointment")
-    found = await _readable_appointments(info, [pk])
+    found = await _readable_appointments(info, [pk], to_change=True)
     if pk not in found:
         raise NotFound()
     row = found[pk]
     relation = await info.context.loaders.relation.load(row.patient_id)
     if not relation.books_appointments:
         raise Forbidden()
+    if actor.is_app and (
+        row.source is not AppointmentSourceModel.PLATFORM or row.app_id != actor.app_id
+    ):
+        # An appointment platform syncs the appointments it booked itself: not the patient's,
+        # a professional's, nor another platform's.
+        raise Forbidden("An app moves or cancels only the appointments it booked itself.")
     return row
 
 
@@ -298,8 +316,9 @@ def _professional_pk(value: strawberry.ID | None) -> UUID | None:
 @strawberry.type
 class AgendaMutation:
     @strawberry.mutation(
-        description="Book an appointment: the patient, a representative, or a professional "
-        "under consent. Reminders are scheduled before it (48 h and 2 h by default)."
+        description="Book an appointment: the patient, a representative, a professional "
+        "under consent, or an appointment platform granted APPOINTMENTS_WRITE (source "
+        "PLATFORM). Reminders are scheduled before it (48 h and 2 h by default)."
     )
     async def create_appointment(
         self, info: Info, input: CreateAppointmentInput
@@ -311,6 +330,8 @@ class AgendaMutation:
         if ctx.actor.is_professional:
             source = AppointmentSourceModel.PROFESSIONAL
             professional = professional or ctx.actor.professional_id
+        elif ctx.actor.is_app:
+            source = AppointmentSourceModel.PLATFORM  # an appointment platform's booking
         async with logged_write(info, relation):
             row = await agenda.create_appointment(
                 relation.patient_id,
@@ -319,6 +340,7 @@ class AgendaMutation:
                 source=source,
                 hours=ctx.settings.appointment_reminder_hours,
                 now=ctx.now,
+                app_id=ctx.actor.app_id if ctx.actor.is_app else None,
             )
         return CreateAppointmentPayload(appointment=Appointment.from_model(row))
 

@@ -1,4 +1,5 @@
-"""login, verifyLogin (two-factor), logout."""
+"""login, verifyLogin (two-factor), logout; exchangeLoginTicket and endProviderSession
+(FranceConnect: api/franceconnect.py, models/franceconnect.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import strawberry
 
 from api.context import Info
 from api.errors import Unauthenticated
-from models import session
+from api.franceconnect import franceconnect_of
+from models import franceconnect, session
 from models.account import Account
+from models.crypto import new_token
 from resolvers import ids
 from resolvers.people import Viewer, viewer_of
 from subscriptions.channels import publish_revoked
@@ -25,6 +28,11 @@ class LoginChallenge:
 class LoginInput:
     email: str
     password: str
+
+
+@strawberry.input
+class ExchangeLoginTicketInput:
+    ticket: str
 
 
 @strawberry.input
@@ -113,6 +121,45 @@ class AuthMutation:
         if actor.session_id is None:
             raise Unauthenticated()
         await session.logout(actor.session_id, now=info.context.now)
+        await franceconnect.forget_session(actor.session_id)
         if actor.account_id is not None:
             await publish_revoked(info.context.services.bus, accounts=[actor.account_id])
         return True
+
+    @strawberry.mutation(
+        description=(
+            "Complete a FranceConnect login: the single-use ticket (valid 60 s) the callback "
+            "put in FRONTEND_URL's `?ticket=` gives the session a password login gives (no "
+            "e-mail code: the provider was the second factor). A used, expired or unknown "
+            "ticket answers UNAUTHENTICATED."
+        )
+    )
+    async def exchange_login_ticket(
+        self, info: Info, input: ExchangeLoginTicketInput
+    ) -> LoginPayload:
+        ctx = info.context
+        result = await franceconnect.exchange_ticket(
+            input.ticket, vault=ctx.vault, ttl=ctx.settings.session_ttl, now=ctx.now
+        )
+        return _payload(result)
+
+    @strawberry.mutation(
+        description=(
+            "Log out (as `logout` does) and answer where to send the browser so that the "
+            "FranceConnect session ends too: the provider's end-session URL with "
+            "`id_token_hint`, coming back to FRONTEND_URL. Null for a session that did not "
+            "come from FranceConnect."
+        )
+    )
+    async def end_provider_session(self, info: Info) -> str | None:
+        ctx = info.context
+        actor = ctx.actor
+        if actor.session_id is None:
+            raise Unauthenticated()
+        id_token = await franceconnect.end_session(actor.session_id, vault=ctx.vault, now=ctx.now)
+        if actor.account_id is not None:
+            await publish_revoked(ctx.services.bus, accounts=[actor.account_id])
+        client = franceconnect_of(ctx.request)
+        if id_token is None or client is None:
+            return None
+        return await client.end_session_url(id_token, state=new_token())

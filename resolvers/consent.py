@@ -23,13 +23,14 @@ from models.patient import SpaceStatus
 from models.reminder import raise_now
 from resolvers import ids
 from resolvers.audit import logged_write, record_access
+from resolvers.catalogue import PartnerApp
 from resolvers.dossier import Document
 from resolvers.enums import AccessAction as AccessActionEnum
 from resolvers.enums import AccessBasis as AccessBasisEnum
 from resolvers.enums import ActorRole, ConsentAccess
 from resolvers.node import Node, register
 from resolvers.pagination import Connection, Order, paginate
-from resolvers.people import Operator, Patient, Professional
+from resolvers.people import Establishment, Operator, Patient, Professional
 from resolvers.permissions import (
     IsProfessional,
     IsProfessionalOrOperator,
@@ -39,7 +40,7 @@ from resolvers.permissions import (
 from resolvers.scope import patient_scope
 
 Actor = Annotated[
-    Patient | Professional | Operator,
+    Patient | Professional | Operator | PartnerApp,
     strawberry.union("AccessActor", description="Who accessed the dossier."),
 ]
 
@@ -81,14 +82,20 @@ class Consent(Node):
 class AccessEvent(Node):
     actor_id: strawberry.Private[UUID]
     document_id: strawberry.Private[UUID | None]
+    establishment_id: strawberry.Private[UUID | None]
     at: datetime
     action: AccessActionEnum  # type: ignore[valid-type]
     role: ActorRole  # type: ignore[valid-type]
     basis: AccessBasisEnum  # type: ignore[valid-type]
 
-    @strawberry.field(description="Who accessed: a representative, a professional, an operator.")
+    @strawberry.field(
+        description="Who accessed: a representative, a professional, an operator, a partner app."
+    )
     async def actor(self, info: Info) -> Actor | None:
         loaders = info.context.loaders
+        if self.role == "PARTNER_APP":
+            app = await loaders.partner_app.load(self.actor_id)
+            return PartnerApp.from_model(app) if app else None
         if self.role == "PROFESSIONAL":
             pro = await loaders.professional.load(self.actor_id)
             return Professional.from_model(pro) if pro else None
@@ -113,12 +120,25 @@ class AccessEvent(Node):
         row = await info.context.loaders.document.load(self.document_id)
         return Document.from_model(row) if row else None
 
+    @strawberry.field(
+        description=(
+            "The establishment whose shared inbox the access went through (a member reading "
+            "a message of the patient's); null otherwise."
+        )
+    )
+    async def establishment(self, info: Info) -> Establishment | None:
+        if self.establishment_id is None:
+            return None
+        row = await info.context.loaders.establishment.load(self.establishment_id)
+        return Establishment.from_model(row) if row else None
+
     @classmethod
     def from_model(cls, row: AccessEventModel) -> AccessEvent:
         return cls(
             id=strawberry.ID(ids.encode("AccessEvent", row.id)),
             actor_id=row.actor_id,
             document_id=row.document_id,
+            establishment_id=row.establishment_id,
             at=row.at,
             action=row.action,
             role=row.actor_role,

@@ -18,12 +18,14 @@ from api.errors import BadUserInput, Forbidden, NotFound, Unauthenticated
 from models import document as documents
 from models import record
 from models.access import Relation
+from models.catalogue import AppScope
 from models.document import Document as DocumentModel
 from models.record import HealthProfile as HealthProfileModel
 from models.record import Screening as ScreeningModel
 from models.record import Vaccination as VaccinationModel
 from resolvers import ids
 from resolvers.audit import logged_write, record_access, write_event
+from resolvers.catalogue import PartnerApp
 from resolvers.cost import sized
 from resolvers.enums import DocumentCategory, ScreeningKind, VaccineCode
 from resolvers.node import Node, register
@@ -32,17 +34,21 @@ from resolvers.people import Patient, Professional
 from resolvers.scope import acting_for
 
 DocumentAuthor = Annotated[
-    Patient | Professional,
-    strawberry.union("DocumentAuthor", description="Who deposited a document."),
+    Patient | Professional | PartnerApp,
+    strawberry.union(
+        "DocumentAuthor",
+        description="Who deposited a document: a patient, a professional, or a partner app.",
+    ),
 ]
 
-Author = Patient | Professional | None
+Author = Patient | Professional | PartnerApp | None
 
 DOCUMENT_ORDER = Order((("date", True), ("created_at", True), ("id", True)))
 DOCUMENT_FIELDS = (
     "id",
     "author_patient_id",
     "author_professional_id",
+    "author_app_id",
     "title",
     "category",
     "date",
@@ -69,6 +75,7 @@ class Document(Node):
     pk: strawberry.Private[UUID]
     author_patient_id: strawberry.Private[UUID | None]
     author_professional_id: strawberry.Private[UUID | None]
+    author_app_id: strawberry.Private[UUID | None]
     title: str
     category: DocumentCategory  # type: ignore[valid-type]
     date: date
@@ -84,7 +91,8 @@ class Document(Node):
     preloaded_author: strawberry.Private[Author | NotLoaded] = NOT_LOADED
 
     @strawberry.field(
-        description="Who deposited it: the patient (or a representative) or a pro.",
+        description="Who deposited it: the patient (or a representative), a pro, or a "
+        "partner app granted DOCUMENTS_WRITE.",
         graphql_type=DocumentAuthor | None,
     )
     def author(self, info: Info) -> Author | Awaitable[Author]:
@@ -102,6 +110,9 @@ class Document(Node):
         if self.author_patient_id is not None:
             patient = await loaders.patient.load(self.author_patient_id)
             return Patient.from_model(patient) if patient else None
+        if self.author_app_id is not None:
+            app = await loaders.partner_app.load(self.author_app_id)
+            return PartnerApp.from_model(app) if app else None
         return None
 
     @strawberry.field(description="Where to download the bytes (same bearer token).")
@@ -120,6 +131,7 @@ class Document(Node):
             pk=row["id"],
             author_patient_id=row["author_patient_id"],
             author_professional_id=row["author_professional_id"],
+            author_app_id=row["author_app_id"],
             title=row["title"],
             category=row["category"],
             date=row["date"],
@@ -285,6 +297,7 @@ async def patient_documents(
         prime={
             "author_professional_id": loaders.professional,
             "author_patient_id": loaders.patient,
+            "author_app_id": loaders.partner_app,
         }
         if authors
         else None,
@@ -295,15 +308,18 @@ async def patient_documents(
 
 
 async def preload_authors(info: Info, page: list[Document]) -> None:
-    """The authors of a page of documents through the loaders, both kinds in one go; one
+    """The authors of a page of documents through the loaders, every kind in one go; one
     object per author, shared by their documents."""
     loaders = info.context.loaders
     pro_ids = list({d.author_professional_id for d in page if d.author_professional_id})
     patient_ids = list(
         {d.author_patient_id for d in page if d.author_patient_id and not d.author_professional_id}
     )
-    pro_rows, patient_rows = await asyncio.gather(
-        loaders.professional.load_many(pro_ids), loaders.patient.load_many(patient_ids)
+    app_ids = list({d.author_app_id for d in page if d.author_app_id})
+    pro_rows, patient_rows, app_rows = await asyncio.gather(
+        loaders.professional.load_many(pro_ids),
+        loaders.patient.load_many(patient_ids),
+        loaders.partner_app.load_many(app_ids),
     )
     pros = {
         pk: Professional.from_model(row) if row else None
@@ -313,12 +329,18 @@ async def preload_authors(info: Info, page: list[Document]) -> None:
         pk: Patient.from_model(row) if row else None
         for pk, row in zip(patient_ids, patient_rows, strict=True)
     }
+    apps = {
+        pk: PartnerApp.from_model(row) if row else None
+        for pk, row in zip(app_ids, app_rows, strict=True)
+    }
     for document in page:
         author: Author = None
         if document.author_professional_id is not None:
             author = pros[document.author_professional_id]
         elif document.author_patient_id is not None:
             author = patients[document.author_patient_id]
+        elif document.author_app_id is not None:
+            author = apps[document.author_app_id]
         document.preloaded_author = author
 
 
@@ -385,7 +407,7 @@ async def _vaccination_nodes(info: Info, pks: list[UUID]) -> dict[UUID, Any]:
     out: dict[UUID, Any] = {}
     for row in rows:
         relation = await info.context.loaders.relation.load(row.patient_id)
-        if relation.reads_dossier:
+        if relation.reads(AppScope.VACCINATIONS_READ):
             await record_access(info, relation)
             out[row.id] = Vaccination.from_model(row)
     return out
@@ -397,7 +419,7 @@ async def _screening_nodes(info: Info, pks: list[UUID]) -> dict[UUID, Any]:
     out: dict[UUID, Any] = {}
     for row in rows:
         relation = await info.context.loaders.relation.load(row.patient_id)
-        if relation.reads_dossier:
+        if relation.reads(AppScope.HEALTH_PROFILE_READ):
             await record_access(info, relation)
             out[row.id] = Screening.from_model(row)
     return out
@@ -547,12 +569,18 @@ def _optional_pk(value: strawberry.ID | None, type_name: str, field: str) -> UUI
 class DossierMutation:
     @strawberry.mutation(
         description=(
-            "Add a document (multipart upload): the patient, or a professional under a "
-            "READ_WRITE consent. The type is sniffed from the bytes; 20 MB at most."
+            "Add a document (multipart upload): the patient, a professional under a "
+            "READ_WRITE consent, or a partner app granted DOCUMENTS_WRITE (authored by the "
+            "app). The type is sniffed from the bytes; 20 MB at most."
         )
     )
     async def add_document(self, info: Info, input: AddDocumentInput) -> AddDocumentPayload:
-        relation = await dossier_writer(info, input.patient_id)
+        relation = await acting_for(
+            info,
+            input.patient_id,
+            professional_may=documents.adds_documents,
+            refusal="Adding to this dossier needs a READ_WRITE consent.",
+        )
         ctx = info.context
         data = await _read_upload(input.file, ctx.settings.max_upload_bytes)
         row = await documents.add_document(

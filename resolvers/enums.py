@@ -13,6 +13,7 @@ from models.audit import ActorRole as _ActorRole
 from models.consent import ConsentAccess as _ConsentAccess
 from models.document import DocumentCategory as _DocumentCategory
 from models.lifecycle import Channel as _Channel
+from models.message import ConversationPurpose as _ConversationPurpose
 from models.patient import Sex as _Sex
 from models.patient import SpaceStatus as _SpaceStatus
 from models.professional import Profession as _Profession
@@ -42,3 +43,9 @@ ReminderKind = strawberry.enum(_ReminderKind, name="ReminderKind")
 ReminderStatus = strawberry.enum(_ReminderStatus, name="ReminderStatus")
 AppointmentStatus = strawberry.enum(_AppointmentStatus, name="AppointmentStatus")
 AppointmentSource = strawberry.enum(_AppointmentSource, name="AppointmentSource")
+ConversationPurpose = strawberry.enum(
+    _ConversationPurpose,
+    name="ConversationPurpose",
+    description="Why a conversation exists: care, or an establishment's admission, discharge "
+    "or other paperwork.",
+)

@@ -15,9 +15,10 @@ from models import access
 from models.account import Operator
 from models.appointment import Appointment
 from models.base import parameter_prefix
+from models.catalogue import PartnerApp
 from models.consent import Consent
 from models.document import Document
-from models.message import Attachment, Conversation, ReadMark, SenderRole
+from models.message import Attachment, Conversation, MemberReadMark, ReadMark, SenderRole
 from models.patient import Patient, Representation
 from models.professional import Establishment, Professional
 from models.record import HealthProfile, Screening, Vaccination
@@ -73,6 +74,10 @@ class Loaders:
         return ByIdLoader(Operator)
 
     @cached_property
+    def partner_app(self) -> ByIdLoader[PartnerApp]:
+        return ByIdLoader(PartnerApp)
+
+    @cached_property
     def relation(self) -> DataLoader[UUID, access.Relation]:
         return DataLoader(load_fn=self._relations)
 
@@ -120,6 +125,16 @@ class Loaders:
     def document(self) -> ByIdLoader[Document]:
         return ByIdLoader(Document)
 
+    @cached_property
+    def member_read_marks(self) -> DataLoader[UUID, datetime | None]:
+        """How far the viewer, as a member of an establishment, read each conversation."""
+        return DataLoader(load_fn=self._member_read_marks)
+
+    @cached_property
+    def membership(self) -> DataLoader[UUID, bool]:
+        """Whether the viewer is a member of each establishment's shared inbox."""
+        return DataLoader(load_fn=self._memberships)
+
     async def _by_patient(self, model: type[M], keys: Sequence[UUID], *order: str) -> list[list[M]]:
         rows = await model.filter(patient_id__in=list(set(keys))).order_by(*order)
         out: dict[UUID, list[M]] = {key: [] for key in keys}
@@ -146,6 +161,20 @@ class Loaders:
         for row in rows:
             out[row.conversation_id][row.side] = row.read_at
         return [out[key] for key in keys]
+
+    async def _member_read_marks(self, keys: Sequence[UUID]) -> list[datetime | None]:
+        professional_id = self.context.actor.professional_id
+        if professional_id is None:
+            return [None for _ in keys]
+        rows = await MemberReadMark.filter(
+            conversation_id__in=list(set(keys)), professional_id=professional_id
+        )
+        by_conversation = {row.conversation_id: row.read_at for row in rows}
+        return [by_conversation.get(key) for key in keys]
+
+    async def _memberships(self, keys: Sequence[UUID]) -> list[bool]:
+        found = await access.memberships(self.context.actor, list(set(keys)))
+        return [key in found for key in keys]
 
     async def _consents(self, keys: Sequence[UUID]) -> list[list[Consent]]:
         return await self._by_patient(Consent, keys, "-granted_at", "-id")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -15,25 +16,48 @@ from api.context import Info
 from api.errors import BadUserInput, Forbidden, NotFound, PayloadTooLarge, Unauthenticated
 from models import message as messaging
 from models.access import Actor
+from models.audit import AccessAction, AccessBasis
 from models.document import DocumentCategory as DocumentCategoryModel
 from models.message import Attachment as AttachmentModel
 from models.message import Conversation as ConversationModel
+from models.message import ConversationPurpose as ConversationPurposeModel
 from models.message import Message as MessageModel
 from models.message import SenderRole
 from resolvers import ids
 from resolvers.audit import logged_write
 from resolvers.cost import READS_DATABASE, sized
 from resolvers.dossier import Document
-from resolvers.enums import DocumentCategory
+from resolvers.enums import ConversationPurpose, DocumentCategory
 from resolvers.node import Node, register
 from resolvers.pagination import PAGE, Connection, Order, paginate
-from resolvers.people import Patient, Professional
+from resolvers.people import Establishment, Patient, Professional
 from subscriptions.channels import publish_message
 
 MESSAGE_ORDER = Order((("sent_at", False), ("id", False)))
 CONVERSATION_ORDER = Order((("last_message_at", True), ("id", True)))
 
 Sender = Annotated[Patient | Professional, strawberry.union("MessageSender")]
+
+
+async def log_member_read(
+    info: Info,
+    *,
+    patient_id: UUID,
+    establishment_id: UUID | None,
+    senders: Iterable[SenderRole],
+    action: AccessAction = AccessAction.READ,
+) -> None:
+    """A member of an establishment reading a patient's message of its shared inbox (any of
+    `senders` the patient side): an access event naming the member and the establishment."""
+    actor = info.context.actor
+    if not any(messaging.member_read(actor, establishment_id, role) for role in senders):
+        return
+    await info.context.audit.record(
+        patient_id=patient_id,
+        action=action,
+        basis=AccessBasis.CONVERSATION,
+        establishment_id=establishment_id,
+    )
 
 
 @strawberry.type(name="Attachment", description="A file attached to a message.")
@@ -133,12 +157,20 @@ class MessageConnection(Connection[Message]):
     pass
 
 
-@strawberry.type(name="Conversation", description="A secure conversation with a professional.")
+@strawberry.type(
+    name="Conversation",
+    description=(
+        "A secure conversation of a patient with a professional, or with an establishment "
+        "(its shared inbox: the patient sees the establishment, and who wrote each message)."
+    ),
+)
 class Conversation(Node):
     pk: strawberry.Private[UUID]
     patient_id: strawberry.Private[UUID]
     professional_id: strawberry.Private[UUID]
+    establishment_id: strawberry.Private[UUID | None]
     subject: str
+    purpose: ConversationPurpose  # type: ignore[valid-type]
     closed: bool
     closed_at: datetime | None
     last_message_at: datetime
@@ -149,10 +181,21 @@ class Conversation(Node):
         row = await info.context.loaders.patient.load(self.patient_id)
         return Patient.from_model(row) if row else None
 
-    @strawberry.field
+    @strawberry.field(
+        description=("The professional who started it; for an establishment's, the member who did.")
+    )
     async def professional(self, info: Info) -> Professional | None:
         row = await info.context.loaders.professional.load(self.professional_id)
         return Professional.from_model(row) if row else None
+
+    @strawberry.field(
+        description="The establishment whose shared inbox it belongs to; null for a professional's."
+    )
+    async def establishment(self, info: Info) -> Establishment | None:
+        if self.establishment_id is None:
+            return None
+        row = await info.context.loaders.establishment.load(self.establishment_id)
+        return Establishment.from_model(row) if row else None
 
     @strawberry.field(
         description="Oldest first; `after` takes a message cursor.",
@@ -161,7 +204,7 @@ class Conversation(Node):
     async def messages(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> MessageConnection:
-        return await paginate(
+        page = await paginate(
             MessageModel.filter(conversation_id=self.pk),
             MESSAGE_ORDER,
             first=first,
@@ -169,6 +212,13 @@ class Conversation(Node):
             wrap=Message.from_model,
             connection=MessageConnection,
         )
+        await log_member_read(
+            info,
+            patient_id=self.patient_id,
+            establishment_id=self.establishment_id,
+            senders=(edge.node.sender_role for edge in page.edges),
+        )
+        return page
 
     @strawberry.field(
         description="Messages from the other side the viewer has not read.",
@@ -178,10 +228,14 @@ class Conversation(Node):
         side = messaging.viewer_side(info.context.actor)
         if side is None:
             return 0
-        marks = await info.context.loaders.read_marks.load(self.pk)
+        loaders = info.context.loaders
+        if side is SenderRole.PROFESSIONAL and self.establishment_id is not None:
+            mark = await loaders.member_read_marks.load(self.pk)  # each member's own
+        else:
+            mark = (await loaders.read_marks.load(self.pk)).get(side)
         query = MessageModel.filter(conversation_id=self.pk).exclude(sender_role=side)
-        if marks.get(side) is not None:
-            query = query.filter(sent_at__gt=marks[side])
+        if mark is not None:
+            query = query.filter(sent_at__gt=mark)
         return await query.count()
 
     @classmethod
@@ -191,7 +245,9 @@ class Conversation(Node):
             pk=row.id,
             patient_id=row.patient_id,
             professional_id=row.professional_id,
+            establishment_id=row.establishment_id,
             subject=row.subject,
+            purpose=row.purpose,
             closed=row.closed_at is not None,
             closed_at=row.closed_at,
             last_message_at=row.last_message_at,
@@ -285,13 +341,29 @@ async def _message_nodes(info: Info, pks: list[UUID]) -> dict[UUID, Any]:
     if where is None:
         return {}
     visible = ConversationModel.filter(where).values("id")
-    rows = await MessageModel.filter(id__in=pks, conversation_id__in=Subquery(visible))
+    rows = await MessageModel.filter(
+        id__in=pks, conversation_id__in=Subquery(visible)
+    ).select_related("conversation")
+    for row in rows:
+        await log_member_read(
+            info,
+            patient_id=row.conversation.patient_id,
+            establishment_id=row.conversation.establishment_id,
+            senders=(row.sender_role,),
+        )
     return {row.id: Message.from_model(row) for row in rows}
 
 
 @register("Attachment")
 async def _attachment_nodes(info: Info, pks: list[UUID]) -> dict[UUID, Any]:
     found = await visible_attachments(info, pks)
+    for row in found.values():
+        await log_member_read(
+            info,
+            patient_id=row.message.conversation.patient_id,
+            establishment_id=row.message.conversation.establishment_id,
+            senders=(row.message.sender_role,),
+        )
     return {pk: Attachment.from_model(row) for pk, row in found.items()}
 
 
@@ -301,7 +373,9 @@ async def visible_attachments(info: Info, pks: list[UUID]) -> dict[UUID, Attachm
         return {}
     conversations = ConversationModel.filter(where).values("id")
     messages = MessageModel.filter(conversation_id__in=Subquery(conversations)).values("id")
-    rows = await AttachmentModel.filter(id__in=pks, message_id__in=Subquery(messages))
+    rows = await AttachmentModel.filter(
+        id__in=pks, message_id__in=Subquery(messages)
+    ).select_related("message__conversation")
     return {row.id: row for row in rows}
 
 
@@ -314,6 +388,20 @@ class StartConversationInput:
     subject: str
     body: str
     attachments: list[Upload] | None = None
+    establishment_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description=(
+            "Start it in this establishment's shared inbox (the starter must be a member): "
+            "its members all take part, and the patient sees the establishment."
+        ),
+    )
+    purpose: ConversationPurpose = strawberry.field(  # type: ignore[valid-type]
+        default=ConversationPurposeModel.CARE,
+        description=(
+            "CARE by default; ADMISSION, DISCHARGE or ADMINISTRATIVE for an establishment's "
+            "paperwork (an entry into it, an exit from it, anything else)."
+        ),
+    )
 
 
 @strawberry.type
@@ -422,8 +510,13 @@ class MessagingMutation:
         if not actor.is_professional:
             raise Forbidden("Only professionals and establishments start a conversation.")
         ctx = info.context
+        establishment_id = None
+        if input.establishment_id is not None:
+            establishment_id = ids.decode_as(str(input.establishment_id), "Establishment")
         conversation, message = await messaging.start_conversation(
             ids.decode_as(str(input.patient_id), "Patient"),
+            establishment_id=establishment_id,
+            purpose=ConversationPurposeModel(input.purpose),
             actor=actor,
             subject=input.subject,
             body=input.body,
@@ -460,7 +553,12 @@ class MessagingMutation:
         await _notify(info, conversation, message)
         return SendMessagePayload(message=Message.from_model(message))
 
-    @strawberry.mutation(description="Mark everything in the conversation read by your side.")
+    @strawberry.mutation(
+        description=(
+            "Mark everything in the conversation read by your side (in an establishment's, "
+            "by you: each member's unread messages are their own)."
+        )
+    )
     async def mark_conversation_read(
         self, info: Info, input: MarkConversationReadInput
     ) -> MarkConversationReadPayload:
@@ -469,7 +567,12 @@ class MessagingMutation:
         await messaging.mark_read(conversation, actor=actor, now=info.context.now)
         return MarkConversationReadPayload(conversation=Conversation.from_model(conversation))
 
-    @strawberry.mutation(description="PROFESSIONAL: close the conversation; no one can post after.")
+    @strawberry.mutation(
+        description=(
+            "PROFESSIONAL (any member, for an establishment's): close the conversation; no one "
+            "can post after."
+        )
+    )
     async def close_conversation(
         self, info: Info, input: CloseConversationInput
     ) -> CloseConversationPayload:

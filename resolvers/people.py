@@ -10,10 +10,11 @@ import strawberry
 from tortoise.expressions import Q
 
 from api.context import Info
-from api.errors import NotFound
+from api.errors import BadUserInput, NotFound
 from models import access
 from models.account import Operator as OperatorModel
 from models.audit import AccessAction, AccessBasis
+from models.catalogue import AppScope
 from models.patient import Patient as PatientModel
 from models.patient import reveal_nir
 from models.professional import Establishment as EstablishmentModel
@@ -21,8 +22,16 @@ from models.professional import Professional as ProfessionalModel
 from models.professional import search_directory
 from resolvers import ids
 from resolvers.audit import record_access
-from resolvers.cost import FAMILY, READS_DATABASE, RECORD, SLICED_BY_FIRST
+from resolvers.catalogue import (
+    APP_GRANTS,
+    AppGrant,
+    PartnerApp,
+    app_viewer,
+    patient_app_grants,
+)
+from resolvers.cost import FAMILY, READS_DATABASE, RECORD, SLICED_BY_FIRST, sized
 from resolvers.enums import (
+    ConversationPurpose,
     DocumentCategory,
     Profession,
     ReminderStatus,
@@ -35,9 +44,13 @@ from resolvers.pagination import PAGE, Connection, Order, paginate
 from resolvers.permissions import (
     HolderOnly,
     IsAuthenticated,
+    IsEstablishmentMember,
+    IsEstablishmentMemberOrOperator,
     IsThisProfessional,
+    IsThisProfessionalOrOperator,
     ManagesPatient,
     ReadsDossier,
+    SeesIdentity,
     guard,
     guard_read,
 )
@@ -46,6 +59,7 @@ if TYPE_CHECKING:
     from resolvers.agenda import AppointmentConnection, ReminderConnection
     from resolvers.consent import AccessEventConnection, Consent
     from resolvers.dossier import DocumentConnection, HealthProfile, Screening, Vaccination
+    from resolvers.establishment import EstablishmentMember
     from resolvers.messaging import ConversationConnection
 
 DocumentConnectionRef = Annotated["DocumentConnection", strawberry.lazy("resolvers.dossier")]
@@ -59,13 +73,59 @@ ConversationConnectionRef = Annotated[
 AppointmentConnectionRef = Annotated["AppointmentConnection", strawberry.lazy("resolvers.agenda")]
 ReminderConnectionRef = Annotated["ReminderConnection", strawberry.lazy("resolvers.agenda")]
 AccessEventConnectionRef = Annotated["AccessEventConnection", strawberry.lazy("resolvers.consent")]
+# An establishment's members, or the establishments a professional is a member of: not
+# paginated, and what an inbox holds in practice, with room to spare (an estimate).
+MEMBERS = sized(50)
+EstablishmentMemberRef = Annotated[
+    "EstablishmentMember", strawberry.lazy("resolvers.establishment")
+]
 
 
-@strawberry.type(name="Establishment", description="A health or social establishment (FINESS).")
+@strawberry.type(
+    name="Establishment",
+    description=(
+        "A health, medico-social or social establishment (FINESS), and its shared inbox: the "
+        "conversations its members hold with patients in its name."
+    ),
+)
 class Establishment(Node):
     pk: strawberry.Private[UUID]
     finess: str
-    name: str
+    name: str = strawberry.field(
+        description=(
+            "Empty for one that only a professional's registration named, until an operator "
+            "registers it."
+        )
+    )
+
+    @strawberry.field(
+        description=(
+            "The shared inbox, latest first, by `purpose` if given: its members only. "
+            "Every member reads, answers, marks read and closes them."
+        ),
+        extensions=guard(IsEstablishmentMember()),
+        directives=[PAGE],
+    )
+    async def conversations(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        purpose: ConversationPurpose | None = None,  # type: ignore[valid-type]
+    ) -> ConversationConnectionRef | None:
+        from resolvers.establishment import establishment_conversations
+
+        return await establishment_conversations(info, self.pk, first, after, purpose)
+
+    @strawberry.field(
+        description="Who answers the inbox, earliest first: its members and operators only.",
+        extensions=guard(IsEstablishmentMemberOrOperator()),
+        directives=[MEMBERS],
+    )
+    async def members(self, info: Info) -> list[EstablishmentMemberRef] | None:
+        from resolvers.establishment import establishment_members
+
+        return await establishment_members(info, self.pk)
 
     @classmethod
     def from_model(cls, row: EstablishmentModel) -> Establishment:
@@ -87,7 +147,12 @@ class Professional(Node):
     profession: Profession  # type: ignore[valid-type]
     sector: Sector  # type: ignore[valid-type]
 
-    @strawberry.field
+    @strawberry.field(
+        description=(
+            "The establishment declared at registration (directory information); the "
+            "inboxes the professional answers are `memberOf`."
+        )
+    )
     async def establishment(self, info: Info) -> Establishment | None:
         if self.establishment_id is None:
             return None
@@ -120,6 +185,19 @@ class Professional(Node):
                 patient_id=edge.node.pk, action=AccessAction.READ, basis=AccessBasis.CONSENT
             )
         return page
+
+    @strawberry.field(
+        description=(
+            "The establishments whose shared inbox this professional is a member of: that "
+            "professional and operators only."
+        ),
+        extensions=guard(IsThisProfessionalOrOperator()),
+        directives=[MEMBERS],
+    )
+    async def member_of(self, info: Info) -> list[Establishment] | None:
+        from resolvers.establishment import professional_memberships
+
+        return await professional_memberships(info, self.pk)
 
     @strawberry.field(
         description="All of this professional's conversations, across patients (the dashboard).",
@@ -169,10 +247,12 @@ class Patient(Node):
     nir_encrypted: strawberry.Private[bytes | None]
     treating_doctor_id: strawberry.Private[UUID | None]
     emergency_opposed: strawberry.Private[bool]
-    first_name: str
-    last_name: str
-    birth_date: date
-    sex: Sex  # type: ignore[valid-type]
+    # A partner app reads them under IDENTITY_READ only (everyone else who sees the space
+    # does): they are non-null, so a refusal nulls the patient, with FORBIDDEN on the field.
+    first_name: str = strawberry.field(extensions=guard(SeesIdentity()))
+    last_name: str = strawberry.field(extensions=guard(SeesIdentity()))
+    birth_date: date = strawberry.field(extensions=guard(SeesIdentity()))
+    sex: Sex = strawberry.field(extensions=guard(SeesIdentity()))  # type: ignore[valid-type]
     status: SpaceStatus  # type: ignore[valid-type]
 
     @strawberry.field(
@@ -204,7 +284,7 @@ class Patient(Node):
 
     @strawberry.field(
         description="Documents of the dossier, newest first, as this viewer may see them.",
-        extensions=guard_read(ReadsDossier()),
+        extensions=guard_read(ReadsDossier(AppScope.DOCUMENTS_READ)),
         directives=[PAGE],
     )
     async def documents(
@@ -220,14 +300,17 @@ class Patient(Node):
 
     @strawberry.field(
         description="Allergies, treatments, history, measurements, directives, trusted person.",
-        extensions=guard_read(ReadsDossier()),
+        extensions=guard_read(ReadsDossier(AppScope.HEALTH_PROFILE_READ)),
     )
     async def health_profile(self, info: Info) -> HealthProfileRef | None:
         from resolvers.dossier import patient_health_profile
 
         return await patient_health_profile(info, self.pk)
 
-    @strawberry.field(description="The médecin traitant.", extensions=guard_read(ReadsDossier()))
+    @strawberry.field(
+        description="The médecin traitant.",
+        extensions=guard_read(ReadsDossier(AppScope.HEALTH_PROFILE_READ)),
+    )
     async def treating_doctor(self, info: Info) -> Professional | None:
         if self.treating_doctor_id is None:
             return None
@@ -236,7 +319,7 @@ class Patient(Node):
 
     @strawberry.field(
         description="The carnet de vaccination.",
-        extensions=guard_read(ReadsDossier()),
+        extensions=guard_read(ReadsDossier(AppScope.VACCINATIONS_READ)),
         directives=[RECORD],
     )
     async def vaccinations(self, info: Info) -> list[VaccinationRef] | None:
@@ -246,7 +329,7 @@ class Patient(Node):
 
     @strawberry.field(
         description="Screening tests.",
-        extensions=guard_read(ReadsDossier()),
+        extensions=guard_read(ReadsDossier(AppScope.HEALTH_PROFILE_READ)),
         directives=[RECORD],
     )
     async def screenings(self, info: Info) -> list[ScreeningRef] | None:
@@ -303,7 +386,7 @@ class Patient(Node):
             "Appointments and their history, by start time; `from`/`to` keep those that "
             "overlap the range."
         ),
-        extensions=guard_read(ReadsDossier()),
+        extensions=guard_read(ReadsDossier(AppScope.APPOINTMENTS_READ)),
         directives=[PAGE],
     )
     async def appointments(
@@ -347,6 +430,17 @@ class Patient(Node):
 
         return await patient_calendar_feed_url(info, self.pk)
 
+    @strawberry.field(
+        description=(
+            "The partner apps this space granted access to, each with its scopes and its last "
+            "use (to the minute): holder and representative only. revokeAppAccess ends one."
+        ),
+        extensions=guard_read(ManagesPatient()),
+        directives=[APP_GRANTS],
+    )
+    async def app_grants(self, info: Info) -> list[AppGrant] | None:
+        return await patient_app_grants(info, self.pk)
+
     @classmethod
     def from_model(cls, row: PatientModel) -> Patient:
         return cls(
@@ -371,7 +465,7 @@ class PatientConnection(Connection[Patient]):
     pass
 
 
-Viewer = Annotated[Patient | Professional | Operator, strawberry.union("Viewer")]
+Viewer = Annotated[Patient | Professional | Operator | PartnerApp, strawberry.union("Viewer")]
 
 
 async def visible_patients(info: Info, pks: list[UUID]) -> dict[UUID, PatientModel]:
@@ -457,6 +551,8 @@ class PeopleQuery:
     @strawberry.field(description="Who is calling; null when anonymous.")
     async def viewer(self, info: Info) -> Viewer | None:
         actor = info.context.actor
+        if actor.is_app:
+            return await app_viewer(info)
         return await viewer_of(
             info,
             patient_id=actor.patient_id,
@@ -485,6 +581,8 @@ class PeopleQuery:
     async def professionals(
         self, info: Info, search: str, first: int | None = 20
     ) -> list[Professional]:
-        limit = max(1, min(first or 20, MAX_DIRECTORY_PAGE))
-        rows = await search_directory(search, limit=limit)
+        if first is not None and first < 0:
+            raise BadUserInput("`first` cannot be negative.", field="first")
+        limit = min(20 if first is None else first, MAX_DIRECTORY_PAGE)
+        rows = await search_directory(search, limit=limit) if limit else []
         return [Professional.from_model(row) for row in rows]

@@ -10,6 +10,7 @@ from strawberry.utils.await_maybe import await_maybe
 
 from api.context import Info
 from api.errors import Forbidden, Unauthenticated
+from models.catalogue import AppScope
 from resolvers.audit import record_access
 
 
@@ -53,11 +54,25 @@ class ManagesPatient(_FieldGuard):
 
 class ReadsDossier(_FieldGuard):
     """The holder, a representative, or a professional with a basis (consent, médecin
-    traitant, emergency) who is not blocked."""
+    traitant, emergency) who is not blocked; a partner app granted `scope`, the part of
+    the dossier the field is."""
+
+    def __init__(self, scope: AppScope) -> None:
+        self.scope = scope
 
     async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         relation = await info.context.loaders.relation.load(source.pk)
-        return relation.reads_dossier
+        return relation.reads(self.scope)
+
+
+class SeesIdentity(_FieldGuard):
+    """Names, birth date and sex of a space: whoever sees the space, but a partner app only
+    under IDENTITY_READ. Decided from the actor alone (no statement): an app sees one space,
+    and only its identity fields come through here."""
+
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        actor = info.context.actor
+        return actor.app_id is None or AppScope.IDENTITY_READ in actor.scopes
 
 
 class SeesReferencedDocument(_FieldGuard):
@@ -77,6 +92,30 @@ class IsThisProfessional(_FieldGuard):
 
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         return bool(info.context.actor.professional_id == source.pk)
+
+
+class IsThisProfessionalOrOperator(_FieldGuard):
+    """A professional's own memberships: that professional, and the operators who make them."""
+
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        actor = info.context.actor
+        return actor.is_operator or bool(actor.professional_id == source.pk)
+
+
+class IsEstablishmentMember(_FieldGuard):
+    """An establishment's shared inbox: its members only (models/access.py, membership)."""
+
+    async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        return bool(await info.context.loaders.membership.load(source.pk))
+
+
+class IsEstablishmentMemberOrOperator(_FieldGuard):
+    """An establishment's member list: its members, and the operators who manage it."""
+
+    async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        if info.context.actor.is_operator:
+            return True
+        return bool(await info.context.loaders.membership.load(source.pk))
 
 
 class HolderOnly(_FieldGuard):

@@ -43,11 +43,23 @@ async def acting_for(
     professional_may: Callable[[access.Relation], bool],
     refusal: str,
 ) -> access.Relation:
-    """The patient side acting on its space (the `patientId` rule), or a professional who
-    names the patient and whose relation to it allows the operation."""
+    """The patient side acting on its space (the `patientId` rule), a professional who
+    names the patient and whose relation to it allows the operation, or a partner app acting
+    for its one space (`patientId` optional), allowed by the same test of its relation (its
+    scopes: see models/access.py)."""
     actor = info.context.actor
     if actor.anonymous:
         raise Unauthenticated()
+    if actor.is_app and actor.acting_for is not None:
+        pk = actor.acting_for
+        if patient_id is not None:
+            pk = ids.decode_as(str(patient_id), "Patient")
+        relation = await info.context.loaders.relation.load(pk)
+        if not relation.visible:
+            raise NotFound()
+        if not professional_may(relation):
+            raise Forbidden("The patient did not grant this app that scope.")
+        return relation
     if actor.is_professional:
         if patient_id is None:
             raise BadUserInput("A professional names the patient.", field="patientId")

@@ -2,7 +2,12 @@
 the subscriber's session re-checked, before anything is sent: a logout, a closed space or an
 expired token ends the stream, and the socket closes (4401, api/ws_operations.py). The
 operation's context is its own (derived per operation from the socket's, its session checked
-just before), refreshed at each delivery."""
+just before), refreshed at each delivery.
+
+An establishment's conversations reach every member of its shared inbox. Membership is one
+of those rules (a row, read by the delivery's statement): a member removed gets nothing more,
+whatever was published to them. Each patient's message delivered to a member is a read of
+it, and an access event naming the member and the establishment."""
 
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from resolvers.messaging import (
     MESSAGE_ORDER,
     Message,
     conversation_filter,
+    log_member_read,
     managed_patients_query,
 )
 from resolvers.pagination import after_filter, cursor_of, encode_cursor
@@ -232,7 +238,8 @@ class Subscription:
             query = MessageModel.filter(visible, floor())
             if position is not None:
                 query = query.filter(after_filter(MessageModel, MESSAGE_ORDER, position))
-            return list(await query.order_by(*MESSAGE_ORDER.order_by()).limit(REPLAY_BATCH))
+            query = query.order_by(*MESSAGE_ORDER.order_by()).limit(REPLAY_BATCH)
+            return list(await query.select_related("conversation"))
 
         while True:
             try:
@@ -259,6 +266,7 @@ class Subscription:
                                     position = cursor_of(row, MESSAGE_ORDER)
                                     newest = _later(newest, row.sent_at)
                                     if seen.add(row.id):
+                                        await _log_read(info, row)
                                         yield Message.from_model(row)
                                 full = len(batch) == REPLAY_BATCH
                                 batch = row = None  # not held while idle
@@ -295,11 +303,24 @@ class Subscription:
                         message = await _deliverable(info, event, conversation_pk)
                         if message is not None and seen.add(message.id):
                             newest = _later(newest, message.sent_at)
+                            await _log_read(info, message)
                             yield Message.from_model(message)
             except SubscriberDropped:
                 # Too slow: resubscribe and catch up from the database.
                 logger.info("subscriber dropped for being slow; replaying from the database")
                 continue
+
+
+async def _log_read(info: Info, row: MessageModel) -> None:
+    """A member of an establishment receiving a patient's message of its shared inbox reads
+    it: an access event naming the member and the establishment (`row.conversation` is
+    fetched with the message)."""
+    await log_member_read(
+        info,
+        patient_id=row.conversation.patient_id,
+        establishment_id=row.conversation.establishment_id,
+        senders=(row.sender_role,),
+    )
 
 
 def _later(newest: datetime | None, moment: datetime) -> datetime:

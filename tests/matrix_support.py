@@ -3,6 +3,7 @@ every kind of object, and the actor in the relation its column names."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -11,14 +12,23 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
+from stdnum import luhn
 
 from models import consent as consents
 from models.audit import AccessAction, AccessEvent
 from models.base import utcnow
 from models.consent import Consent, ConsentAccess
 from models.document import Document, set_hidden
+from models.establishment import add_member, register_establishment, remove_member
 from resolvers.ids import decode_as, encode
-from tests.factories import make_minor, make_operator, make_patient, make_professional
+from tests.factories import (
+    Person,
+    Staff,
+    make_minor,
+    make_operator,
+    make_patient,
+    make_professional,
+)
 from tests.graphql import gql
 
 
@@ -39,12 +49,34 @@ class Kind(StrEnum):
     EMERGENCY = "emergency"
     OPPOSED = "opposed"
     OPERATOR = "operator"
+    # Establishments (an admission conversation with the subject in a hospital's inbox): a
+    # member who did not start it, its starter once removed from the hospital, and a member
+    # of another establishment.
+    MEMBER = "member"
+    FORMER_MEMBER = "former_member"
+    OTHER_ESTABLISHMENT = "other_establishment"
+    # Partner apps granted by the holder: one with every scope, one with IDENTITY_READ only.
+    # They send only documents registered on their list (tests/test_access_matrix.py).
+    APP_ALL = "app_all"
+    APP_IDENTITY = "app_identity"
 
 
 # The professionals who deposit the subject's professional documents themselves (under a
 # READ_WRITE consent they held then): the author rule is exercised after expiry, revocation
 # and a block.
 AUTHORS = {Kind.READ_WRITE, Kind.EXPIRED, Kind.REVOKED, Kind.BLOCKED}
+ESTABLISHMENT_KINDS = {Kind.MEMBER, Kind.FORMER_MEMBER, Kind.OTHER_ESTABLISHMENT}
+APP_SCOPES = {
+    Kind.APP_ALL: [
+        "IDENTITY_READ",
+        "DOCUMENTS_READ",
+        "HEALTH_PROFILE_READ",
+        "VACCINATIONS_READ",
+        "APPOINTMENTS_READ",
+    ],
+    Kind.APP_IDENTITY: ["IDENTITY_READ"],
+}
+_finess_serial = itertools.count(1)
 
 
 def pdf(label: str) -> bytes:
@@ -59,6 +91,7 @@ class Scenario:
     actor_pk: UUID | None = None
     ids: dict[str, str] = field(default_factory=dict)  # object name -> global id
     content: dict[str, bytes] = field(default_factory=dict)  # document name -> bytes
+    app_client: str | None = None  # a partner app's client id: its list of documents
 
     @property
     def subject_id(self) -> str:
@@ -96,6 +129,43 @@ async def _upload(
 
 async def _ok(client: httpx.AsyncClient, query: str, variables: dict[str, Any], token: str) -> Any:
     return (await gql(client, query, variables, token=token)).ok()
+
+
+def _finess() -> str:
+    base = f"75{next(_finess_serial):06d}"
+    return base + luhn.calc_check_digit(base)
+
+
+async def _inbox(client: httpx.AsyncClient, kind: Kind, actor: Staff, subject: Person) -> None:
+    """An admission conversation with the subject in a hospital's shared inbox, and the actor
+    as `kind` says: a member who did not start it, its starter removed from the hospital
+    since, or a member of another establishment."""
+    now = utcnow()
+    hospital = await register_establishment(_finess(), f"Hôpital ({kind})")
+    starter = actor if kind is Kind.FORMER_MEMBER else await make_professional("Admissions")
+    await add_member(hospital.id, starter.pk, now=now)  # type: ignore[arg-type]
+    if kind is Kind.MEMBER:
+        await add_member(hospital.id, actor.pk, now=now)  # type: ignore[arg-type]
+    elif kind is Kind.OTHER_ESTABLISHMENT:
+        clinic = await register_establishment(_finess(), f"Clinique ({kind})")
+        await add_member(clinic.id, actor.pk, now=now)  # type: ignore[arg-type]
+    await _ok(
+        client,
+        "mutation($input: StartConversationInput!) { startConversation(input: $input)"
+        " { conversation { id } } }",
+        {
+            "input": {
+                "patientId": subject.id,
+                "subject": "Votre admission",
+                "body": "Merci de nous renvoyer le questionnaire d'admission.",
+                "establishmentId": encode("Establishment", hospital.id),
+                "purpose": "ADMISSION",
+            }
+        },
+        starter.token,
+    )
+    if kind is Kind.FORMER_MEMBER:
+        await remove_member(hospital.id, actor.pk)  # type: ignore[arg-type]
 
 
 async def build(client: httpx.AsyncClient, kind: Kind) -> Scenario:
@@ -141,6 +211,7 @@ async def build(client: httpx.AsyncClient, kind: Kind) -> Scenario:
         Kind.REPRESENTATIVE,
         Kind.OTHER_PATIENT,
         Kind.OPERATOR,
+        *APP_SCOPES,
     }:
         actor = await make_professional(kind.value.capitalize())
         scenario.token = actor.token
@@ -274,4 +345,22 @@ async def build(client: httpx.AsyncClient, kind: Kind) -> Scenario:
             opened.ok()
         else:
             assert opened.codes == ["FORBIDDEN"], opened.body
+    elif kind in ESTABLISHMENT_KINDS and actor:
+        await _inbox(client, kind, actor, subject)
+    elif kind in APP_SCOPES:
+        await _app(client, scenario, manager_token, APP_SCOPES[kind])
     return scenario
+
+
+async def _app(
+    client: httpx.AsyncClient, scenario: Scenario, holder_token: str, scopes: list[str]
+) -> None:
+    """A partner app referenced with `scopes`, granted them by the holder, and its token."""
+    from tests.catalogue_support import connect, register_app
+
+    operator = await make_operator()
+    app = await register_app(client, operator.token, scopes=scopes, confidential=False)
+    tokens = await connect(client, holder_token, app, scopes=scopes)
+    scenario.token = tokens["access_token"]
+    scenario.actor_pk = decode_as(app.id, "PartnerApp")
+    scenario.app_client = app.client_id

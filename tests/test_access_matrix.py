@@ -23,6 +23,7 @@ from argon2 import PasswordHasher
 import models.passwords
 from api.app import create_app
 from api.schema import schema
+from models import persisted
 from models.audit import AccessAction, AccessBasis, AccessEvent
 from tests.conftest import PG_URL, _settings, _truncate_all
 from tests.matrix_support import Kind, Scenario, build, missing_id
@@ -34,7 +35,14 @@ _LETTERS = {"A": A, "F": F, "N": N}
 
 IDENTITY = ("id", "firstName", "lastName", "birthDate", "sex", "status")
 DOSSIER = ("documents", "healthProfile", "treatingDoctor", "vaccinations", "screenings")
-MANAGED = ("nir", "consents", "emergencyAccessOpposed", "accessLog", "representatives")
+MANAGED = (
+    "nir",
+    "consents",
+    "emergencyAccessOpposed",
+    "accessLog",
+    "representatives",
+    "appGrants",
+)
 LATER = ("conversations", "reminders", "calendarFeedUrl")
 DOCUMENT = (
     "id",
@@ -53,7 +61,7 @@ DOCUMENT = (
 VACCINATION = ("id", "vaccine", "date", "doseNumber", "lotNumber", "professional")
 SCREENING = ("id", "kind", "date", "result")
 CONSENT = ("id", "professional", "access", "grantedAt", "expiresAt", "revokedAt", "active")
-EVENT = ("id", "at", "action", "actor", "role", "basis")
+EVENT = ("id", "at", "action", "actor", "role", "basis", "establishment")
 
 
 @dataclass(frozen=True)
@@ -72,7 +80,8 @@ class Row:
 
 # The one table. Columns, in Kind order:
 # anonymous holder representative other_patient no_consent read read_write expired revoked
-# blocked treating emergency opposed operator.
+# blocked treating emergency opposed operator member former_member other_establishment
+# app_all app_identity (partner apps granted every read scope, or IDENTITY_READ alone).
 # Through `node`/`nodes` an object the viewer may not see is NOT_FOUND; through `patient` the
 # same object is absent from its list (and its count), and the list itself follows the
 # Patient row of its field. The representative column runs against a minor subject.
@@ -84,25 +93,67 @@ class Row:
 # keeps reading it without a consent, never once blocked); "pro_hidden" and "hidden" were
 # then hidden by the holder.
 TABLE = (
-    #    an ho re ot no rd rw ex rv bl td em op oper
-    Row("N  A  A  N  N  A  A  N  N  N  A  A  N  A", "Patient", "subject", IDENTITY),
-    Row("N  A  A  N  N  A  A  N  N  N  A  A  N  F", "Patient", "subject", DOSSIER, True),
-    Row("N  A  A  N  N  F  F  N  N  N  F  F  N  F", "Patient", "subject", MANAGED, True),
-    Row("N  A  F  N  N  F  F  N  N  N  F  F  N  F", "Patient", "subject", ("dependents",)),
+    #    an ho re ot no rd rw ex rv bl td em op oper me fm oe aa ai
+    Row("N  A  A  N  N  A  A  N  N  N  A  A  N  A  A  N  N  A  A", "Patient", "subject", IDENTITY),
+    Row(
+        "N  A  A  N  N  A  A  N  N  N  A  A  N  F  F  N  N  A  F",
+        "Patient",
+        "subject",
+        DOSSIER,
+        True,
+    ),
+    Row(
+        "N  A  A  N  N  F  F  N  N  N  F  F  N  F  F  N  N  F  F",
+        "Patient",
+        "subject",
+        MANAGED,
+        True,
+    ),
+    Row(
+        "N  A  F  N  N  F  F  N  N  N  F  F  N  F  F  N  N  F  F",
+        "Patient",
+        "subject",
+        ("dependents",),
+    ),
     # The agenda's and the messagerie's fields, as their guards declare them.
-    Row("N  A  A  N  N  A  A  N  N  N  A  A  N  F", "Patient", "subject", ("appointments",)),
-    Row("N  A  A  N  N  F  F  N  N  N  F  F  N  F", "Patient", "subject", LATER),
-    Row("N  A  A  N  N  A  A  N  N  N  A  A  N  N", "Document", "plain", DOCUMENT),
-    Row("N  A  A  N  N  N  N  N  N  N  A  N  N  N", "Document", "hidden", DOCUMENT),
-    Row("N  A  N  N  N  A  A  A  A  N  A  A  N  N", "Document", "pro", DOCUMENT),
-    Row("N  A  N  N  N  N  A  A  A  N  A  N  N  N", "Document", "pro_hidden", DOCUMENT),
-    Row("N  A  A  N  N  A  A  N  N  N  A  A  N  N", "Vaccination", "vaccination", VACCINATION),
-    Row("N  A  A  N  N  A  A  N  N  N  A  A  N  N", "Screening", "screening", SCREENING),
-    Row("N  A  A  N  N  N  N  N  N  N  N  N  N  N", "Consent", "consent", CONSENT),
+    Row(
+        "N  A  A  N  N  A  A  N  N  N  A  A  N  F  F  N  N  A  F",
+        "Patient",
+        "subject",
+        ("appointments",),
+    ),
+    Row("N  A  A  N  N  F  F  N  N  N  F  F  N  F  F  N  N  F  F", "Patient", "subject", LATER),
+    Row("N  A  A  N  N  A  A  N  N  N  A  A  N  N  N  N  N  A  N", "Document", "plain", DOCUMENT),
+    Row("N  A  A  N  N  N  N  N  N  N  A  N  N  N  N  N  N  N  N", "Document", "hidden", DOCUMENT),
+    Row("N  A  N  N  N  A  A  A  A  N  A  A  N  N  N  N  N  A  N", "Document", "pro", DOCUMENT),
+    Row(
+        "N  A  N  N  N  N  A  A  A  N  A  N  N  N  N  N  N  N  N",
+        "Document",
+        "pro_hidden",
+        DOCUMENT,
+    ),
+    Row(
+        "N  A  A  N  N  A  A  N  N  N  A  A  N  N  N  N  N  A  N",
+        "Vaccination",
+        "vaccination",
+        VACCINATION,
+    ),
+    Row(
+        "N  A  A  N  N  A  A  N  N  N  A  A  N  N  N  N  N  A  N",
+        "Screening",
+        "screening",
+        SCREENING,
+    ),
+    Row("N  A  A  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N", "Consent", "consent", CONSENT),
     # The event is a professional's deposit of "pro", hidden from representatives: its
     # traces are too, so the representative finds the event neither listed nor by id.
-    Row("N  A  N  N  N  N  N  N  N  N  N  N  N  N", "AccessEvent", "event", EVENT),
-    Row("N  A  N  N  N  N  N  N  N  N  N  N  N  N", "AccessEvent", "event", ("document",)),
+    Row("N  A  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N", "AccessEvent", "event", EVENT),
+    Row(
+        "N  A  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N  N",
+        "AccessEvent",
+        "event",
+        ("document",),
+    ),
 )
 
 # Fetching a space by id (`patient`, `node`, `nodes`) is a read of it: identity included,
@@ -116,7 +167,8 @@ LIST_FIELD = {
     "AccessEvent": "accessLog",
 }
 CONNECTIONS = {"documents", "accessLog"}
-NULLABLE = {("Consent", "revokedAt")}  # the consent of the table is live
+# The consent of the table is live; its event (a deposit) went through no establishment.
+NULLABLE = {("Consent", "revokedAt"), ("AccessEvent", "establishment")}
 SUBSELECTION = {
     ("Patient", "documents"): "documents(first: 50) { totalCount edges { node { id } } }",
     ("Patient", "healthProfile"): "healthProfile { allergies }",
@@ -130,12 +182,14 @@ SUBSELECTION = {
     ("Patient", "conversations"): "conversations { totalCount }",
     ("Patient", "reminders"): "reminders { totalCount }",
     ("Patient", "representatives"): "representatives { id }",
+    ("Patient", "appGrants"): "appGrants { scopes }",
     # __typename only: reading the author's names would be a read of the author's space.
     ("Document", "author"): "author { __typename }",
     ("Vaccination", "professional"): "professional { id }",
     ("Consent", "professional"): "professional { id }",
     ("AccessEvent", "actor"): "actor { __typename }",
     ("AccessEvent", "document"): "document { id }",
+    ("AccessEvent", "establishment"): "establishment { id }",
 }
 BASIS = {
     Kind.REPRESENTATIVE: AccessBasis.REPRESENTATIVE,
@@ -146,6 +200,9 @@ BASIS = {
     Kind.TREATING: AccessBasis.TREATING_DOCTOR,
     Kind.EMERGENCY: AccessBasis.EMERGENCY,
     Kind.OPERATOR: AccessBasis.OPERATOR,
+    Kind.MEMBER: AccessBasis.CONVERSATION,  # in a conversation of the hospital's inbox
+    Kind.APP_ALL: AccessBasis.APP,
+    Kind.APP_IDENTITY: AccessBasis.APP,
 }
 
 
@@ -291,13 +348,24 @@ class World:
                 variables = {"ids": [missing_id(cell.row.type_name), target]}
             elif cell.path == "patient":
                 variables = {"id": scenario.subject_id}
-            response = await self.http.post(
-                "/graphql", json={"query": query, "variables": variables}, headers=headers
-            )
+            body: dict[str, Any] = {"query": query, "variables": variables}
+            if scenario.app_client is not None:
+                # A partner app sends only documents registered on its list.
+                body = {"documentId": await _registered(query, scenario.app_client)}
+                body["variables"] = variables
+            response = await self.http.post("/graphql", json=body, headers=headers)
         written = await AccessEvent.all().count() - before
         events = await AccessEvent.all().order_by("-created_at").limit(written) if written else []
         is_json = response.headers.get("content-type", "").startswith("application/json")
         return Probe(body=response.json() if is_json else None, response=response, events=events)
+
+
+async def _registered(query: str, client: str) -> str:
+    entry = persisted.ManifestEntry(persisted.sha256_hex(query), query, None, None)
+    await persisted.load_manifest(
+        persisted.Manifest("matrix", (entry,)), client=client, registered_by="matrix"
+    )
+    return f"sha256:{entry.sha256}"
 
 
 def _target(cell: Cell, scenario: Scenario) -> str:

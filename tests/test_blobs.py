@@ -1,21 +1,8 @@
 from __future__ import annotations
 
-import hashlib
-import os
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
-from models.blobs import (
-    BlobNotFound,
-    BlobStore,
-    FileBlobStore,
-    MemoryBlobStore,
-    StoredBlob,
-    sniff_mime,
-    validate_upload,
-)
+from models.blobs import sniff_mime, validate_upload
 from models.errors import Invalid as BadUserInput
 from models.errors import TooLarge as PayloadTooLarge
 
@@ -23,14 +10,6 @@ PDF_BYTES = b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n%%EOF\n"
 PNG_BYTES = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 16
 JPEG_BYTES = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 16
 MB = 1024 * 1024
-
-
-def files_under(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file())
-
-
-async def collect(chunks: AsyncIterator[bytes]) -> list[bytes]:
-    return [chunk async for chunk in chunks]
 
 
 # Sniffing
@@ -169,131 +148,5 @@ def test_declared_type_that_lies_is_refused() -> None:
     assert exc_info.value.field == "f"
 
 
-# File store
-
-
-async def test_put_read_stream_and_delete(tmp_path: Path) -> None:
-    store = FileBlobStore(tmp_path)
-    data = os.urandom(200_000)
-    sha = hashlib.sha256(data).hexdigest()
-
-    blob = await store.put(data)
-
-    assert blob == StoredBlob(sha256=sha, size=200_000)
-    assert files_under(tmp_path) == [tmp_path / sha[:2] / sha[2:4] / sha]
-    assert await store.exists(sha)
-    assert await store.read(sha) == data
-    chunks = await collect(store.iter_chunks(sha, chunk_size=65536))
-    assert [len(c) for c in chunks] == [65536, 65536, 65536, 3392]
-    assert b"".join(chunks) == data
-
-    await store.delete(sha)
-
-    assert not await store.exists(sha)
-    assert files_under(tmp_path) == []
-    with pytest.raises(BlobNotFound):
-        await store.read(sha)
-    with pytest.raises(BlobNotFound):
-        await collect(store.iter_chunks(sha))
-
-
-async def test_put_is_idempotent(tmp_path: Path) -> None:
-    store = FileBlobStore(tmp_path)
-
-    first = await store.put(b"same bytes")
-    path = store.path(first.sha256)
-    mtime = path.stat().st_mtime_ns
-    second = await store.put(b"same bytes")
-
-    assert second == first
-    assert path.stat().st_mtime_ns == mtime
-    assert len(files_under(tmp_path)) == 1
-
-
-async def test_put_repairs_a_truncated_blob(tmp_path: Path) -> None:
-    store = FileBlobStore(tmp_path)
-    blob = await store.put(b"complete content")
-    store.path(blob.sha256).write_bytes(b"compl")
-
-    await store.put(b"complete content")
-
-    assert await store.read(blob.sha256) == b"complete content"
-
-
-async def test_delete_is_idempotent(tmp_path: Path) -> None:
-    store = FileBlobStore(tmp_path)
-
-    await store.delete("a" * 64)
-    await store.delete("a" * 64)
-
-    assert files_under(tmp_path) == []
-
-
-async def test_failed_write_leaves_no_partial_or_temp_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = FileBlobStore(tmp_path)
-
-    def failing_replace(src: str, dst: str) -> None:
-        raise OSError("disk full")
-
-    monkeypatch.setattr(os, "replace", failing_replace)
-
-    with pytest.raises(OSError, match="disk full"):
-        await store.put(b"document bytes")
-
-    assert files_under(tmp_path) == []
-    assert not await store.exists(hashlib.sha256(b"document bytes").hexdigest())
-
-
-@pytest.mark.parametrize(
-    "sha",
-    [
-        "../../etc/passwd",
-        "/etc/passwd",
-        "a" * 63,
-        "a" * 65,
-        "A" * 64,
-        "g" * 64,
-        "aa/bb/" + "a" * 58,
-        "a" * 64 + "\n",
-    ],
-)
-async def test_malformed_blob_id_is_refused(tmp_path: Path, sha: str) -> None:
-    store = FileBlobStore(tmp_path)
-
-    with pytest.raises(ValueError):
-        await store.read(sha)
-    with pytest.raises(ValueError):
-        await store.exists(sha)
-    with pytest.raises(ValueError):
-        await store.delete(sha)
-    with pytest.raises(ValueError):
-        store.iter_chunks(sha)
-
-
-def test_stores_follow_the_protocol(tmp_path: Path) -> None:
-    stores: list[BlobStore] = [FileBlobStore(tmp_path), MemoryBlobStore()]
-
-    assert len(stores) == 2
-
-
-# Memory store
-
-
-async def test_memory_store_behaves_like_the_file_store() -> None:
-    store = MemoryBlobStore()
-
-    blob = await store.put(b"abcdefg")
-
-    assert blob == StoredBlob(hashlib.sha256(b"abcdefg").hexdigest(), 7)
-    assert await store.put(b"abcdefg") == blob
-    assert await store.read(blob.sha256) == b"abcdefg"
-    assert await collect(store.iter_chunks(blob.sha256, chunk_size=3)) == [b"abc", b"def", b"g"]
-    await store.delete(blob.sha256)
-    await store.delete(blob.sha256)
-    assert not await store.exists(blob.sha256)
-    with pytest.raises(BlobNotFound):
-        await store.read(blob.sha256)
-    with pytest.raises(ValueError):
-        await store.read("../x")
+# The stores (encrypted, in a directory or S3): tests/test_blob_encryption.py and
+# tests/test_s3_store.py.

@@ -230,6 +230,7 @@ DEMO_LOGINS = [
     "  operator      operateur@demo.espace-sante.localhost",
     "  professional  dr.martin@demo.espace-sante.localhost   (Dr Claire Martin, GP)",
     "  professional  dr.benali@demo.espace-sante.localhost   (Dr Karim Benali, emergency room)",
+    "  professional  e.garnier@demo.espace-sante.localhost   (hospital admissions nurse)",
     "  professional  s.lambert@demo.espace-sante.localhost   (physio, consent expired)",
     "  professional  dr.moreau@demo.espace-sante.localhost   (blocked by Camille)",
     "  patient       camille@demo.espace-sante.localhost     (represents her son Léo, 10)",
@@ -249,10 +250,10 @@ def test_seed_demo_prints_the_logins_and_is_idempotent(
     assert main(["seed-demo"]) == 0
     second = capsys.readouterr().out
 
-    assert first.splitlines()[-10:] == ["demo data loaded", *DEMO_LOGINS]
-    assert second.splitlines()[-10:] == ["demo data already loaded", *DEMO_LOGINS]
-    assert (accounts, patients) == (8, 4)
-    assert (count(database, "account"), count(database, "patient")) == (8, 4)
+    assert first.splitlines()[-11:] == ["demo data loaded", *DEMO_LOGINS]
+    assert second.splitlines()[-11:] == ["demo data already loaded", *DEMO_LOGINS]
+    assert (accounts, patients) == (9, 4)
+    assert (count(database, "account"), count(database, "patient")) == (9, 4)
 
 
 # --- export-schema ----------------------------------------------------------------------
@@ -372,7 +373,7 @@ def test_production_refuses_two_factor_off(
 
 def test_every_setting_read_is_listed_and_documented() -> None:
     source = Path(api.config.__file__).read_text()
-    read = set(re.findall(r'env(?:\.get\(|, )"([A-Z_]+)"', source))
+    read = set(re.findall(r'env(?:\.get\(|, )"([A-Z][A-Z0-9_]*)"', source))
     readme = (Path(__file__).parent.parent / "README.md").read_text()
 
     assert read == set(VARIABLES)

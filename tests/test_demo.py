@@ -144,22 +144,27 @@ def words(query: str) -> str:
 # --- loaded once ------------------------------------------------------------------------
 
 WORLD = {
-    "access_event": 43,
-    "account": 8,
+    "access_event": 45,
+    "account": 9,
+    "app_grant": 1,
     "appointment": 14,
-    "attachment": 7,
-    "blob files": 16,
+    "attachment": 9,
+    "blob files": 18,
     "block": 1,
     "consent": 6,
-    "conversation": 5,
+    "conversation": 6,
     "document": 14,
     "emergency_access": 1,
+    "establishment": 1,
+    "establishment_member": 2,
     "health_profile": 3,
-    "message": 13,
+    "member_read_mark": 1,
+    "message": 16,
     "operator": 1,
+    "partner_app": 1,
     "patient": 4,
-    "professional": 4,
-    "read_mark": 9,
+    "professional": 5,
+    "read_mark": 11,
     "representation": 2,
     "screening": 2,
     "vaccination": 15,
@@ -174,9 +179,9 @@ def test_seed_demo_twice_leaves_the_same_world(
 
     second_lines = seed()
 
-    assert first_lines[-10] == "demo data loaded"
-    assert second_lines[-10] == "demo data already loaded"
-    assert second_lines[-9:] == first_lines[-9:]
+    assert first_lines[-11] == "demo data loaded"
+    assert second_lines[-11] == "demo data already loaded"
+    assert second_lines[-10:] == first_lines[-10:]
     assert counts(demo) == before
     world = {name: before[name] for name in WORLD}  # not reminders: flu is seasonal
     assert world == WORLD
@@ -199,7 +204,7 @@ async def test_every_demo_login_works(seeded_once: tuple[Path, list[str]], demo:
         ]
 
     assert password == "demo-password-2026"
-    assert [role for role, _ in accounts] == ["operator", *["professional"] * 4, *["patient"] * 3]
+    assert [role for role, _ in accounts] == ["operator", *["professional"] * 5, *["patient"] * 3]
     for role, login in viewers:
         assert login["viewer"] == {"__typename": ROLES[role]}
         assert isinstance(login["token"], str)
@@ -255,7 +260,7 @@ async def test_the_readme_curl_example_reads_jeans_dossier(demo: Path) -> None:
     assert {"APPOINTMENT", "VACCINATION", "EMERGENCY_ACCESS"} == {r["kind"] for r in reminders}
     log = [edge["node"] for edge in viewer["accessLog"]["edges"]]
     assert len(log) == 6
-    assert {event["actor"]["lastName"] for event in log} <= {"Martin", "Benali"}
+    assert {event["actor"]["lastName"] for event in log} <= {"Martin", "Benali", "Garnier"}
 
 
 def test_the_readme_graphiql_example_is_the_curl_query() -> None:
@@ -263,15 +268,16 @@ def test_the_readme_graphiql_example_is_the_curl_query() -> None:
     login_payload, dossier_payload = (
         json.loads(p) for p in re.findall(r"-d '(\{.*?\})'", commands)
     )
-    login, dossier, dashboard = blocks("graphql")
+    login, dossier, dashboard, inbox = blocks("graphql")
 
     assert words(login) == words(login_payload["query"])
     assert words(dossier) == words(dossier_payload["query"])
     assert "... on Professional" in dashboard
+    assert "memberOf" in inbox
 
 
 async def test_the_demo_professional_sees_what_the_readme_says(demo: Path) -> None:
-    login, _, dashboard = blocks("graphql")
+    login, _, dashboard, _ = blocks("graphql")
     (said,) = re.findall(
         r"It lists (\d+) patients \(([^)]*)\) and (\d+)\s+conversations, (\d+) of them",
         try_it(),
@@ -290,6 +296,32 @@ async def test_the_demo_professional_sees_what_the_readme_says(demo: Path) -> No
     assert viewer["conversations"]["totalCount"] == len(conversations) == int(said[2])
     assert sum(1 for c in conversations if c["unreadCount"] > 0) == int(said[3])
     assert [c["closed"] for c in conversations].count(True) == 1  # Thomas's sick note
+
+
+async def test_the_demo_hospital_inbox_is_what_the_readme_says(demo: Path) -> None:
+    login, _, _, inbox = blocks("graphql")
+    (said,) = re.findall(
+        r"It lists (\d+) admission conversation, ([^,]*)'s, with (\d+) message Dr Benali",
+        " ".join(try_it().split()),
+    )
+
+    async with api() as http:
+        seen = {}
+        for member in ("dr.benali", "e.garnier"):
+            as_member = login.replace("jean@", f"{member}@")
+            token = (await post(http, {"query": as_member}))["login"]["token"]
+            seen[member] = (await post(http, {"query": inbox}, token))["viewer"]["memberOf"]
+
+    (hospital,) = seen["dr.benali"]
+    conversations = [edge["node"] for edge in hospital["conversations"]["edges"]]
+    assert hospital["name"] == "Hôpital des Tilleuls (fictif)"
+    assert len(conversations) == int(said[0]) == 1
+    (admission,) = conversations
+    assert admission["purpose"] == "ADMISSION"
+    assert f"{admission['patient']['firstName']} {admission['patient']['lastName']}" == said[1]
+    assert admission["unreadCount"] == int(said[2])
+    # the other member read it: each member has their own unread count
+    assert seen["e.garnier"][0]["conversations"]["edges"][0]["node"]["unreadCount"] == 0
 
 
 # --- the rules hold in the world --------------------------------------------------------
@@ -378,7 +410,8 @@ JEAN = """
     appointments(first: 20) { edges { node { title status startsAt source } } }
     reminders(first: 50) { edges { node { kind status reason } } }
     accessLog(first: 50) {
-      edges { node { action basis actor { ... on Professional { lastName } } } }
+      edges { node { action basis actor { ... on Professional { lastName } }
+        establishment { name } } }
     }
 } } }"""
 
@@ -432,4 +465,10 @@ async def test_jeans_year_reads_as_a_story(demo: Path) -> None:
         ("Martin", "READ", "TREATING_DOCTOR"),
         ("Martin", "DOWNLOAD", "TREATING_DOCTOR"),
         ("Martin", "WRITE", "TREATING_DOCTOR"),  # books tomorrow's consultation
+        ("Garnier", "READ", "CONVERSATION"),  # the hospital's admission nurse reads his reply
+        ("Garnier", "DOWNLOAD", "CONVERSATION"),  # and opens his questionnaire
     ]
+    assert [e["establishment"] for e in events[:2]] == [
+        {"name": "Hôpital des Tilleuls (fictif)"}
+    ] * 2
+    assert {e["establishment"] is None for e in events[2:]} == {True}

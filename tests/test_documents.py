@@ -18,12 +18,13 @@ from api.app import create_app
 from api.config import Settings
 from models.audit import AccessAction, AccessBasis, AccessEvent, ActorRole, AuditTrail
 from models.base import utcnow
-from models.blobs import FileBlobStore
+from models.blobs import BlobStore
 from models.consent import Block, Consent, ConsentAccess
 from models.document import Document as DocumentModel
 from models.message import Conversation
 from models.patient import Patient, SpaceStatus
 from resolvers.ids import decode_as, encode
+from tests.blob_support import object_file
 from tests.factories import Person, Staff, make_minor, make_patient, make_professional
 from tests.graphql import GraphQLResult, gql
 
@@ -98,8 +99,9 @@ def stored_files(settings: Settings) -> list[Path]:
     return sorted(Path(d) / f for d, _, names in os.walk(root) for f in names)
 
 
-def blob_path(settings: Settings, data: bytes) -> Path:
-    return FileBlobStore(settings.blob_dir).path(hashlib.sha256(data).hexdigest())
+async def blob_path(settings: Settings, data: bytes) -> Path:
+    """The file holding `data`, encrypted, under a random name (tests/blob_support.py)."""
+    return await object_file(settings, data)
 
 
 async def grant(person: Person, staff: Staff, access: ConsentAccess = ConsentAccess.READ) -> None:
@@ -181,8 +183,8 @@ async def test_each_accepted_type_is_stored_with_its_sniffed_type_size_and_diges
     row = await DocumentModel.get(id=pk(document["id"]))
     assert (row.mime_type, row.size, row.sha256) == (mime, len(data), digest)
     assert row.author_patient_id == alice.patient.id
-    assert stored_files(settings) == [blob_path(settings, data)]
-    assert blob_path(settings, data).read_bytes() == data
+    assert stored_files(settings) == [await blob_path(settings, data)]
+    assert data not in (await blob_path(settings, data)).read_bytes()  # encrypted at rest
 
 
 @pytest.mark.parametrize(
@@ -241,7 +243,7 @@ async def test_a_file_over_the_limit_is_refused_and_one_at_the_limit_accepted(
     accepted = await upload(small_client, alice.token, at_limit)
 
     assert accepted.ok()["addDocument"]["document"]["size"] == 1024
-    assert stored_files(settings) == [blob_path(settings, at_limit)]
+    assert stored_files(settings) == [await blob_path(settings, at_limit)]
 
 
 async def test_an_upload_variable_that_is_not_a_file_is_bad_input(
@@ -263,10 +265,10 @@ async def test_a_failed_blob_write_is_masked_and_leaves_nothing(
 ) -> None:
     alice = await make_patient()
 
-    async def disk_full(self: FileBlobStore, data: bytes) -> Any:
+    async def disk_full(self: BlobStore, data: bytes) -> Any:
         raise OSError(28, "No space left on device", "/srv/secret-volume/blobs")
 
-    monkeypatch.setattr(FileBlobStore, "put", disk_full)
+    monkeypatch.setattr(BlobStore, "put", disk_full)
 
     result = await upload(client, alice.token)
 
@@ -298,7 +300,7 @@ async def test_a_failed_row_insert_removes_the_bytes_it_wrote(
     alice = await make_patient()
 
     async def insert_fails(*args: Any, **kwargs: Any) -> Any:
-        assert stored_files(settings) == [blob_path(settings, PDF)]  # the bytes came first
+        assert stored_files(settings) == [await blob_path(settings, PDF)]  # the bytes came first
         raise RuntimeError("database is locked: INSERT INTO document secret-sql")
 
     monkeypatch.setattr(DocumentModel, "create", insert_fails)
@@ -325,7 +327,7 @@ async def test_a_failed_row_insert_keeps_bytes_another_document_shares(
 
     assert result.codes == ["INTERNAL_SERVER_ERROR"]
     assert await DocumentModel.all().values_list("id", flat=True) == [pk(first)]
-    assert stored_files(settings) == [blob_path(settings, PDF)]
+    assert stored_files(settings) == [await blob_path(settings, PDF)]
 
 
 @pytest.mark.parametrize(
@@ -394,12 +396,12 @@ async def test_identical_bytes_share_one_blob_until_the_last_document_goes(
     first = await add(client, alice.token, title="Ordonnance")
     second = await add(client, bob.token, title="Même ordonnance")
     assert await DocumentModel.filter(sha256=hashlib.sha256(PDF).hexdigest()).count() == 2
-    assert stored_files(settings) == [blob_path(settings, PDF)]
+    assert stored_files(settings) == [await blob_path(settings, PDF)]
 
     deleted = await gql(client, DELETE, {"id": first}, token=alice.token)
 
     assert deleted.ok() == {"deleteDocument": {"deletedId": first}}
-    assert stored_files(settings) == [blob_path(settings, PDF)]
+    assert stored_files(settings) == [await blob_path(settings, PDF)]
     assert (await download(client, second, bob.token)).content == PDF
 
     await gql(client, DELETE, {"id": second}, token=bob.token)
@@ -637,7 +639,7 @@ async def test_a_missing_blob_answers_a_masked_json_error_and_no_event(
     doc = await make_professional()
     await grant(alice, doc)
     document_id = await add(client, alice.token)
-    blob_path(settings, PDF).unlink()
+    (await blob_path(settings, PDF)).unlink()
 
     response = await download(client, document_id, doc.token)
 
@@ -713,7 +715,7 @@ async def test_a_document_hidden_from_representatives_is_out_of_their_reach(
     assert response.status_code == 404
     reads = [e for e in await events(child) if e[2] is AccessAction.READ]
     assert [e for e in await snapshot(child) if e not in reads] == before
-    assert stored_files(settings) == [blob_path(settings, PDF)]
+    assert stored_files(settings) == [await blob_path(settings, PDF)]
 
 
 async def test_a_professional_cannot_manage_a_document_they_can_see(
@@ -736,7 +738,9 @@ async def test_a_professional_cannot_manage_a_document_they_can_see(
         assert delete.codes == ["FORBIDDEN"]
 
     assert await snapshot(alice) == before
-    assert stored_files(settings) == sorted([blob_path(settings, PDF), blob_path(settings, PNG)])
+    assert stored_files(settings) == sorted(
+        [await blob_path(settings, PDF), await blob_path(settings, PNG)]
+    )
 
 
 async def test_a_document_the_viewer_cannot_see_is_not_found_to_manage(
@@ -761,7 +765,7 @@ async def test_a_document_the_viewer_cannot_see_is_not_found_to_manage(
     anonymous = await gql(client, DELETE, {"id": document_id})
     assert anonymous.codes == ["UNAUTHENTICATED"]
     assert await snapshot(alice) == before
-    assert stored_files(settings) == [blob_path(settings, PDF)]
+    assert stored_files(settings) == [await blob_path(settings, PDF)]
 
 
 async def test_the_holder_of_a_closed_space_cannot_change_its_documents(
@@ -779,7 +783,7 @@ async def test_the_holder_of_a_closed_space_cannot_change_its_documents(
     assert hide.codes == ["NOT_FOUND"]
     assert delete.codes == ["NOT_FOUND"]
     assert await snapshot(alice) == before
-    assert stored_files(settings) == [blob_path(settings, PDF)]
+    assert stored_files(settings) == [await blob_path(settings, PDF)]
 
 
 # --- professionals adding ---------------------------------------------------------------
@@ -841,7 +845,7 @@ async def test_a_professional_with_read_write_consent_adds_as_the_author(
     ]
     event = await AccessEvent.get(patient_id=alice.patient.id)
     assert event.document_id == row.id
-    assert stored_files(settings) == [blob_path(settings, RTF)]
+    assert stored_files(settings) == [await blob_path(settings, RTF)]
 
 
 # --- a write and its access event: both or neither -------------------------------------------
@@ -888,4 +892,4 @@ async def test_a_change_or_deletion_whose_access_event_fails_is_not_made(
     assert hidden.codes == deleted.codes == ["INTERNAL_SERVER_ERROR"]
     row = await DocumentModel.get(id=pk(document))
     assert row.hidden is False
-    assert stored_files(settings) == [blob_path(settings, PDF)]  # the bytes stay with the row
+    assert stored_files(settings) == [await blob_path(settings, PDF)]  # the bytes stay with the row

@@ -28,7 +28,7 @@ from api.jobs import run_jobs
 from models.audit import AccessEvent
 from models.base import paris_today, utcnow
 from models.blobs import PDF as PDF_TYPE
-from models.blobs import FileBlobStore
+from models.blobs import Blob
 from models.message import Attachment, Conversation, Message, ReadMark, SenderRole
 from models.outbox import OutboxMessage
 from models.patient import Patient, Sex, SpaceStatus
@@ -62,9 +62,12 @@ REPLY = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x01" * 16
 # --- helpers ----------------------------------------------------------------------------
 
 
-def stored_files(settings: Settings) -> list[str]:
-    """The names of every file under the blob directory (a blob's name is its SHA-256)."""
-    return sorted(name for _, _, names in os.walk(settings.blob_dir) for name in names)
+async def stored_files(settings: Settings) -> list[str]:
+    """The SHA-256 of the bytes in every file under the blob directory (objects have random
+    names: each is found through its `blob` row; a file without one stands as "orphan")."""
+    names = {row.id.hex: row.sha256 for row in await Blob.all()}
+    files = (name for _, _, found in os.walk(settings.blob_dir) for name in found)
+    return sorted(names.get(name, "orphan") for name in files)
 
 
 def outbox_files(settings: Settings) -> list[str]:
@@ -269,7 +272,7 @@ async def _fill(
             body=body,
             sent_at=now,
         )
-        stored = await FileBlobStore(settings.blob_dir).put(data)
+        stored = await settings.blob_store().put(data)
         await Attachment.create(
             message_id=message.id,
             filename=filename,
@@ -314,7 +317,7 @@ async def test_opposing_a_minors_space_erases_all_written_to_it_but_the_proof(
         "screening.patient_id",
         "vaccination.patient_id",
     }
-    assert stored_files(settings) == sorted(
+    assert await stored_files(settings) == sorted(
         sha(b) for b in (SHARED, CHILD_ONLY, DOCTOR_ONLY, ATTACHMENT, REPLY)
     )
 
@@ -336,7 +339,7 @@ async def test_opposing_a_minors_space_erases_all_written_to_it_but_the_proof(
     assert (proof_row.treating_doctor_id, proof_row.emergency_access_opposed) == (None, False)
     assert proof_row.rules_checked_on is None
     # and the bytes are gone from disk, but for those the parent's own document shares
-    assert stored_files(settings) == [sha(SHARED)]
+    assert await stored_files(settings) == [sha(SHARED)]
     assert await rows_about(parent.patient.id) == parents_rows
 
 
@@ -353,7 +356,7 @@ async def test_a_failed_opposition_erases_neither_rows_nor_bytes(
     data, child, code = await _pending_minor(client, mailbox, parent, await make_operator())
     await _fill(client, settings, parent, doctor, other, child)
     child_pk = decode_as(child, "Patient")
-    rows, files = await rows_about(child_pk), stored_files(settings)
+    rows, files = await rows_about(child_pk), await stored_files(settings)
 
     # when the erasure fails inside its transaction (the database refuses a delete)
     proof = {"code": code, "nir": data["nir"], "birthDate": data["birthDate"]}
@@ -364,7 +367,7 @@ async def test_a_failed_opposition_erases_neither_rows_nor_bytes(
     assert result.codes == ["INTERNAL_SERVER_ERROR"]
     assert "deletes refused" in caplog.text
     assert await rows_about(child_pk) == rows
-    assert stored_files(settings) == files
+    assert await stored_files(settings) == files
     assert (await Patient.get(id=child_pk)).status is SpaceStatus.PENDING
 
 
@@ -400,7 +403,9 @@ async def test_the_purge_removes_the_bytes_of_documents_and_attachments(
     doctor = await make_professional("Zylberstein")
     (await upload(client, bob.token, SHARED, "own.pdf")).ok()
     await _closed_space_with_bytes(client, alice, doctor)
-    assert stored_files(settings) == sorted(sha(b) for b in (SHARED, CHILD_ONLY, ATTACHMENT, REPLY))
+    assert await stored_files(settings) == sorted(
+        sha(b) for b in (SHARED, CHILD_ONLY, ATTACHMENT, REPLY)
+    )
     # and a code to reopen it, sent by post: a letter waiting to be printed
     operator = await make_operator()
     address = {"line1": "3 rue des Lilas", "postalCode": "75011", "city": "Paris"}
@@ -416,7 +421,7 @@ async def test_the_purge_removes_the_bytes_of_documents_and_attachments(
     assert report["spaces_purged"] == 1
     assert await Patient.exists(id=alice.patient.id) is False
     assert await rows_about(alice.patient.id) == {}
-    assert stored_files(settings) == [sha(SHARED)]
+    assert await stored_files(settings) == [sha(SHARED)]
     assert outbox_files(settings) == []
 
 
@@ -427,7 +432,7 @@ async def test_a_purge_that_fails_keeps_the_rows_and_their_bytes(
     alice = await make_patient("Alice")
     doctor = await make_professional("Zylberstein")
     await _closed_space_with_bytes(client, alice, doctor)
-    files = stored_files(settings)
+    files = await stored_files(settings)
     later = utcnow() + relativedelta(years=10, days=1)
 
     # when the purge's transaction fails (the database refuses to delete an attachment)
@@ -438,6 +443,6 @@ async def test_a_purge_that_fails_keeps_the_rows_and_their_bytes(
     assert failed["spaces_purged"] == -1
     assert "deletes refused" in caplog.text
     assert await Patient.exists(id=alice.patient.id) is True
-    assert stored_files(settings) == files
+    assert await stored_files(settings) == files
     assert (await run_jobs(settings, now=later))["spaces_purged"] == 1
-    assert stored_files(settings) == []
+    assert await stored_files(settings) == []

@@ -11,7 +11,6 @@ import pytest
 
 from api.config import Settings
 from models.audit import AccessAction, AccessBasis, AccessEvent
-from models.blobs import FileBlobStore
 from models.consent import Block
 from models.document import Document as DocumentModel
 from models.message import Message as MessageModel
@@ -424,7 +423,7 @@ async def test_a_failed_post_keeps_bytes_a_document_shares_and_removes_its_own(
         sha256=hashlib.sha256(PDF).hexdigest(),
         author_patient_id=alice.patient.id,
     )
-    await FileBlobStore(settings.blob_dir).put(PDF)
+    await settings.blob_store().put(PDF)
     before = await snapshot(settings)
 
     async def insert_fails(*args: Any, **kwargs: Any) -> Any:

@@ -251,7 +251,7 @@ async def test_a_document_id_is_served_by_post_as_sha256_or_bare_hex(
 
     assert answered(prefixed) == {"data": ALICE}
     assert answered(bare) == {"data": ALICE}
-    assert answered(unknown) == NOT_IN_LIST
+    assert answered(unknown, 400) == NOT_IN_LIST  # whatever the media type (api/view.py)
     assert answered(both, 400) == refusal(
         "BAD_USER_INPUT", "Send a documentId alone: without query or extensions.persistedQuery."
     )
@@ -317,8 +317,8 @@ async def test_apq_false_answers_not_supported_and_registers_nothing(settings: S
         free_text = await post(http, {"query": VIEWER}, token=token)
         rows = await stored_rows()
 
-    assert answered(alone) == NOT_SUPPORTED
-    assert answered(with_text) == NOT_SUPPORTED
+    assert answered(alone, 400) == NOT_SUPPORTED
+    assert answered(with_text, 400) == NOT_SUPPORTED
     assert answered(free_text) == {"data": ALICE}
     assert rows == (0, 0, 0)
 
@@ -593,18 +593,18 @@ async def test_enforce_serves_only_the_callers_trusted_documents(
         shared_as_web = await call({"extensions": apq(VIEWER)}, client="web")
         after = await stored_rows()
 
-    assert answered(free_text) == ID_REQUIRED
+    assert answered(free_text, 400) == ID_REQUIRED  # whatever the media type (api/view.py)
     assert answered(free_text_gql, 400) == ID_REQUIRED
     assert answered(trusted) == {"data": ALICE}
     assert answered(trusted_hash) == {"data": ALICE}
-    assert answered(unknown) == NOT_IN_LIST
-    assert answered(apq_registration) == HASH_NOT_IN_LIST
+    assert answered(unknown, 400) == NOT_IN_LIST
+    assert answered(apq_registration, 400) == HASH_NOT_IN_LIST
     assert after == before  # APQ registers nothing under enforce
     first_name = {"data": {"viewer": {"firstName": "Alice"}}}
     assert answered(as_web) == first_name
     assert answered(as_web_by_hash) == first_name
-    assert answered(as_nobody) == NOT_IN_LIST  # its id is an alias of web's list only
-    assert answered(as_ios) == NOT_IN_LIST
+    assert answered(as_nobody, 400) == NOT_IN_LIST  # its id is an alias of web's list only
+    assert answered(as_ios, 400) == NOT_IN_LIST
     assert answered(shared_as_web) == {"data": ALICE}
 
 
@@ -620,8 +620,8 @@ async def test_enforce_refuses_an_apq_hash_registered_before(settings: Settings)
         by_hash = await post(http, {"extensions": apq(VIEWER)}, token=token)
         by_id = await post(http, {"documentId": sha256(VIEWER)}, token=token)
 
-    assert answered(by_hash) == HASH_NOT_IN_LIST
-    assert answered(by_id) == NOT_IN_LIST
+    assert answered(by_hash, 400) == HASH_NOT_IN_LIST
+    assert answered(by_id, 400) == NOT_IN_LIST
 
 
 async def test_log_serves_everything_and_logs_each_untrusted_document_once(

@@ -380,10 +380,11 @@ async def test_0003_without_the_key_refuses_on_rows_and_runs_on_an_empty_databas
 async def test_rolling_0003_back_restores_the_constant_associated_data(
     before_0003: Settings,
 ) -> None:
-    # given legacy rows, migrated
+    # given legacy rows, migrated by 0003 (rolling back later migrations on SQLite goes
+    # through Tortoise's table rebuilds, which drop indexes a later reverse step then misses)
     settings = before_0003
     alice, bob = await write_legacy_rows(settings)
-    await migrate(settings)
+    await migrate_to(settings, "models.0003_row_bound_encryption")
     assert bound_values(await stored(settings)) == sorted([alice.nir, bob.nir, LEGACY_TOKEN])
 
     # when the migration is rolled back

@@ -14,7 +14,10 @@ async def test_healthz(client: httpx.AsyncClient) -> None:
 
 async def test_readyz(client: httpx.AsyncClient) -> None:
     response = await client.get("/readyz")
-    assert response.json() == {"status": "ready", "checks": {"database": True, "broadcast": True}}
+    assert response.json() == {
+        "status": "ready",
+        "checks": {"database": True, "broadcast": True, "objectStore": True},
+    }
 
 
 async def test_viewer_anonymous_is_null(client: httpx.AsyncClient) -> None:

@@ -195,7 +195,7 @@ async def test_a_legitimate_file_is_accepted_and_downloads_sandboxed(
     response = await download(client, document["id"], alice.token)
 
     assert document["mimeType"] == mime
-    assert stored_files(settings) == [blob_path(settings, data)]
+    assert stored_files(settings) == [await blob_path(settings, data)]
     assert response.status_code == 200
     assert response.content == data
     assert response.headers["content-type"] == mime

@@ -148,7 +148,7 @@ async def test_query_answers_application_json_by_default(client: httpx.AsyncClie
     response = await client.post("/graphql", json={"query": "{ hello }"})
 
     assert response.status_code == 200
-    assert response.headers["content-type"] == "application/json"
+    assert response.headers["content-type"] == "application/json; charset=utf-8"
     assert response.json() == {"data": {"hello": "Hello world"}}
 
 
@@ -158,7 +158,7 @@ async def test_query_answers_graphql_response_json_when_asked(
     response = await client.post("/graphql", json={"query": "{ hello }"}, headers=GQL_JSON)
 
     assert response.status_code == 200
-    assert response.headers["content-type"] == GRAPHQL_RESPONSE_JSON
+    assert response.headers["content-type"] == f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
     assert response.json() == {"data": {"hello": "Hello world"}}
 
 
@@ -173,14 +173,16 @@ async def test_get_query_works(client: httpx.AsyncClient) -> None:
     assert response.json() == {"data": {"count": 3}}
 
 
-# Requests that never executed
+# Requests that never executed: the same status whatever the media type (the current
+# GraphQL-over-HTTP text serves legacy clients "as if the request had specified
+# `Accept: application/graphql-response+json`").
 
 
 @pytest.mark.parametrize(
     ("accept", "status", "media_type"),
     [
         (GRAPHQL_RESPONSE_JSON, 400, GRAPHQL_RESPONSE_JSON),
-        ("application/json", 200, "application/json"),
+        ("application/json", 400, "application/json"),
     ],
 )
 async def test_parse_error(
@@ -189,7 +191,7 @@ async def test_parse_error(
     response = await client.post("/graphql", json={"query": "{ hello"}, headers={"Accept": accept})
 
     assert response.status_code == status
-    assert response.headers["content-type"] == media_type
+    assert response.headers["content-type"] == f"{media_type}; charset=utf-8"
     assert response.json() == {
         "errors": [
             {
@@ -202,7 +204,7 @@ async def test_parse_error(
 
 
 @pytest.mark.parametrize(
-    ("accept", "status"), [(GRAPHQL_RESPONSE_JSON, 400), ("application/json", 200)]
+    ("accept", "status"), [(GRAPHQL_RESPONSE_JSON, 422), ("application/json", 422)]
 )
 async def test_validation_error(client: httpx.AsyncClient, accept: str, status: int) -> None:
     response = await client.post("/graphql", json={"query": "{ zzz }"}, headers={"Accept": accept})
@@ -223,7 +225,7 @@ async def test_bad_variables_are_bad_user_input_and_never_execute(
         headers=GQL_JSON,
     )
 
-    assert response.status_code == 400
+    assert response.status_code == 422
     error = only_error(response)
     assert error["message"].startswith("Variable '$n' has invalid value")
     assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "n"}
@@ -235,8 +237,8 @@ async def test_unknown_operation_never_executes(client: httpx.AsyncClient) -> No
     as_graphql = await client.post("/graphql", json=body, headers=GQL_JSON)
     as_json = await client.post("/graphql", json=body)
 
-    assert as_graphql.status_code == 400
-    assert as_json.status_code == 200
+    assert as_graphql.status_code == 422
+    assert as_json.status_code == 422
     for response in (as_graphql, as_json):
         assert response.json() == {
             "errors": [
@@ -248,10 +250,13 @@ async def test_unknown_operation_never_executes(client: httpx.AsyncClient) -> No
         }
 
 
-async def test_executed_request_with_errors_answers_200(client: httpx.AsyncClient) -> None:
+async def test_executed_request_with_errors_answers_294_or_200(client: httpx.AsyncClient) -> None:
     response = await client.post("/graphql", json={"query": "{ hello missing }"}, headers=GQL_JSON)
+    as_json = await client.post("/graphql", json={"query": "{ hello missing }"})
 
-    assert response.status_code == 200
+    assert response.status_code == 294  # "Partial Success", under graphql-response+json only
+    assert as_json.status_code == 200
+    assert as_json.json() == response.json()
     assert response.json() == {
         "data": {"hello": "Hello world", "missing": None},
         "errors": [
@@ -323,7 +328,8 @@ async def test_api_error_from_get_context_is_a_json_error(
         headers={"Authorization": "Bearer expired", **GQL_JSON},
     )
 
-    assert response.status_code == 400
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
     assert response.json() == {
         "errors": [
             {"message": "Authentication required.", "extensions": {"code": "UNAUTHENTICATED"}}
@@ -359,28 +365,36 @@ async def test_malformed_json_is_400_json(client: httpx.AsyncClient) -> None:
     )
 
     assert response.status_code == 400
-    assert response.headers["content-type"] == "application/json"
+    assert response.headers["content-type"] == "application/json; charset=utf-8"
     assert response.json() == {
         "errors": [{"message": "Malformed JSON.", "extensions": {"code": "BAD_USER_INPUT"}}]
     }
 
 
-@pytest.mark.parametrize("body", [b'"{ hello }"', b"42", b"\xff\xfe", b"[" * 100_000])
-async def test_json_that_is_not_an_object_is_400(body: bytes) -> None:
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"\xff\xfe", 400),  # not JSON
+        (b"[" * 100_000, 400),  # too deep to parse
+        (b'"{ hello }"', 422),  # JSON, not a GraphQL-over-HTTP request
+        (b"42", 422),
+    ],
+)
+async def test_a_body_that_is_not_a_json_object_is_refused(body: bytes, status: int) -> None:
     view: GraphQLView[Any, Any] = GraphQLView(schema, max_body_bytes=1_000_000)
     async with client_for(view) as big_client:
         response = await big_client.post(
             "/graphql", content=body, headers={"Content-Type": "application/json"}
         )
 
-    assert response.status_code == 400
+    assert response.status_code == status
     assert only_error(response)["extensions"] == {"code": "BAD_USER_INPUT"}
 
 
-async def test_missing_query_is_400(client: httpx.AsyncClient) -> None:
+async def test_missing_query_is_422(client: httpx.AsyncClient) -> None:
     response = await client.post("/graphql", json={"variables": {}})
 
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert response.json() == {
         "errors": [
             {
@@ -462,7 +476,7 @@ async def test_a_persisted_query_hash_alone_answers_not_supported(
     )
 
     for response in (posted, got):
-        assert response.status_code == (400 if accept == GRAPHQL_RESPONSE_JSON else 200)
+        assert response.status_code == 400
         assert response.json() == {
             "errors": [
                 {
@@ -598,7 +612,7 @@ async def test_depth_limit_is_query_too_complex(client: httpx.AsyncClient) -> No
 
     response = await client.post("/graphql", json={"query": query}, headers=GQL_JSON)
 
-    assert response.status_code == 400
+    assert response.status_code == 422  # a validation rule
     error = only_error(response)
     assert error["message"] == "'anonymous' exceeds maximum operation depth of 10"
     assert error["extensions"] == {"code": "QUERY_TOO_COMPLEX"}
@@ -619,7 +633,7 @@ async def test_alias_limit_is_query_too_complex(client: httpx.AsyncClient) -> No
 
     response = await client.post("/graphql", json={"query": query}, headers=GQL_JSON)
 
-    assert response.status_code == 400
+    assert response.status_code == 422  # a validation rule
     assert response.json() == {
         "errors": [
             {
@@ -635,7 +649,7 @@ async def test_token_limit_is_query_too_complex(client: httpx.AsyncClient) -> No
 
     response = await client.post("/graphql", json={"query": query}, headers=GQL_JSON)
 
-    assert response.status_code == 400
+    assert response.status_code == 400  # the document cannot be parsed
     error = only_error(response)
     assert error["message"].endswith("Document contains more than 1000 tokens. Parsing aborted.")
     assert error["extensions"] == {"code": "QUERY_TOO_COMPLEX"}

@@ -20,7 +20,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import StreamExecutionResult
 
-from api.errors import ApiError, BadUserInput, InternalError, from_domain
+from api.errors import ApiError, BadUserInput, InternalError, from_domain, unavailable
 from models.errors import DomainError
 
 logger = logging.getLogger(__name__)
@@ -155,6 +155,12 @@ class MaskInternalErrors(SchemaExtension):
             return error
         if isinstance(error.original_error, DomainError):
             return located(from_domain(error.original_error), error)
+        down = unavailable(error.original_error)
+        if down is not None:  # the database, Redis or the object store: SERVICE_UNAVAILABLE
+            logger.warning(
+                "dependency unreachable (request_id=%s): %r", self.request_id, error.original_error
+            )
+            return located(down, error)
         if isinstance(error.original_error, _TRANSPORT_ERRORS):
             # Over a websocket, where no HTTP view answers them: an unknown operation name,
             # or an operation type this transport does not run.

@@ -17,6 +17,8 @@ caller may send any text anyway); with `enforce`, only the trusted ones: loaded 
 manifest onto the shared first-party list or onto the list of the caller's client (the
 `apollographql-client-name` header, or the same key in a websocket's `connection_init`
 payload). APQ registers nothing under `enforce`, and a hash it registered is not trusted.
+A partner app's token is held to its own list whatever the mode (`_resolve_app`): no free
+text, no shared list, no APQ registration.
 `APQ=false` answers PERSISTED_QUERY_NOT_SUPPORTED to any `persistedQuery`. Under `log`,
 each document that `enforce` would refuse is logged once per process, with its hash and
 client.
@@ -187,6 +189,8 @@ class DocumentRegistry:
             raise from_domain(error) from None
 
     async def _resolve(self, request: DocumentRequest, context: Context) -> Resolved:
+        if context.actor.is_app:
+            return await self._resolve_app(request, context)
         settings = context.settings
         mode = settings.trusted_documents
         client = client_name(context)
@@ -220,6 +224,40 @@ class DocumentRegistry:
         if (sha256, client) not in self._logged:
             self._note(await self._find(sha256, client, trusted=True), client, mode, sha256)
         return Resolved(request.query, sha256)
+
+    async def _resolve_app(self, request: DocumentRequest, context: Context) -> Resolved:
+        """A partner app's token runs only the documents on its own list (models/persisted.py,
+        `trusted_for(client, shared=False)`), whatever TRUSTED_DOCUMENTS says: by documentId,
+        or by an APQ hash alone; never free text, and it registers nothing."""
+        client = context.actor.app_client
+        extensions = request.extensions if isinstance(request.extensions, Mapping) else {}
+        apq = extensions.get("persistedQuery")
+        if request.document_id is not None:
+            if request.query is not None or apq is not None:
+                raise MalformedPersistedRequest(
+                    "Send a documentId alone: without query or extensions.persistedQuery."
+                )
+            document = await self._by_id(request.document_id, client, trusted=True, shared=False)
+        elif apq is not None and request.query is None:
+            if not context.settings.apq:
+                raise PersistedQueryNotSupported()
+            if not isinstance(apq, Mapping) or apq.get("version") != 1:
+                raise MalformedPersistedRequest(
+                    "Unsupported persistedQuery: expected {version: 1, sha256Hash}."
+                )
+            sha256 = apq.get("sha256Hash")
+            if not isinstance(sha256, str) or not persisted.is_sha256(sha256.lower()):
+                raise MalformedPersistedRequest("persistedQuery.sha256Hash must be 64 hex digits.")
+            document = await self._find(sha256.lower(), client, trusted=True, shared=False)
+        elif request.query is None:
+            return Resolved(None, None)
+        else:
+            raise PersistedQueryIdRequired(
+                "A partner app sends the documentId of one of the documents it registered."
+            )
+        if document is None:
+            raise PersistedQueryNotInList("This app registered no document of this id.")
+        return Resolved(document.text, document.sha256)
 
     async def _apq(
         self, apq: object, query: str | None, client: str | None, context: Context
@@ -269,21 +307,22 @@ class DocumentRegistry:
             logger.info("APQ registration refused: %s is past its hourly limit", registered_by)
 
     async def _find(
-        self, sha256: str, client: str | None, *, trusted: bool
+        self, sha256: str, client: str | None, *, trusted: bool, shared: bool = True
     ) -> persisted.StoredDocument | None:
-        """The registered document (trusted for `client` if `trusted`), from the cache when it
-        answers, else from the database."""
+        """The registered document (trusted for `client` if `trusted`: on its list, or with
+        `shared` on the first-party one too), from the cache when it answers, else from the
+        database."""
         document = self.cache.get(sha256)
-        if document is None or (trusted and not document.trusted_for(client)):
+        if document is None or (trusted and not document.trusted_for(client, shared=shared)):
             document = await persisted.find(sha256)
             if document is not None:
                 self.cache.put(document)
-        if document is None or (trusted and not document.trusted_for(client)):
+        if document is None or (trusted and not document.trusted_for(client, shared=shared)):
             return None
         return document
 
     async def _by_id(
-        self, document_id: object, client: str | None, *, trusted: bool
+        self, document_id: object, client: str | None, *, trusted: bool, shared: bool = True
     ) -> persisted.StoredDocument | None:
         try:
             key = persisted.parse_document_id(document_id)
@@ -298,7 +337,7 @@ class DocumentRegistry:
                     return None
                 self.cache.put_alias(client, key.alias, sha256)
         assert sha256 is not None
-        return await self._find(sha256, client, trusted=trusted)
+        return await self._find(sha256, client, trusted=trusted, shared=shared)
 
     def _note(
         self,

@@ -48,7 +48,9 @@ def command(*args: str) -> list[str]:
     return [sys.executable, "-m", "api.cli", *args]
 
 
-def server_env(data_dir: Path, database_url: str, broadcast_url: str) -> dict[str, str]:
+def server_env(
+    data_dir: Path, database_url: str, broadcast_url: str, **overrides: str
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in VARIABLES}
     env.update(
         DATA_DIR=str(data_dir),
@@ -60,7 +62,14 @@ def server_env(data_dir: Path, database_url: str, broadcast_url: str) -> dict[st
         SECRET_KEY=SECRET_KEY,
         ALLOWED_ORIGINS=ALLOWED_ORIGIN,
         PYTHONUNBUFFERED="1",
+        # The suite's own traffic (the fuzzer's: thousands of requests from one address)
+        # far below the request budget; its tests set their own (test_budget_two_workers).
+        RATE_LIMIT_REQUESTS_PER_MINUTE="1000000",
+        RATE_LIMIT_COST_PER_MINUTE="100000000",
+        RATE_LIMIT_ADDRESS_REQUESTS_PER_MINUTE="1000000",
+        RATE_LIMIT_ADDRESS_COST_PER_MINUTE="100000000",
     )
+    env.update(overrides)
     return env
 
 
@@ -263,6 +272,7 @@ class ServerProcess:
         broadcast_url: str,
         port: int,
         workers: int = 1,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
         self.url = f"http://127.0.0.1:{port}"
@@ -275,7 +285,7 @@ class ServerProcess:
         with self.log.open("wb") as output:
             self.process = subprocess.Popen(
                 command(*args),
-                env=server_env(data_dir, database_url, broadcast_url),
+                env=server_env(data_dir, database_url, broadcast_url, **(env or {})),
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )

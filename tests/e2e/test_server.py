@@ -150,7 +150,10 @@ def test_readyz_sees_the_database_and_the_broadcast_backend(server: Server) -> N
     response = httpx.get(f"{server.url}/readyz")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "checks": {"database": True, "broadcast": True}}
+    assert response.json() == {
+        "status": "ready",
+        "checks": {"database": True, "broadcast": True, "objectStore": True},
+    }
 
 
 def test_demo_patient_logs_in_and_reads_her_space(server: Server) -> None:
