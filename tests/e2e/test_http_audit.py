@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import free_port
-from tests.e2e.live_support import ServerProcess
+from tests.e2e.live_support import ServerProcess, command, server_env
 
 pytestmark = pytest.mark.e2e
 
@@ -87,7 +87,19 @@ def server(
 ) -> Iterator[ServerProcess]:
     folder = tmp_path_factory.mktemp("http-audit")
     path = folder / "audit.sqlite3"
-    shutil.copyfile(request.getfixturevalue("db_template"), path)
+    template = request.getfixturevalue("db_template")
+    if Path(template).is_file():  # the session's migrated SQLite template
+        shutil.copyfile(template, path)
+    else:  # a PostgreSQL run: the audit is of HTTP, so a SQLite file of its own, migrated
+        migrated = subprocess.run(
+            command("migrate"),
+            env=server_env(folder / "server", f"sqlite://{path}", "memory://"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert migrated.returncode == 0, migrated.stderr
     served = ServerProcess("audit", folder / "server", f"sqlite://{path}", "memory://", free_port())
     try:
         served.wait_healthy()
