@@ -12,32 +12,21 @@ import uuid
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.auth import bearer_from_header
 from api.context import Services
-from api.downloads import stream_blob
+from api.downloads import caller_and_id, stream_blob
 from api.view import json_error_response
 from models.audit import AccessAction, AccessBasis, AuditTrail
 from models.base import paris_today, utcnow
-from models.errors import NotFound, Unauthenticated
 from models.message import member_read, readable_attachment
-from models.session import authenticate
-from resolvers import ids
 from subscriptions.channels import access_announcer
 
 
 async def attachment_content(request: Request) -> Response:
     services: Services = request.app.state.services
-    try:
-        actor = await authenticate(
-            bearer_from_header(request.headers.get("authorization")), vault=services.vault
-        )
-        if actor.anonymous:
-            raise Unauthenticated()
-        pk = ids.decode_as(request.path_params["id"], "Attachment")
-    except Unauthenticated as exc:
-        return json_error_response(401, "UNAUTHENTICATED", exc.message)
-    except NotFound:
-        return json_error_response(404, "NOT_FOUND", "Not found.")
+    called = await caller_and_id(request, services, "Attachment")
+    if isinstance(called, Response):
+        return called
+    actor, pk = called
     now = utcnow()
     attachment = await readable_attachment(actor, pk, today=paris_today(now))
     if attachment is None:

@@ -7,6 +7,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from urllib.parse import quote
+from uuid import UUID
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -15,6 +16,7 @@ from api.auth import bearer_from_header
 from api.context import Services
 from api.errors import InternalError
 from api.view import json_error_response
+from models.access import Actor
 from models.audit import AccessAction, AuditTrail
 from models.base import paris_today, utcnow
 from models.blobs import BlobNotFound
@@ -40,19 +42,30 @@ def _filename(title: str, mime: str) -> str:
     return f"{stem}.{extension}"
 
 
-async def document_content(request: Request) -> Response:
-    services: Services = request.app.state.services
+async def caller_and_id(
+    request: Request, services: Services, type_name: str, param: str = "id"
+) -> tuple[Actor, UUID] | Response:
+    """The authenticated caller of a content route and the id its path names, or the answer
+    that ends the request: 401 without a valid token, 404 for an id of another type."""
     try:
         actor = await authenticate(
             bearer_from_header(request.headers.get("authorization")), vault=services.vault
         )
         if actor.anonymous:
             raise Unauthenticated()
-        pk = ids.decode_as(request.path_params["id"], "Document")
+        return actor, ids.decode_as(request.path_params[param], type_name)
     except Unauthenticated as exc:
         return json_error_response(401, "UNAUTHENTICATED", exc.message)
     except NotFound:
         return json_error_response(404, "NOT_FOUND", "Not found.")
+
+
+async def document_content(request: Request) -> Response:
+    services: Services = request.app.state.services
+    called = await caller_and_id(request, services, "Document")
+    if isinstance(called, Response):
+        return called
+    actor, pk = called
     now = utcnow()
     found = await readable_document(actor, pk, today=paris_today(now), now=now)
     if found is None:

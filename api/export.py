@@ -16,17 +16,14 @@ import uuid
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from api.auth import bearer_from_header
 from api.context import Services
+from api.downloads import caller_and_id
 from api.errors import Forbidden, InternalError
 from api.view import json_error_response
 from models.access import relations
 from models.audit import AccessAction, AccessBasis, AuditTrail
 from models.base import paris_today, utcnow
-from models.errors import NotFound, Unauthenticated
 from models.fhir import MEDIA_TYPE, Export
-from models.session import authenticate
-from resolvers import ids
 from subscriptions.channels import access_announcer
 
 logger = logging.getLogger(__name__)
@@ -34,17 +31,10 @@ logger = logging.getLogger(__name__)
 
 async def export_space(request: Request) -> Response:
     services: Services = request.app.state.services
-    try:
-        actor = await authenticate(
-            bearer_from_header(request.headers.get("authorization")), vault=services.vault
-        )
-        if actor.anonymous:
-            raise Unauthenticated()
-        pk = ids.decode_as(request.path_params["patient_id"], "Patient")
-    except Unauthenticated as exc:
-        return json_error_response(401, "UNAUTHENTICATED", exc.message)
-    except NotFound:
-        return json_error_response(404, "NOT_FOUND", "Not found.")
+    called = await caller_and_id(request, services, "Patient", "patient_id")
+    if isinstance(called, Response):
+        return called
+    actor, pk = called
     now = utcnow()
     today = paris_today(now)
     relation = (await relations(actor, [pk], today, now))[pk]
