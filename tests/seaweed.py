@@ -161,6 +161,7 @@ class Seaweed:
         log.close()
         self._wait_ready()
         self._create_bucket()
+        self._wait_serving()
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -234,6 +235,32 @@ class Seaweed:
                     await s3.create_bucket(Bucket=self.bucket)
 
         asyncio.run(create())
+
+    def _wait_serving(self) -> None:
+        """Until an object written before a restart reads back: S3 answers, and the bucket
+        exists, some seconds before the volume servers have told the master where the old
+        volumes are (reads in between fail with 500)."""
+        canary = "_canary/probe"
+
+        async def serves() -> bool:
+            try:
+                async with await _client(self.endpoint) as s3:
+                    try:
+                        answer = await s3.get_object(Bucket=self.bucket, Key=canary)
+                    except s3.exceptions.NoSuchKey:
+                        await s3.put_object(Bucket=self.bucket, Key=canary, Body=b"canary")
+                        answer = await s3.get_object(Bucket=self.bucket, Key=canary)
+                    async with answer["Body"] as body:
+                        return await body.read() == b"canary"
+            except Exception:
+                return False
+
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if asyncio.run(serves()):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"SeaweedFS did not serve objects within {START_TIMEOUT:g} s")
 
     async def keys(self, prefix: str) -> dict[str, bytes]:
         """Every object under `prefix/`, by key."""
