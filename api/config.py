@@ -55,6 +55,7 @@ VARIABLES = (
     "APQ",
     "APQ_MAX_BYTES",
     "APQ_REGISTRATIONS_PER_HOUR",
+    "COMPILED_PLANS",
     "BLOB_URL",
     "S3_ENDPOINT_URL",
     "S3_ACCESS_KEY_ID",
@@ -246,6 +247,8 @@ class Settings:
     apq: bool = True
     apq_max_bytes: int = 16384
     apq_registrations_per_hour: int = 100
+    # Compiled plans of documents (api/plans/): leaves read without per-field dispatch.
+    compiled_plans: bool = False
     # Document and attachment bytes (models/blobs.py): "" is file://DATA_DIR/blobs.
     blob_url: str = ""
     s3_endpoint_url: str | None = None
@@ -393,6 +396,7 @@ class Settings:
             apq_registrations_per_hour=_limit(
                 env, "APQ_REGISTRATIONS_PER_HOUR", cls.apq_registrations_per_hour
             ),
+            compiled_plans=_bool(env.get("COMPILED_PLANS"), cls.compiled_plans),
             blob_url=_blob_url(env),
             s3_endpoint_url=(env.get("S3_ENDPOINT_URL") or "").strip() or None,
             s3_access_key_id=env.get("S3_ACCESS_KEY_ID") or None,

@@ -20,12 +20,14 @@ MODEL_MODULES: list[str] = [
     "models.record",
     "models.reminder",
     "models.message",
+    "models.clock",
     "models.appointment",
     "models.calendar_feed",
     "models.persisted",
     "models.catalogue",
     "models.blobs",
     "models.franceconnect",
+    "models.idempotency",
 ]
 
 

@@ -19,6 +19,7 @@ from graphql import GraphQLError
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import SchemaExtension
 from strawberry.printer import print_schema
+from strawberry.utils.str_converters import to_camel_case
 
 from api.budget import CostBudget
 from api.config import Settings
@@ -27,6 +28,7 @@ from api.extensions.errors import MaskInternalErrors
 from api.extensions.limits import limit_extensions
 from api.extensions.subscriptions import LeanSubscriptions
 from api.extensions.text import RefuseNulCharacters
+from api.plans import PlannedExecutor
 from resolvers.agenda import AgendaMutation, Appointment, Reminder
 from resolvers.auth import AuthMutation
 from resolvers.catalogue import CatalogueMutation, CatalogueQuery, PartnerApp
@@ -39,12 +41,19 @@ from resolvers.lifecycle import LifecycleMutation
 from resolvers.messaging import Attachment, Conversation, Message, MessagingMutation
 from resolvers.node import NodeQuery
 from resolvers.people import Establishment, Operator, Patient, PeopleQuery, Professional
+from resolvers.scalars import SCALAR_OVERRIDES
 from subscriptions.access_log import AccessLogSubscription
+from subscriptions.conversations import ConversationSubscription
 from subscriptions.reminders import ReminderSubscription
 from subscriptions.schema import Subscription as MessageSubscription
 
 
-@strawberry.type
+@strawberry.type(
+    description=(
+        "Reads. Each field says who may call it; an object the viewer may not see answers "
+        "NOT_FOUND, as one that does not exist."
+    )
+)
 class Query(NodeQuery, PeopleQuery, ConsentQuery, HolderQuery, EstablishmentQuery, CatalogueQuery):
     pass
 
@@ -57,8 +66,38 @@ def _writes(mutation: type) -> type:
     return mutation
 
 
+def _definition(type_: object) -> Any:
+    """The strawberry definition of a field's or argument's type, optional or not."""
+    type_ = getattr(type_, "of_type", type_)  # StrawberryOptional
+    return getattr(type_, "__strawberry_definition__", None)
+
+
+def _io_described(mutation: type) -> type:
+    """Each mutation's `input` argument, input type and payload type, where they say nothing
+    of their own: named after the mutation (their fields say the rest)."""
+    for field in mutation.__strawberry_definition__.fields:  # type: ignore[attr-defined]
+        name = field.graphql_name or to_camel_case(field.python_name)
+        for argument in field.arguments:
+            if argument.python_name != "input":
+                continue
+            argument.description = argument.description or f"What `{name}` is asked to do."
+            definition = _definition(argument.type)
+            if definition is not None and not definition.description:
+                definition.description = f"The input of `{name}`."
+        payload = _definition(field.type)
+        if payload is not None and not payload.description:
+            payload.description = f"What `{name}` answers."
+    return mutation
+
+
+@_io_described
 @_writes
-@strawberry.type
+@strawberry.type(
+    description=(
+        "Writes, each in one transaction: on an error nothing is changed. Each field says "
+        "who may call it."
+    )
+)
 class Mutation(
     LifecycleMutation,
     AuthMutation,
@@ -72,8 +111,15 @@ class Mutation(
     pass
 
 
-@strawberry.type
-class Subscription(MessageSubscription, ReminderSubscription, AccessLogSubscription):
+@strawberry.type(
+    description=(
+        "Live events over the websocket of /graphql (graphql-transport-ws, or the legacy "
+        "graphql-ws); the subscriber is re-authorised at each delivery."
+    )
+)
+class Subscription(
+    MessageSubscription, ConversationSubscription, ReminderSubscription, AccessLogSubscription
+):
     pass
 
 
@@ -140,6 +186,7 @@ def build_schema() -> strawberry.Schema:
             Reminder,
             PartnerApp,
         ],
+        scalar_overrides=SCALAR_OVERRIDES,  # described, with @specifiedBy: resolvers/scalars.py
         extensions=[
             MaskInternalErrors,
             *limit_extensions(),
@@ -148,6 +195,7 @@ def build_schema() -> strawberry.Schema:
             CostBudget,  # after CostLimit: charges the cost of a valid request to its caller
             AnnounceAccessEvents,  # the live access logs hear of what the operation logged
         ],
+        execution_context_class=PlannedExecutor,  # COMPILED_PLANS: api/plans/
     )
 
 

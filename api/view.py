@@ -18,7 +18,8 @@ It follows the current text of the GraphQL-over-HTTP specification
   GraphQL-over-HTTP request (no `query`, parameters of the wrong type), a document that
   does not validate (the depth, alias, directive and cost limits are validation rules),
   an operation that cannot be determined or variables that cannot be coerced; 401/403 for
-  a refused token, 405 with `Allow` (a mutation over GET: `Allow: POST`), 413, 415, 429
+  a refused token, 405 with `Allow` (over GET, a mutation or a document selecting a
+  `@postOnly` field such as `patientByNir`: `Allow: POST`), 413, 415, 429
   with `Retry-After` (RATE_LIMITED: api/budget.py). APQ's PERSISTED_QUERY_NOT_FOUND is a
   200 (the contract's, so that clients retry with the text).
 - Every transport failure is a JSON body `{"errors": [{"message", "extensions": {"code"}}]}`:
@@ -70,8 +71,9 @@ from api.errors import (
     unavailable,
 )
 from api.extensions.errors import PARSE_FAILED, VALIDATION_FAILED, error_code, mask_error
-from api.extensions.limits import is_parse_aborted
+from api.extensions.limits import is_parse_aborted, limits_of
 from api.extensions.persisted import DocumentRegistry, DocumentRequest, http_status
+from api.extensions.post_only import PostOnlyFields
 from api.security_headers import graphiql_csp
 from api.ws_operations import LegacyWSHandler, TransportWSHandler
 from models.errors import DomainError
@@ -329,6 +331,8 @@ class GraphQLView(GraphQL[ContextT, RootT]):
         self.max_file_bytes = max_file_bytes
         # Persisted documents: the registry's cache in this process (api/extensions/persisted.py).
         self.documents = DocumentRegistry()
+        # Fields never served over GET (resolvers/post_only.py): their arguments stay out of URLs.
+        self.post_only = PostOnlyFields(getattr(schema, "_schema", None))
 
     async def operation_context(self, socket_context: ContextT) -> ContextT:
         """The context one websocket operation runs with, derived from the socket's (built
@@ -519,7 +523,11 @@ class GraphQLView(GraphQL[ContextT, RootT]):
         (over HTTP graphql-core would run the stream as a plain field and fail); and the
         document a request names by its id is resolved first (`resolve_document`)."""
         allowed = OperationType.from_http(request_adapter.method) - {OperationType.SUBSCRIPTION}
+        if request_adapter.method == "GET":  # before an APQ text is registered
+            self._refuse_post_only(request_data.query, context)
         request_data = await self.resolve_document(request, context, request_data)
+        if request_adapter.method == "GET":  # the persisted document it names
+            self._refuse_post_only(request_data.query, context)
         try:
             return await self.schema.execute(
                 request_data.query,
@@ -539,6 +547,14 @@ class GraphQLView(GraphQL[ContextT, RootT]):
             raise HTTPException(400, reason) from exc
         except MissingQueryError as exc:
             raise HTTPException(400, "No GraphQL query found in the request") from exc
+
+    def _refuse_post_only(self, query: str | None, context: ContextT) -> None:
+        """A GET whose document selects a `@postOnly` field: 405, as a mutation over GET."""
+        if query is None:
+            return
+        selected = self.post_only.selected(query, limits_of(context).max_tokens)
+        if selected is not None:
+            raise TransportError(405, BadUserInput.code, selected.message, {"Allow": "POST"})
 
     async def parse_http_body(
         self, request: AsyncHTTPRequestAdapter

@@ -71,7 +71,7 @@ IN_FLIGHT = 32  # the sender's bound on mutations awaiting their response
 
 SUBSCRIPTION = (
     "subscription($after: String) { messageReceived(after: $after) "
-    "{ id body sentAt conversation { id } } }"
+    "{ id body sentAt cursor conversation { id } } }"
 )
 SEND = (
     "mutation($conversationId: ID!, $body: String!) { sendMessage(input: "

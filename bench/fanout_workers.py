@@ -24,10 +24,9 @@ docstring for the method). Here:
   (both workers' CPU time over the phase / messages sent);
 - a reconnect storm: with a new load phase running (--storm-seconds), every subscriber drops
   its socket at once (transport aborted, as on a network cut) and reconnects to the OTHER
-  worker with `after:` = the cursor of the last message it received (computed from the
-  message's `sentAt` and id, as a client does). Reported: the time until every socket is
-  acknowledged and subscribed again, and lost / duplicates over the whole storm phase (what
-  was sent while a socket was away must come back by replay, once);
+  worker with `after:` = the `cursor` of the last message it received. Reported: the time
+  until every socket is acknowledged and subscribed again, and lost / duplicates over the
+  whole storm phase (what was sent while a socket was away must come back by replay, once);
 - a baseline in the same run: bench/fanout.py's single-worker run (redis, shipped server) at
   --baseline-subscribers and the same rate, 10 s.
 
@@ -41,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import json
 import random
@@ -76,16 +74,6 @@ SPARE_FDS = 512  # per process, beyond its sockets: files, pipes, the database, 
 
 
 # --- subscriber clients (subprocess) -----------------------------------------------------
-
-
-def cursor_of(data: dict[str, Any]) -> str:
-    """The message cursor of a `messageReceived` result: [sentAt, message uuid], as the
-    server encodes it (resolvers/pagination.py `encode_cursor`)."""
-    global_id = data["id"]
-    raw = base64.urlsafe_b64decode(global_id + "=" * (-len(global_id) % 4)).decode()
-    uuid = raw.partition(":")[2]
-    encoded = json.dumps([data["sentAt"], uuid]).encode()
-    return base64.urlsafe_b64encode(encoded).decode().rstrip("=")
 
 
 class Subscriber:
@@ -127,7 +115,7 @@ async def _client(
                 received.append(
                     [event["id"], event["conversation"]["id"], s.sub["conversation"], t]
                 )
-                s.after = cursor_of(event)
+                s.after = event["cursor"]  # the message's own, as a client keeps it
                 s.live.set()
         except Exception as exc:  # a socket that failed: reported, never hidden
             errors.append(repr(exc)[:300])
@@ -305,9 +293,9 @@ def both_senders(
 
 def overtaken_before_the_cut(sent: list[list[Any]], received: list[list[Any]], cut: float) -> int:
     """Lost messages whose conversation's subscriber, before the sockets were cut, received
-    a message of that conversation whose request started later: resuming from the cursor
-    of the last message received then skips them (`sentAt` is taken when the request starts,
-    the commit and the publication come later)."""
+    a message of that conversation whose request started later. Before cursors were commit
+    positions (`sentAt` was taken when the request started), resuming then skipped them;
+    kept as a check that none is lost that way any more."""
     got = {r[0] for r in received}
     started = {m: t0 for m, _, t0, _ in sent}
     later: dict[str, float] = {}  # conversation -> latest request start received before the cut

@@ -238,6 +238,18 @@ VISIBLE_TO_PROFESSIONAL = (  # noqa: S608 (constants only)
     in_conversation=IN_CONVERSATION,
     blocking=BLOCKING,
 )
+# The spaces whose dossier a professional reads (`Relation.dossier_basis`): live, not blocked,
+# and médecin traitant, consent or emergency; a conversation alone shows identity only.
+DOSSIER_OF_PROFESSIONAL = (  # noqa: S608 (constants only)
+    "SELECT id FROM patient WHERE status IN ({live})"
+    " AND (treating_doctor_id = {{pro}} OR id IN ({consenting}) OR id IN ({in_emergency}))"
+    " AND id NOT IN ({blocking})"
+).format(
+    live=", ".join(f"'{status.value}'" for status in LIVE_SPACES),
+    consenting=CONSENTING,
+    in_emergency=IN_EMERGENCY,
+    blocking=BLOCKING,
+)
 
 
 class PatientIds(Term):
@@ -264,6 +276,12 @@ def active_consent(professional_id: UUID, now: datetime) -> Q:
     return Q(professional_id=professional_id, revoked_at=None) & (
         Q(expires_at=None) | Q(expires_at__gt=now)
     )
+
+
+def dossier_patient_ids(professional_id: UUID, now: datetime) -> PatientIds:
+    """The ids of the spaces whose dossier the professional reads now (`Relation.reads_dossier`
+    for each of them), as a subquery: a filter `Q(patient_id__in=...)` on their rows."""
+    return PatientIds(DOSSIER_OF_PROFESSIONAL, pro=str(professional_id), now=now)
 
 
 def consenting_patients(professional_id: UUID, now: datetime) -> Q:

@@ -14,6 +14,7 @@ from tortoise.transactions import in_transaction
 from models.base import Entity
 from models.catalogue import PartnerApp
 from models.errors import Conflict, Invalid
+from models.idempotency import Claim
 from models.patient import Patient
 from models.professional import Professional
 from models.reminder import Reminder, ReminderKind, ReminderStatus
@@ -124,8 +125,10 @@ async def create_appointment(
     hours: tuple[int, ...],
     now: datetime,
     app_id: UUID | None = None,
+    claim: Claim | None = None,
 ) -> Appointment:
-    """`app_id`: the platform booking it (source PLATFORM), the only app that may change it."""
+    """`app_id`: the platform booking it (source PLATFORM), the only app that may change it.
+    `claim`: the idempotency key it records (models/idempotency.py)."""
     if app_id is not None and source is not AppointmentSource.PLATFORM:
         raise ValueError("an appointment platform's bookings have the source PLATFORM")
     slot = check_slot(slot)
@@ -143,8 +146,15 @@ async def create_appointment(
             app_id=app_id,
             using_db=conn,
         )
+        if claim is not None:
+            await claim.record(appointment.id, using_db=conn)
         await _schedule_reminders(appointment, hours=hours, now=now, conn=conn)
     return appointment
+
+
+def changeable(appointment: Appointment) -> bool:
+    """Only a scheduled appointment is moved, renamed or cancelled."""
+    return appointment.status is AppointmentStatus.SCHEDULED
 
 
 async def update_appointment(
@@ -155,7 +165,7 @@ async def update_appointment(
     hours: tuple[int, ...],
     now: datetime,
 ) -> Appointment:
-    if appointment.status is not AppointmentStatus.SCHEDULED:
+    if not changeable(appointment):
         raise Conflict("Only a scheduled appointment can be changed.")
     slot = check_slot(slot)
     if professional_id is not None and not await Professional.exists(id=professional_id):
@@ -203,7 +213,7 @@ async def _drop_pending(appointment_id: UUID, *, now: datetime, conn: BaseDBAsyn
 async def cancel_appointment(
     appointment: Appointment, *, reason: str | None, now: datetime
 ) -> Appointment:
-    if appointment.status is not AppointmentStatus.SCHEDULED:
+    if not changeable(appointment):
         raise Conflict("Only a scheduled appointment can be cancelled.")
     text = (reason or "").strip() or None
     if text is not None and len(text) > 500:

@@ -21,6 +21,7 @@ from models.base import Entity
 from models.blobs import BlobStore, validate_upload
 from models.catalogue import AppScope, PartnerApp
 from models.errors import Forbidden, Invalid, NotFound
+from models.idempotency import Claim
 from models.patient import Patient
 from models.professional import Professional
 
@@ -263,6 +264,12 @@ async def ensure_bytes(blobs: BlobStore, sha256: str, data: bytes) -> None:
         await blobs.put(data)
 
 
+def manages_documents(relation: Relation) -> bool:
+    """Who hides, shows again or deletes a document they see: the holder or a legal
+    representative of a space that is not closed."""
+    return relation.manages and relation.space_live
+
+
 def adds_documents(relation: Relation) -> bool:
     """Who adds to a dossier: the patient side, a professional under a READ_WRITE consent,
     or a partner app the space granted DOCUMENTS_WRITE (the document is then the app's)."""
@@ -281,9 +288,11 @@ async def add_document(
     max_bytes: int,
     today: date,
     audit: Audit | None = None,
+    claim: Claim | None = None,
 ) -> Document:
     """`audit` writes the access event of the addition in its transaction: no document
-    without its trace (and no bytes left behind when that fails)."""
+    without its trace (and no bytes left behind when that fails). `claim`: the idempotency
+    key it records (models/idempotency.py)."""
     if not adds_documents(relation):
         raise Forbidden("You may not add documents to this dossier.")
     title = clean_title(new.title)
@@ -311,6 +320,8 @@ async def add_document(
                 author_professional_id=actor.professional_id if actor.is_professional else None,
                 author_app_id=actor.app_id if actor.is_app else None,
             )
+            if claim is not None:
+                await claim.record(document.id)
             if audit is not None:
                 await audit(document.id)
     except BaseException:

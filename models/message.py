@@ -10,17 +10,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Any
 from uuid import UUID
 
+from pypika_tortoise.context import SqlContext
+from pypika_tortoise.terms import Term
+from pypika_tortoise.utils import format_alias_sql
 from tortoise import fields
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
+from models import clock
 from models.access import (
     LIVE_SPACES,
     MEMBER_OF,
     Actor,
+    PatientIds,
     Relation,
     is_member,
     member_establishments,
@@ -38,6 +44,7 @@ from models.document import (
 )
 from models.errors import Conflict, Forbidden, Invalid, NotFound
 from models.establishment import EstablishmentMember
+from models.idempotency import Claim
 from models.patient import Patient, SpaceStatus
 from models.professional import Establishment, Professional
 
@@ -111,6 +118,10 @@ class Message(Entity):
     )
     body = fields.TextField()
     sent_at = fields.DatetimeField()
+    # The message's place in commit order (models/clock.py): what its cursor encodes. Set
+    # for every message (the migration numbered those before it); nullable only so that
+    # SQLite never rebuilds the table for it (a rebuild drops the table's indexes).
+    seq = fields.BigIntField(null=True, unique=True)
     conversation_id: UUID
     sender_patient_id: UUID | None
     sender_professional_id: UUID | None
@@ -118,7 +129,19 @@ class Message(Entity):
 
     class Meta:
         table = "message"
-        indexes = (("conversation_id", "sent_at"),)
+        indexes = (("conversation_id", "sent_at"), ("conversation_id", "seq"))
+
+
+async def next_position(conn: BaseDBAsyncClient) -> int:
+    """The next message position (`Message.seq`), in commit order (models/clock.py): taken
+    last in the sending transaction, just before the insert that uses it."""
+    return await clock.next_position(conn, clock.MESSAGES)
+
+
+async def committed_position() -> int:
+    """Every message at or below it is visible now (or was rolled back): a subscriber
+    starting now replays from it, and misses nothing."""
+    return await clock.committed_position(clock.MESSAGES)
 
 
 class Attachment(Entity):
@@ -263,6 +286,96 @@ def member_read(actor: Actor, establishment_id: UUID | None, sender_role: Sender
     )
 
 
+# The conversations holding a message the viewer has not read (`UNREAD_BY` below), as ids:
+# correlated with the query's own `conversation` row, as `unread_count` is.
+_HAS_UNREAD = (
+    "SELECT m.conversation_id FROM message m WHERE m.conversation_id = conversation.id AND {unread}"
+)
+
+
+def unread_conversations(actor: Actor) -> Q | None:
+    """Filter on Conversation: those with messages the viewer has not read (`unreadCount`
+    above zero: the same `UNREAD_BY`); None for anyone but a patient or a professional."""
+    side = viewer_side(actor)
+    if side is None:
+        return None
+    sql = _HAS_UNREAD.replace("{unread}", UNREAD_BY[side])
+    return Q(id__in=PatientIds(sql, pro=str(actor.professional_id)))
+
+
+# A message `m` of the conversation `conversation` that the viewer has not read: from the
+# other side, and past the viewer's read mark. The patient side's is the side's `ReadMark`;
+# the professional side's, in a professional's own conversation, the side's `ReadMark`, in an
+# establishment's, the member's own `MemberReadMark` ({pro}): each member's unread messages
+# are their own. The one definition of "unread": `Conversation.unreadCount` and the unread
+# totals of `Patient` and `Professional` all count it (`unread_count`).
+UNREAD_BY = {
+    SenderRole.PATIENT: (
+        "m.sender_role <> 'PATIENT' AND NOT EXISTS (SELECT 1 FROM read_mark r"
+        " WHERE r.conversation_id = m.conversation_id AND r.side = 'PATIENT'"
+        " AND r.read_at >= m.sent_at)"
+    ),
+    SenderRole.PROFESSIONAL: (
+        "m.sender_role <> 'PROFESSIONAL' AND NOT EXISTS (SELECT 1 FROM read_mark r"
+        " WHERE conversation.establishment_id IS NULL AND r.conversation_id = m.conversation_id"
+        " AND r.side = 'PROFESSIONAL' AND r.read_at >= m.sent_at) AND NOT EXISTS (SELECT 1"
+        " FROM member_read_mark r WHERE conversation.establishment_id IS NOT NULL"
+        " AND r.conversation_id = m.conversation_id AND r.professional_id = {pro}"
+        " AND r.read_at >= m.sent_at)"
+    ),
+}
+_UNREAD_COUNT = (
+    "SELECT COUNT(*) FROM message m WHERE m.conversation_id = conversation.id AND {unread}"
+)
+
+
+class _Scalar(PatientIds):
+    """Hand-written SQL of one value per row (a correlated subquery), its parameters
+    numbered as the query's dialect wants, selected under its annotation's name."""
+
+    def get_sql(self, ctx: SqlContext) -> str:
+        sql = super().get_sql(ctx)
+        return format_alias_sql(sql, self.alias, ctx) if ctx.with_alias else sql
+
+
+def unread_count(actor: Actor) -> Term | None:
+    """For each row of a Conversation query (`annotate` it): how many of its messages the
+    viewer has not read (`UNREAD_BY`); None for anyone but a patient or a professional."""
+    side = viewer_side(actor)
+    if side is None:
+        return None
+    sql = _UNREAD_COUNT.replace("{unread}", UNREAD_BY[side])
+    return _Scalar(sql, pro=str(actor.professional_id))
+
+
+async def unread_counts(actor: Actor, conversation_ids: list[UUID]) -> dict[UUID, int]:
+    """`unread_count` of each of these conversations (visible to the actor: the caller's
+    business), in one statement."""
+    term = unread_count(actor)
+    if term is None or not conversation_ids:
+        return {}
+    rows = await (
+        Conversation.filter(id__in=conversation_ids)
+        .annotate(unread=term)
+        .values_list("id", "unread")
+    )
+    return {UUID(str(pk)): int(count) for pk, count in rows}
+
+
+async def unread_total(actor: Actor, conversations: Q) -> int:
+    """The messages the actor has not read across these conversations (a filter on
+    Conversation: the caller's visible ones), in one statement."""
+    term = unread_count(actor)
+    if term is None:
+        return 0
+    counts: list[Any] = (
+        await Conversation.filter(conversations)
+        .annotate(unread=term)
+        .values_list("unread", flat=True)
+    )
+    return sum(int(count) for count in counts)
+
+
 # --- operations -------------------------------------------------------------------------
 
 
@@ -323,6 +436,7 @@ async def _post(
     conn: BaseDBAsyncClient,
 ) -> Message:
     message = await Message.create(
+        seq=await next_position(conn),
         conversation_id=conversation.id,
         sender_role=viewer_side(actor),
         sender_patient_id=actor.patient_id if actor.is_patient else None,
@@ -362,6 +476,18 @@ async def _bump_open(conn: BaseDBAsyncClient, conversation_id: UUID, now: dateti
     return bool(updated)
 
 
+def may_start_conversation(actor: Actor, status: SpaceStatus, *, blocked: bool) -> bool:
+    """`start_conversation`'s rule for one space (its status, and whether it blocks the
+    actor): a professional, with an active space that does not block them. An
+    establishment's inbox also needs its starter to be a member."""
+    return (
+        actor.is_professional
+        and actor.professional_id is not None
+        and status is SpaceStatus.ACTIVE
+        and not blocked
+    )
+
+
 async def start_conversation(
     patient_id: UUID,
     *,
@@ -374,19 +500,11 @@ async def start_conversation(
     now: datetime,
     establishment_id: UUID | None = None,
     purpose: ConversationPurpose = ConversationPurpose.CARE,
+    claim: Claim | None = None,
 ) -> tuple[Conversation, Message]:
     """A professional's conversation, or, with `establishment_id`, one of that establishment's
-    shared inbox, which only a member starts."""
-    if not actor.is_professional or actor.professional_id is None:
-        raise Forbidden("Only professionals and establishments start a conversation.")
-    if establishment_id is not None and not await is_member(actor, establishment_id):
-        if not await Establishment.exists(id=establishment_id):
-            raise NotFound()
-        raise Forbidden("Only a member of the establishment starts its conversations.")
-    patient = await Patient.get_or_none(id=patient_id)
-    blocked = await Block.exists(patient_id=patient_id, professional_id=actor.professional_id)
-    if patient is None or patient.status is not SpaceStatus.ACTIVE or blocked:
-        raise NotFound()
+    shared inbox, which only a member starts. `claim`: the idempotency key it records."""
+    await check_start(patient_id, actor=actor, establishment_id=establishment_id)
     clean_subject = " ".join(subject.split())
     if not clean_subject or len(clean_subject) > MAX_SUBJECT:
         raise Invalid(f"A subject has 1 to {MAX_SUBJECT} characters.", field="subject")
@@ -412,11 +530,28 @@ async def start_conversation(
                 now=now,
                 conn=conn,
             )
+            if claim is not None:  # after `_post`: see models/idempotency.py
+                await claim.record(conversation.id, message.id, using_db=conn)
     except BaseException:
         await _release(blobs, stored)
         raise
     await _restore(blobs, stored)
     return conversation, message
+
+
+async def check_start(patient_id: UUID, *, actor: Actor, establishment_id: UUID | None) -> None:
+    """Whether the actor may start a conversation with the patient now (in the establishment's
+    inbox, with `establishment_id`): a replayed start (models/idempotency.py) is held to it too."""
+    if not actor.is_professional or actor.professional_id is None:
+        raise Forbidden("Only professionals and establishments start a conversation.")
+    if establishment_id is not None and not await is_member(actor, establishment_id):
+        if not await Establishment.exists(id=establishment_id):
+            raise NotFound()
+        raise Forbidden("Only a member of the establishment starts its conversations.")
+    patient = await Patient.get_or_none(id=patient_id)
+    blocked = await Block.exists(patient_id=patient_id, professional_id=actor.professional_id)
+    if patient is None or not may_start_conversation(actor, patient.status, blocked=blocked):
+        raise NotFound()
 
 
 async def _restore(blobs: BlobStore, stored: list[tuple[Upload, str, str, bool]]) -> None:
@@ -434,19 +569,17 @@ async def send_message(
     blobs: BlobStore,
     max_bytes: int,
     now: datetime,
+    claim: Claim | None = None,
 ) -> Message:
     """Post in a conversation the actor takes part in (visibility checked by the caller: for
-    an establishment's conversation, membership)."""
+    an establishment's conversation, membership). `claim`: the idempotency key it records."""
     if conversation.closed_at is not None:
         raise Conflict("This conversation is closed: no one can post in it.")
-    on_behalf_of = None
-    if actor.is_patient:
-        if relation is None or not relation.manages:
-            raise Forbidden()
-        if relation.representative:
-            on_behalf_of = conversation.patient_id
-    elif not _professional_side(actor, conversation):
+    if not may_post(actor, conversation, relation):
         raise Forbidden()
+    on_behalf_of = None
+    if actor.is_patient and relation is not None and relation.representative:
+        on_behalf_of = conversation.patient_id
     text = _clean_body(body)
     stored = await _store_attachments(attachments, blobs=blobs, max_bytes=max_bytes)
     try:
@@ -462,6 +595,8 @@ async def send_message(
                 now=now,
                 conn=conn,
             )
+            if claim is not None:  # after `_post`: see models/idempotency.py
+                await claim.record(message.id, using_db=conn)
     except BaseException:
         await _release(blobs, stored)
         raise
@@ -510,8 +645,25 @@ async def _mark_side(conversation: Conversation, side: SenderRole, now: datetime
         )
 
 
+def may_post(actor: Actor, conversation: Conversation, relation: Relation | None) -> bool:
+    """`send_message`'s rule, for a conversation visible to the actor: an open one, and the
+    patient side (its holder or a representative: `relation`) or the professional side."""
+    if conversation.closed_at is not None:
+        return False
+    if actor.is_patient:
+        return relation is not None and relation.manages
+    return _professional_side(actor, conversation)
+
+
+def may_close(actor: Actor, conversation: Conversation) -> bool:
+    """`close_conversation`'s rule, for a conversation visible to the actor: the
+    professional side (any member, for an establishment's). Closing a closed one again
+    changes nothing."""
+    return _professional_side(actor, conversation)
+
+
 async def close_conversation(conversation: Conversation, *, actor: Actor, now: datetime) -> None:
-    if not _professional_side(actor, conversation):
+    if not may_close(actor, conversation):
         raise Forbidden("Only the professional of the conversation closes it.")
     if conversation.closed_at is None:
         await Conversation.filter(id=conversation.id, closed_at=None).update(closed_at=now)

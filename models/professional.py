@@ -77,16 +77,30 @@ async def search_directory(search: str, *, limit: int) -> list[Professional]:
     than the column. A term longer than a name, or holding a NUL (which PostgreSQL refuses
     in text), cannot match anything: the answer is then empty, without a query.
     """
+    names = name_terms(search)
+    if names is None:
+        return []
     query = Professional.all()
-    for term in search.split()[:DIRECTORY_TERMS]:
-        if len(term) > NAME_LENGTH or "\x00" in term:
-            return []
-        matches = Q(last_name__icontains=term) | Q(first_name__icontains=term)
+    for term, matches in zip(search.split(), names, strict=False):
         rpps = _as_rpps(term)
         if rpps is not None:
             matches |= Q(rpps=rpps)
         query = query.filter(matches)
     return await query.order_by("last_name", "first_name", "id").limit(limit)
+
+
+def name_terms(search: str) -> list[Q] | None:
+    """How a search matches names (the directory's, a professional's patients'): one filter
+    per term of `search`, `DIRECTORY_TERMS` at most, on any row with a `first_name` and a
+    `last_name` (of `NAME_LENGTH` at most), which must all match: the first or the last name
+    contains the term, whatever its case. None when a term cannot match any name (longer
+    than a name, or holding a NUL, which PostgreSQL refuses in text): no query is needed."""
+    filters = []
+    for term in search.split()[:DIRECTORY_TERMS]:
+        if len(term) > NAME_LENGTH or "\x00" in term:
+            return None
+        filters.append(Q(last_name__icontains=term) | Q(first_name__icontains=term))
+    return filters
 
 
 def _as_rpps(term: str) -> str | None:

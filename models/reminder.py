@@ -16,6 +16,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
+from models import clock
 from models.base import PARIS, Entity
 from models.patient import Patient
 
@@ -48,6 +49,10 @@ class Reminder(Entity):
     due_at = fields.DatetimeField()
     status = fields.CharEnumField(ReminderStatus, max_length=16, default=ReminderStatus.PENDING)
     sent_at = fields.DatetimeField(null=True)
+    # Its place among alerts in commit order (models/clock.py), given as it falls due: what
+    # `reminderAlerts(after:)` resumes from. Null until then (and for those raised before
+    # alerts had positions but numbered by the migration: none).
+    alert_seq = fields.BigIntField(null=True, unique=True)
     dismissed_at = fields.DatetimeField(null=True)
     appointment: fields.ForeignKeyNullableRelation[Appointment] = fields.ForeignKeyField(
         "models.Appointment", related_name="reminders", null=True, on_delete=fields.CASCADE
@@ -58,7 +63,7 @@ class Reminder(Entity):
     class Meta:
         table = "reminder"
         unique_together = (("patient", "key"),)
-        indexes = (("status", "due_at"),)
+        indexes = (("status", "due_at"), ("patient_id", "alert_seq"))
 
 
 # --- operations -------------------------------------------------------------------------
@@ -97,14 +102,26 @@ async def _raise_rows(rows: list[Reminder], now: datetime) -> list[Reminder]:
                     status=ReminderStatus.DISMISSED, dismissed_at=now
                 )
                 continue
-        won = await Reminder.filter(id=row.id, status=ReminderStatus.PENDING).update(
-            status=ReminderStatus.SENT, sent_at=now
-        )
-        if won == 1:
-            row.status = ReminderStatus.SENT
-            row.sent_at = now
+        if await _raise(row, now):
             raised.append(row)
     return raised
+
+
+async def _raise(row: Reminder, now: datetime) -> bool:
+    """PENDING to SENT exactly once (the conditional UPDATE is the lock), with its alert
+    position taken last, in the same transaction: alerts are numbered in commit order."""
+    async with in_transaction() as conn:
+        won = await (
+            Reminder.filter(id=row.id, status=ReminderStatus.PENDING)
+            .using_db(conn)
+            .update(status=ReminderStatus.SENT, sent_at=now)
+        )
+        if won != 1:
+            return False
+        position = await clock.next_position(conn, clock.ALERTS)
+        await Reminder.filter(id=row.id).using_db(conn).update(alert_seq=position)
+    row.status, row.sent_at, row.alert_seq = ReminderStatus.SENT, now, position
+    return True
 
 
 async def raise_now(patient_id: UUID, key: str, *, now: datetime) -> list[Reminder]:
@@ -112,10 +129,7 @@ async def raise_now(patient_id: UUID, key: str, *, now: datetime) -> list[Remind
     row = await Reminder.get_or_none(patient_id=patient_id, key=key)
     if row is None:
         return []
-    won = await Reminder.filter(id=row.id, status=ReminderStatus.PENDING).update(
-        status=ReminderStatus.SENT, sent_at=now
-    )
-    return [row] if won == 1 else []
+    return [row] if await _raise(row, now) else []
 
 
 async def compute_rule_reminders(now: datetime, *, batch: int = 500) -> int:

@@ -20,25 +20,28 @@ from subscriptions.channels import publish_revoked
 
 @strawberry.type(description="A pending two-factor step: a one-time code went out by e-mail.")
 class LoginChallenge:
-    id: strawberry.ID
-    expires_at: datetime
+    id: strawberry.ID = strawberry.field(description="Send it back with the code to `verifyLogin`.")
+    expires_at: datetime = strawberry.field(description="When the code stops working (10 minutes).")
 
 
 @strawberry.input
 class LoginInput:
-    email: str
-    password: str
+    email: str = strawberry.field(description="The login e-mail.")
+    password: str = strawberry.field(description="The password.")
 
 
 @strawberry.input
 class ExchangeLoginTicketInput:
-    ticket: str
+    ticket: str = strawberry.field(
+        description="The `ticket` FranceConnect's callback put in the front end's URL: single "
+        "use, valid 60 seconds."
+    )
 
 
 @strawberry.input
 class VerifyLoginInput:
-    challenge_id: strawberry.ID
-    code: str
+    challenge_id: strawberry.ID = strawberry.field(description="The `challenge.id` of `login`.")
+    code: str = strawberry.field(description="The 6-digit code received by e-mail.")
 
 
 @strawberry.type
@@ -46,8 +49,12 @@ class LoginPayload:
     token: str | None = strawberry.field(
         description="The bearer token; null while a two-factor challenge is pending."
     )
-    expires_at: datetime | None
-    challenge: LoginChallenge | None
+    expires_at: datetime | None = strawberry.field(
+        description="When the token expires; null while a challenge is pending."
+    )
+    challenge: LoginChallenge | None = strawberry.field(
+        description="The two-factor step to complete with `verifyLogin`; null once logged in."
+    )
     account: strawberry.Private[Account | None]
 
     @strawberry.field(description="Who logged in; null while a challenge is pending.")

@@ -22,9 +22,10 @@ from models.patient import SpaceStatus as SpaceStatusModel
 from resolvers import ids
 from resolvers.audit import logged_write
 from resolvers.cost import sized
+from resolvers.enums import describe_values
 from resolvers.node import Node, register
 from resolvers.permissions import IsOperator, guard
-from resolvers.scope import patient_scope
+from resolvers.scope import SPACE_ID, patient_scope
 
 if TYPE_CHECKING:
     from resolvers.people import Patient
@@ -43,13 +44,33 @@ AppScope = strawberry.enum(
     description="What a patient may grant a partner app; `PartnerApp.scopeDescriptions` says "
     "each in plain words.",
 )
+describe_values(
+    AppScope,
+    {
+        "IDENTITY_READ": "Identité — name, birth date and sex; never the NIR.",
+        "DOCUMENTS_READ": (
+            "Lecture des documents — the documents a professional under a READ consent would "
+            "see: never a hidden one."
+        ),
+        "DOCUMENTS_WRITE": "Ajout de documents — add documents, authored by the app.",
+        "HEALTH_PROFILE_READ": (
+            "Lecture du profil médical — the health profile, the treating doctor and the "
+            "screenings."
+        ),
+        "VACCINATIONS_READ": "Lecture des vaccinations — the carnet de vaccination.",
+        "APPOINTMENTS_READ": "Lecture des rendez-vous — the agenda.",
+        "APPOINTMENTS_WRITE": (
+            "Gestion des rendez-vous — create, move and cancel appointments (source PLATFORM)."
+        ),
+    },
+)
 
 
 @strawberry.type(
     name="AppScopeDescription", description="A scope and what it lets an app do, in plain words."
 )
 class AppScopeDescription:
-    scope: AppScope  # type: ignore[valid-type]
+    scope: AppScope = strawberry.field(description="The scope.")  # type: ignore[valid-type]
     meaning: str = strawberry.field(description="As the consent screen shows it to the patient.")
 
 
@@ -63,9 +84,9 @@ class AppScopeDescription:
 )
 class PartnerApp(Node):
     pk: strawberry.Private[UUID]
-    name: str
-    description: str
-    homepage: str | None
+    name: str = strawberry.field(description="Its name, as the consent screen shows it.")
+    description: str = strawberry.field(description="What it does, in plain words.")
+    homepage: str | None = strawberry.field(description="Its web site; null when not given.")
     client_id: str = strawberry.field(
         description="Its OAuth client_id (public), and the name of its list of documents."
     )
@@ -108,9 +129,11 @@ class PartnerApp(Node):
 
 @strawberry.type(name="AppGrant", description="What a space granted one partner app.")
 class AppGrant:
-    app: PartnerApp
-    scopes: list[AppScope]  # type: ignore[valid-type]
-    granted_at: datetime
+    app: PartnerApp = strawberry.field(description="The app.")
+    scopes: list[AppScope] = strawberry.field(  # type: ignore[valid-type]
+        description="What it may do for this space."
+    )
+    granted_at: datetime = strawberry.field(description="When the space granted them.")
     last_used_at: datetime | None = strawberry.field(
         description="When the app last used it (to the minute); null if it never has."
     )
@@ -160,17 +183,19 @@ class CatalogueQuery:
 
 @strawberry.input
 class RegisterPartnerAppInput:
-    name: str
-    description: str
+    name: str = strawberry.field(description="Its name, as the consent screen shows it.")
+    description: str = strawberry.field(description="What it does, in plain words.")
     redirect_uris: list[str] = strawberry.field(
         description="Compared exactly: https, http on the loopback, or a native app's scheme."
     )
-    scopes: list[AppScope]  # type: ignore[valid-type]
+    scopes: list[AppScope] = strawberry.field(  # type: ignore[valid-type]
+        description="The scopes it may ask a patient for (the most a patient can grant it)."
+    )
     confidential: bool = strawberry.field(
         description="A confidential client gets a secret; a public one (a mobile or browser "
         "app) none, and relies on PKCE alone."
     )
-    homepage: str | None = None
+    homepage: str | None = strawberry.field(default=None, description="Its web site, if any.")
     documents: list[str] | None = strawberry.field(
         default=None,
         description="The texts of the GraphQL documents the app will run, registered on its "
@@ -180,8 +205,8 @@ class RegisterPartnerAppInput:
 
 @strawberry.type
 class RegisterPartnerAppPayload:
-    app: PartnerApp
-    client_id: str
+    app: PartnerApp = strawberry.field(description="The app, referenced.")
+    client_id: str = strawberry.field(description="Its OAuth client_id.")
     client_secret: str | None = strawberry.field(
         description="Shown this once (only its hash is kept); null for a public client."
     )
@@ -189,13 +214,19 @@ class RegisterPartnerAppPayload:
 
 @strawberry.input
 class GrantAppAccessInput:
-    client_id: str
-    redirect_uri: str
-    scopes: list[AppScope]  # type: ignore[valid-type]
-    state: str
-    code_challenge: str
+    client_id: str = strawberry.field(description="The app's `client_id`, from its request.")
+    redirect_uri: str = strawberry.field(
+        description="The `redirect_uri` of its request: one it registered, compared exactly."
+    )
+    scopes: list[AppScope] = strawberry.field(  # type: ignore[valid-type]
+        description="What the patient grants: among those the app may ask for."
+    )
+    state: str = strawberry.field(description="The app's `state`, sent back as it came.")
+    code_challenge: str = strawberry.field(
+        description="The app's PKCE `code_challenge` (S256 of its code verifier)."
+    )
     code_challenge_method: str = strawberry.field(description='"S256" (the only one accepted).')
-    patient_id: strawberry.ID | None = None
+    patient_id: strawberry.ID | None = strawberry.field(default=None, description=SPACE_ID)
 
 
 @strawberry.type
@@ -208,13 +239,13 @@ class GrantAppAccessPayload:
 
 @strawberry.input
 class RevokeAppAccessInput:
-    app_id: strawberry.ID
-    patient_id: strawberry.ID | None = None
+    app_id: strawberry.ID = strawberry.field(description="The app (`PartnerApp.id`).")
+    patient_id: strawberry.ID | None = strawberry.field(default=None, description=SPACE_ID)
 
 
 @strawberry.type
 class RevokeAppAccessPayload:
-    patient: PatientRef
+    patient: PatientRef = strawberry.field(description="The patient, as changed.")
 
 
 def _manifest(texts: list[str], info: Info) -> persisted.Manifest | None:

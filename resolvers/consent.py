@@ -30,14 +30,22 @@ from resolvers.enums import AccessBasis as AccessBasisEnum
 from resolvers.enums import ActorRole, ConsentAccess
 from resolvers.node import Node, register
 from resolvers.pagination import Connection, Order, paginate
-from resolvers.people import Establishment, Operator, Patient, Professional
+from resolvers.people import (
+    PATIENT_AFTER_WRITE,
+    Establishment,
+    Operator,
+    Patient,
+    Professional,
+    patient_after_write,
+)
 from resolvers.permissions import (
     IsProfessional,
     IsProfessionalOrOperator,
     SeesReferencedDocument,
     guard,
 )
-from resolvers.scope import patient_scope
+from resolvers.post_only import NIR_POST_ONLY
+from resolvers.scope import SPACE_ID, patient_scope
 
 Actor = Annotated[
     Patient | Professional | Operator | PartnerApp,
@@ -53,13 +61,21 @@ ACCESS_LOG_ORDER = Order((("at", True), ("id", True)))
 class Consent(Node):
     pk: strawberry.Private[UUID]
     professional_id: strawberry.Private[UUID]
-    access: ConsentAccess  # type: ignore[valid-type]
-    granted_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    active: bool
+    access: ConsentAccess = strawberry.field(  # type: ignore[valid-type]
+        description="What it grants."
+    )
+    granted_at: datetime = strawberry.field(description="When it was granted.")
+    expires_at: datetime | None = strawberry.field(
+        description="When it ends by itself; null: until revoked."
+    )
+    revoked_at: datetime | None = strawberry.field(
+        description="When the holder revoked it; null while not revoked."
+    )
+    active: bool = strawberry.field(
+        description="Whether it works now: neither revoked nor expired."
+    )
 
-    @strawberry.field
+    @strawberry.field(description="The professional it lets in.")
     async def professional(self, info: Info) -> Professional | None:
         row = await info.context.loaders.professional.load(self.professional_id)
         return Professional.from_model(row) if row else None
@@ -83,10 +99,16 @@ class AccessEvent(Node):
     actor_id: strawberry.Private[UUID]
     document_id: strawberry.Private[UUID | None]
     establishment_id: strawberry.Private[UUID | None]
-    at: datetime
-    action: AccessActionEnum  # type: ignore[valid-type]
-    role: ActorRole  # type: ignore[valid-type]
-    basis: AccessBasisEnum  # type: ignore[valid-type]
+    at: datetime = strawberry.field(description="When it happened.")
+    action: AccessActionEnum = strawberry.field(  # type: ignore[valid-type]
+        description="What was done."
+    )
+    role: ActorRole = strawberry.field(  # type: ignore[valid-type]
+        description="In which role the actor acted."
+    )
+    basis: AccessBasisEnum = strawberry.field(  # type: ignore[valid-type]
+        description="By what right."
+    )
 
     @strawberry.field(
         description="Who accessed: a representative, a professional, an operator, a partner app."
@@ -146,7 +168,9 @@ class AccessEvent(Node):
         )
 
 
-@strawberry.type(name="AccessEventConnection")
+@strawberry.type(
+    name="AccessEventConnection", description="A page of the access log (a Relay connection)."
+)
 class AccessEventConnection(Connection[AccessEvent]):
     pass
 
@@ -162,7 +186,13 @@ async def patient_consents(info: Info, patient_pk: UUID) -> list[Consent]:
 
 
 async def patient_access_log(
-    info: Info, patient_pk: UUID, first: int | None, after: str | None
+    info: Info,
+    patient_pk: UUID,
+    first: int | None,
+    after: str | None,
+    *,
+    last: int | None = None,
+    before: str | None = None,
 ) -> AccessEventConnection:
     relation = await info.context.loaders.relation.load(patient_pk)
     await record_access(info, relation)
@@ -172,9 +202,30 @@ async def patient_access_log(
         ACCESS_LOG_ORDER,
         first=first,
         after=after,
+        last=last,
+        before=before,
         wrap=AccessEvent.from_model,
         connection=AccessEventConnection,
     )
+
+
+# --- Professional fields ----------------------------------------------------------------
+
+
+async def linking_consents(
+    professional_pk: UUID, patient_pks: list[UUID], now: datetime
+) -> dict[UUID, ConsentModel]:
+    """For each of these spaces, the live consent that links it to the professional (the
+    basis of `Professional.patients`), read in one statement. There is one each
+    (`grant_consent` replaces the live one); were there two, the one that grants more, then
+    the latest, as `models.access.Relation` decides (READ_WRITE wins over READ)."""
+    if not patient_pks:
+        return {}
+    rows = await ConsentModel.filter(
+        access.active_consent(professional_pk, now), patient_id__in=patient_pks
+    )
+    rows.sort(key=lambda row: (row.access is consents.ConsentAccess.READ_WRITE, row.granted_at))
+    return {row.patient_id: row for row in rows}  # the last one of each space wins
 
 
 @register("Consent")
@@ -210,11 +261,25 @@ class ConsentQuery:
     @strawberry.field(
         description=(
             "PROFESSIONAL or OPERATOR: find a patient by NIR and birth date. Logged as a "
-            "LOOKUP in the holder's access log. NOT_FOUND when nothing matches."
+            "LOOKUP in the holder's access log. NOT_FOUND when nothing matches. Served over "
+            "POST only (`@postOnly`): over GET, 405 with `Allow: POST`."
         ),
         extensions=guard(IsProfessionalOrOperator()),
+        directives=[NIR_POST_ONLY],
     )
-    async def patient_by_nir(self, info: Info, nir: str, birth_date: date) -> Patient | None:
+    async def patient_by_nir(
+        self,
+        info: Info,
+        nir: Annotated[
+            str,
+            strawberry.argument(
+                description="The 15-character NIR (key included); spaces are ignored."
+            ),
+        ],
+        birth_date: Annotated[
+            date, strawberry.argument(description="The patient's birth date, which must match.")
+        ],
+    ) -> Patient | None:
         ctx = info.context
         number = normalize_nir(nir)
         row = await PatientModel.get_or_none(nir_hash=ctx.vault.keyed_hash(number, purpose="nir"))
@@ -245,80 +310,105 @@ def _professional_pk(value: strawberry.ID) -> UUID:
 
 @strawberry.input
 class GrantConsentInput:
-    professional_id: strawberry.ID
-    access: ConsentAccess  # type: ignore[valid-type]
-    expires_at: datetime | None = None
-    patient_id: strawberry.ID | None = None
+    professional_id: strawberry.ID = strawberry.field(
+        description="The professional (BAD_USER_INPUT if unknown; CONFLICT if blocked)."
+    )
+    access: ConsentAccess = strawberry.field(  # type: ignore[valid-type]
+        description="What to grant; replaces that professional's live consent, if any."
+    )
+    expires_at: datetime | None = strawberry.field(
+        default=None,
+        description="When it ends by itself: in the future, with an offset; absent: until revoked.",
+    )
+    patient_id: strawberry.ID | None = strawberry.field(default=None, description=SPACE_ID)
 
 
 @strawberry.type
 class GrantConsentPayload:
-    consent: Consent
+    consent: Consent = strawberry.field(description="The consent granted.")
+    patient_pk: strawberry.Private[UUID]
+
+    @strawberry.field(description=PATIENT_AFTER_WRITE)
+    async def patient(self, info: Info) -> Patient | None:
+        return await patient_after_write(info, self.patient_pk)
 
 
 @strawberry.input
 class RevokeConsentInput:
-    consent_id: strawberry.ID
+    consent_id: strawberry.ID = strawberry.field(description="The consent to revoke.")
 
 
 @strawberry.type
 class RevokeConsentPayload:
-    consent: Consent
+    consent: Consent = strawberry.field(description="The consent, revoked.")
+    patient_pk: strawberry.Private[UUID]
+
+    @strawberry.field(description=PATIENT_AFTER_WRITE)
+    async def patient(self, info: Info) -> Patient | None:
+        return await patient_after_write(info, self.patient_pk)
 
 
 @strawberry.input
 class BlockProfessionalInput:
-    professional_id: strawberry.ID
-    patient_id: strawberry.ID | None = None
+    professional_id: strawberry.ID = strawberry.field(description="The professional to block.")
+    patient_id: strawberry.ID | None = strawberry.field(default=None, description=SPACE_ID)
 
 
 @strawberry.type
 class BlockProfessionalPayload:
-    patient: Patient
+    patient: Patient = strawberry.field(description="The patient, as changed.")
 
 
 @strawberry.input
 class UnblockProfessionalInput:
-    professional_id: strawberry.ID
-    patient_id: strawberry.ID | None = None
+    professional_id: strawberry.ID = strawberry.field(description="The professional to unblock.")
+    patient_id: strawberry.ID | None = strawberry.field(default=None, description=SPACE_ID)
 
 
 @strawberry.type
 class UnblockProfessionalPayload:
-    patient: Patient
+    patient: Patient = strawberry.field(description="The patient, as changed.")
 
 
 @strawberry.input
 class SetTreatingDoctorInput:
-    professional_id: strawberry.ID
-    patient_id: strawberry.ID | None = None
+    professional_id: strawberry.ID = strawberry.field(
+        description="The professional to designate as médecin traitant."
+    )
+    patient_id: strawberry.ID | None = strawberry.field(default=None, description=SPACE_ID)
 
 
 @strawberry.type
 class SetTreatingDoctorPayload:
-    patient: Patient
+    patient: Patient = strawberry.field(description="The patient, as changed.")
 
 
 @strawberry.input
 class SetEmergencyAccessOppositionInput:
-    opposed: bool
-    patient_id: strawberry.ID | None = None
+    opposed: bool = strawberry.field(
+        description="true: no professional may open the dossier in an emergency; false: allowed."
+    )
+    patient_id: strawberry.ID | None = strawberry.field(default=None, description=SPACE_ID)
 
 
 @strawberry.type
 class SetEmergencyAccessOppositionPayload:
-    patient: Patient
+    patient: Patient = strawberry.field(description="The patient, as changed.")
 
 
 @strawberry.input
 class EmergencyAccessInput:
-    patient_id: strawberry.ID
-    reason: str
+    patient_id: strawberry.ID = strawberry.field(description="The patient whose dossier to open.")
+    reason: str = strawberry.field(
+        description=(
+            "Why, 1 to 1,000 characters: the holder is alerted at once and reads it in the alert."
+        )
+    )
 
 
 @strawberry.type
 class EmergencyAccessPayload:
-    patient: Patient
+    patient: Patient = strawberry.field(description="The patient whose dossier is now open.")
 
 
 async def _patient(info: Info, pk: UUID) -> Patient:
@@ -358,7 +448,9 @@ class ConsentMutation:
                 expires_at=input.expires_at,
                 now=info.context.now,
             )
-        return GrantConsentPayload(consent=Consent.from_model(row, info.context.now))
+        return GrantConsentPayload(
+            consent=Consent.from_model(row, info.context.now), patient_pk=row.patient_id
+        )
 
     @strawberry.mutation(description="Withdraw a consent; it stops working at once.")
     async def revoke_consent(self, info: Info, input: RevokeConsentInput) -> RevokeConsentPayload:
@@ -368,7 +460,9 @@ class ConsentMutation:
         )
         async with logged_write(info, relation):
             row = await consents.revoke_consent(row, now=info.context.now)
-        return RevokeConsentPayload(consent=Consent.from_model(row, info.context.now))
+        return RevokeConsentPayload(
+            consent=Consent.from_model(row, info.context.now), patient_pk=row.patient_id
+        )
 
     @strawberry.mutation(description="Block a professional: a block wins over any consent.")
     async def block_professional(

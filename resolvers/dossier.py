@@ -6,12 +6,13 @@ import asyncio
 from collections.abc import Awaitable, Mapping, Sequence
 from datetime import date, datetime
 from enum import Enum, auto
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import strawberry
 from strawberry.file_uploads import Upload
 from strawberry.types.nodes import SelectedField, Selection
+from tortoise.models import Model
 
 from api.context import Info
 from api.errors import BadUserInput, Forbidden, NotFound, Unauthenticated
@@ -20,18 +21,33 @@ from models import record
 from models.access import Relation
 from models.catalogue import AppScope
 from models.document import Document as DocumentModel
+from models.idempotency import Operation, Replay, created, file_digest, once
 from models.record import HealthProfile as HealthProfileModel
 from models.record import Screening as ScreeningModel
 from models.record import Vaccination as VaccinationModel
 from resolvers import ids
 from resolvers.audit import logged_write, record_access, write_event
 from resolvers.catalogue import PartnerApp
-from resolvers.cost import sized
+from resolvers.cost import READS_DATABASE, sized
 from resolvers.enums import DocumentCategory, ScreeningKind, VaccineCode
+from resolvers.idempotency import key_field, keyed
 from resolvers.node import Node, register
-from resolvers.pagination import Connection, Order, Where, empty_connection, paginate
-from resolvers.people import Patient, Professional
-from resolvers.scope import acting_for
+from resolvers.pagination import (
+    Connection,
+    Edge,
+    Order,
+    Where,
+    empty_connection,
+    fetch_values,
+    paginate,
+)
+from resolvers.people import (
+    PATIENT_AFTER_WRITE,
+    Patient,
+    Professional,
+    patient_after_write,
+)
+from resolvers.scope import PATIENT_ID, acting_for
 
 DocumentAuthor = Annotated[
     Patient | Professional | PartnerApp,
@@ -42,6 +58,7 @@ DocumentAuthor = Annotated[
 ]
 
 Author = Patient | Professional | PartnerApp | None
+NodeT = TypeVar("NodeT")
 
 DOCUMENT_ORDER = Order((("date", True), ("created_at", True), ("id", True)))
 DOCUMENT_FIELDS = (
@@ -76,18 +93,34 @@ class Document(Node):
     author_patient_id: strawberry.Private[UUID | None]
     author_professional_id: strawberry.Private[UUID | None]
     author_app_id: strawberry.Private[UUID | None]
-    title: str
-    category: DocumentCategory  # type: ignore[valid-type]
-    date: date
-    created_at: datetime
-    mime_type: str
-    size: int
-    sha256: str
+    title: str = strawberry.field(description="Its title, 1 to 200 characters.")
+    category: DocumentCategory = strawberry.field(  # type: ignore[valid-type]
+        description="What kind of document it is."
+    )
+    date: date = strawberry.field(
+        description="The day the document is of (the date of the act), as its author gave it."
+    )
+    created_at: datetime = strawberry.field(description="When it was added to the dossier.")
+    mime_type: str = strawberry.field(
+        description=(
+            "Its media type, sniffed from the bytes at upload (PDF, JPEG, PNG, TIFF, RTF or "
+            "plain text), never taken from the client."
+        )
+    )
+    size: int = strawberry.field(description="The size of its content, in bytes.")
+    sha256: str = strawberry.field(
+        description="The SHA-256 of its content: 64 lower-case hex digits."
+    )
     hidden: bool = strawberry.field(
         description="Hidden by the holder: invisible to professionals but its author and the "
         "médecin traitant."
     )
-    hidden_from_representatives: bool
+    hidden_from_representatives: bool = strawberry.field(
+        description=(
+            "Deposited by a professional as hidden from legal representatives: they never "
+            "see it, on any path."
+        )
+    )
     preloaded_author: strawberry.Private[Author | NotLoaded] = NOT_LOADED
 
     @strawberry.field(
@@ -119,6 +152,26 @@ class Document(Node):
     def content_url(self, info: Info) -> str:
         return f"{info.context.settings.public_url}/documents/{self.id}/content"
 
+    @strawberry.field(
+        description=(
+            "Whether `deleteDocument` is allowed to this viewer on this document, by the "
+            "rule it applies (the holder or a legal representative, the space not closed)."
+        ),
+        directives=[READS_DATABASE],
+    )
+    async def viewer_can_delete(self, info: Info) -> bool:
+        return await manages_document(info, self.pk)
+
+    @strawberry.field(
+        description=(
+            "Whether `setDocumentHidden` is allowed to this viewer on this document, by the "
+            "rule it applies (the same as `viewerCanDelete`'s)."
+        ),
+        directives=[READS_DATABASE],
+    )
+    async def viewer_can_hide(self, info: Info) -> bool:
+        return await manages_document(info, self.pk)
+
     @classmethod
     def from_model(cls, row: DocumentModel) -> Document:
         return cls.from_values({name: getattr(row, name) for name in DOCUMENT_FIELDS})
@@ -148,10 +201,16 @@ class Document(Node):
 class Vaccination(Node):
     pk: strawberry.Private[UUID]
     professional_id: strawberry.Private[UUID | None]
-    vaccine: VaccineCode  # type: ignore[valid-type]
-    date: date
-    dose_number: int | None
-    lot_number: str | None
+    vaccine: VaccineCode = strawberry.field(  # type: ignore[valid-type]
+        description="Which vaccine."
+    )
+    date: date = strawberry.field(description="The day it was given.")
+    dose_number: int | None = strawberry.field(
+        description="Which dose of the schedule (1 to 20), when known."
+    )
+    lot_number: str | None = strawberry.field(
+        description="The vaccine's lot number, when known (64 characters at most)."
+    )
 
     @strawberry.field(description="Who gave it, when known.")
     async def professional(self, info: Info) -> Professional | None:
@@ -175,9 +234,13 @@ class Vaccination(Node):
 
 @strawberry.type(name="Screening", description="A screening test and its result.")
 class Screening(Node):
-    kind: ScreeningKind  # type: ignore[valid-type]
-    date: date
-    result: str | None
+    kind: ScreeningKind = strawberry.field(  # type: ignore[valid-type]
+        description="Which screening."
+    )
+    date: date = strawberry.field(description="The day the test was done.")
+    result: str | None = strawberry.field(
+        description="Its result in free text (500 characters at most), when recorded."
+    )
 
     @classmethod
     def from_model(cls, row: ScreeningModel) -> Screening:
@@ -189,36 +252,79 @@ class Screening(Node):
         )
 
 
-@strawberry.type
+@strawberry.type(description="The latest measurements, as last written (one set, no history).")
 class Measurements:
-    height_cm: float | None = None
-    weight_kg: float | None = None
-    systolic_mmhg: int | None = None
-    diastolic_mmhg: int | None = None
-    measured_on: date | None = None
+    height_cm: float | None = strawberry.field(default=None, description="Height, in centimetres.")
+    weight_kg: float | None = strawberry.field(default=None, description="Weight, in kilograms.")
+    systolic_mmhg: int | None = strawberry.field(
+        default=None, description="Systolic blood pressure, in mmHg."
+    )
+    diastolic_mmhg: int | None = strawberry.field(
+        default=None, description="Diastolic blood pressure, in mmHg."
+    )
+    measured_on: date | None = strawberry.field(
+        default=None, description="The day they were measured, when given."
+    )
 
 
-@strawberry.type
+@strawberry.type(
+    description="The personne de confiance: who may accompany the patient and be consulted."
+)
 class TrustedPerson:
-    name: str
-    phone: str | None = None
-    relationship: str | None = None
+    name: str = strawberry.field(description="Their name.")
+    phone: str | None = strawberry.field(default=None, description="A phone number, as given.")
+    relationship: str | None = strawberry.field(
+        default=None, description="Who they are to the patient, in free text."
+    )
 
 
-@strawberry.type(name="HealthProfile", description="The profile sections beside documents.")
-class HealthProfile:
-    allergies: list[str] = strawberry.field(directives=[sized(record.MAX_ITEMS)])
-    treatments: list[str] = strawberry.field(directives=[sized(record.MAX_ITEMS)])
-    history: list[str] = strawberry.field(directives=[sized(record.MAX_ITEMS)])
-    measurements: Measurements | None
-    advance_directives: str | None
-    trusted_person: TrustedPerson | None
-    updated_at: datetime | None
+# An entry list of UpdateHealthProfileInput.
+_ITEMS = (
+    "The {}. Absent: unchanged. A list: replaces the section (spaces collapsed, empty entries "
+    f"dropped; {record.MAX_ITEMS} entries of {record.MAX_ITEM_LENGTH} characters at most). "
+    "null: the section is cleared."
+)
+
+
+@strawberry.type(
+    name="HealthProfile",
+    description=(
+        "The profile sections beside documents. One per patient: its id is derived from the "
+        "patient's, so it exists (empty) before anything is written, and `node(id:)` "
+        "reads it by the rule of `Patient.healthProfile`."
+    ),
+)
+class HealthProfile(Node):
+    allergies: list[str] = strawberry.field(
+        description="Known allergies, one entry each; empty when none was written.",
+        directives=[sized(record.MAX_ITEMS)],
+    )
+    treatments: list[str] = strawberry.field(
+        description="Current treatments, one entry each.", directives=[sized(record.MAX_ITEMS)]
+    )
+    history: list[str] = strawberry.field(
+        description="Medical history (antécédents), one entry each.",
+        directives=[sized(record.MAX_ITEMS)],
+    )
+    measurements: Measurements | None = strawberry.field(
+        description="The latest measurements; null when none were written."
+    )
+    advance_directives: str | None = strawberry.field(
+        description="The directives anticipées, in free text; null when none were written."
+    )
+    trusted_person: TrustedPerson | None = strawberry.field(
+        description="The personne de confiance; null when none was named."
+    )
+    updated_at: datetime | None = strawberry.field(
+        description="When a section was last written; null while the profile is empty."
+    )
 
     @classmethod
-    def from_model(cls, row: HealthProfileModel | None) -> HealthProfile:
+    def from_model(cls, row: HealthProfileModel | None, patient_pk: UUID) -> HealthProfile:
+        profile_id = strawberry.ID(ids.encode("HealthProfile", patient_pk))
         if row is None:
             return cls(
+                id=profile_id,
                 allergies=[],
                 treatments=[],
                 history=[],
@@ -230,6 +336,7 @@ class HealthProfile:
         m = row.measurements
         t = row.trusted_person
         return cls(
+            id=profile_id,
             allergies=list(row.allergies or []),
             treatments=list(row.treatments or []),
             history=list(row.history or []),
@@ -252,7 +359,7 @@ class HealthProfile:
         )
 
 
-@strawberry.type(name="DocumentConnection")
+@strawberry.type(name="DocumentConnection", description="A page of documents (a Relay connection).")
 class DocumentConnection(Connection[Document]):
     pass
 
@@ -272,6 +379,9 @@ async def patient_documents(
     first: int | None,
     after: str | None,
     category: Any,
+    *,
+    last: int | None = None,
+    before: str | None = None,
 ) -> DocumentConnection:
     relation = await dossier_relation(info, patient_pk)
     scope = documents.document_scope(info.context.actor, relation)
@@ -282,13 +392,18 @@ async def patient_documents(
     if category is not None:
         query = query.filter(category=category)
         where &= Where('"category" = {}', [DocumentCategory(category).value])
-    authors = any(selects(f.selections, "edges", "node", "author") for f in info.selected_fields)
+    authors = any(
+        selects(f.selections, "edges", "node", "author") or selects(f.selections, "nodes", "author")
+        for f in info.selected_fields
+    )
     loaders = info.context.loaders
     page = await paginate(
         query,
         DOCUMENT_ORDER,
         first=first,
         after=after,
+        last=last,
+        before=before,
         wrap=Document.from_values,
         connection=DocumentConnection,
         fields=DOCUMENT_FIELDS,
@@ -372,7 +487,7 @@ async def patient_screenings(info: Info, patient_pk: UUID) -> list[Screening]:
 async def patient_health_profile(info: Info, patient_pk: UUID) -> HealthProfile:
     await dossier_relation(info, patient_pk)
     row = await info.context.loaders.health_profile.load(patient_pk)
-    return HealthProfile.from_model(row)
+    return HealthProfile.from_model(row, patient_pk)
 
 
 # --- node -------------------------------------------------------------------------------
@@ -399,6 +514,19 @@ async def _document_nodes(info: Info, pks: list[UUID]) -> dict[UUID, Any]:
         basis = documents.read_basis(relation)
         await record_access(info, relation, document_id=row.id, basis=basis)
     return {pk: Document.from_model(row) for pk, row in found.items()}
+
+
+@register("HealthProfile")
+async def _health_profile_nodes(info: Info, pks: list[UUID]) -> dict[UUID, Any]:
+    """Keyed by the patient's id: read as `Patient.healthProfile` reads it."""
+    loaders = info.context.loaders
+    relations = await loaders.relation.load_many(pks)
+    readable = [r.patient_id for r in relations if r.reads(AppScope.HEALTH_PROFILE_READ)]
+    for relation in relations:
+        if relation.patient_id in readable:
+            await record_access(info, relation)
+    rows = await loaders.health_profile.load_many(readable)
+    return {pk: HealthProfile.from_model(row, pk) for pk, row in zip(readable, rows, strict=True)}
 
 
 @register("Vaccination")
@@ -428,102 +556,217 @@ async def _screening_nodes(info: Info, pks: list[UUID]) -> dict[UUID, Any]:
 # --- mutations --------------------------------------------------------------------------
 
 
+async def new_edge(model: type[Model], pk: UUID, order: Order, node: NodeT) -> Edge[NodeT]:
+    """A row just written as an edge of its list, with the cursor that list gives it: the
+    order's columns read back as the list reads them (some, a commit sequence, say, are the
+    database's to set)."""
+    names = [name for name, _ in order.columns]
+    (row,) = await fetch_values(model.filter(id=pk), names)
+    return Edge(node=node, position=[row[name] for name in names])
+
+
 @strawberry.input
 class AddDocumentInput:
-    title: str
-    category: DocumentCategory  # type: ignore[valid-type]
-    file: Upload
+    title: str = strawberry.field(description="1 to 200 characters (spaces collapsed).")
+    category: DocumentCategory = strawberry.field(  # type: ignore[valid-type]
+        description="What kind of document it is."
+    )
+    file: Upload = strawberry.field(
+        description=(
+            "The content: PDF, JPEG, PNG, TIFF, RTF or plain text, sniffed from the bytes; "
+            "20 MB at most by default (MAX_UPLOAD_BYTES), PAYLOAD_TOO_LARGE beyond."
+        )
+    )
     date: date | None = strawberry.field(default=None, description="Defaults to today.")
     hidden_from_representatives: bool | None = strawberry.field(
         default=False, description="Professionals only: legal representatives never see it."
     )
-    patient_id: strawberry.ID | None = None
+    patient_id: strawberry.ID | None = strawberry.field(default=None, description=PATIENT_ID)
+    idempotency_key: str | None = key_field()
 
 
 @strawberry.type
 class AddDocumentPayload:
-    document: Document
+    document: Document = strawberry.field(description="The document added.")
+
+    @strawberry.field(
+        description=(
+            "The new document as an edge of `Patient.documents`, with the cursor that list "
+            "gives it: a client's cache inserts it there without reading the list again."
+        )
+    )
+    async def document_edge(self) -> Edge[Document]:
+        return await new_edge(DocumentModel, self.document.pk, DOCUMENT_ORDER, self.document)
 
 
 @strawberry.input
 class SetDocumentHiddenInput:
-    document_id: strawberry.ID
-    hidden: bool
+    document_id: strawberry.ID = strawberry.field(description="The document.")
+    hidden: bool = strawberry.field(
+        description="true hides it from professionals (but its author and the médecin "
+        "traitant); false shows it again."
+    )
 
 
 @strawberry.type
 class SetDocumentHiddenPayload:
-    document: Document
+    document: Document = strawberry.field(description="The document, as changed.")
 
 
 @strawberry.input
 class DeleteDocumentInput:
-    document_id: strawberry.ID
+    document_id: strawberry.ID = strawberry.field(description="The document to delete.")
 
 
 @strawberry.type
 class DeleteDocumentPayload:
-    deleted_id: strawberry.ID
+    deleted_id: strawberry.ID = strawberry.field(
+        description="The id of the document deleted: a client's cache evicts it."
+    )
+    patient_pk: strawberry.Private[UUID]
+
+    @strawberry.field(description=PATIENT_AFTER_WRITE)
+    async def patient(self, info: Info) -> Patient | None:
+        return await patient_after_write(info, self.patient_pk)
 
 
 @strawberry.input
 class RecordVaccinationInput:
-    vaccine: VaccineCode  # type: ignore[valid-type]
-    date: date
-    dose_number: int | None = None
-    lot_number: str | None = None
-    professional_id: strawberry.ID | None = None
-    patient_id: strawberry.ID | None = None
+    vaccine: VaccineCode = strawberry.field(  # type: ignore[valid-type]
+        description="Which vaccine."
+    )
+    date: date = strawberry.field(description="The day it was given: not in the future.")
+    dose_number: int | None = strawberry.field(
+        default=None, description="Which dose of the schedule, 1 to 20; absent when unknown."
+    )
+    lot_number: str | None = strawberry.field(
+        default=None, description="The lot number, 64 characters at most; absent when unknown."
+    )
+    professional_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description=(
+            "Who gave it; absent: unknown, or the calling professional when a professional "
+            "records it."
+        ),
+    )
+    patient_id: strawberry.ID | None = strawberry.field(default=None, description=PATIENT_ID)
 
 
 @strawberry.type
 class RecordVaccinationPayload:
-    vaccination: Vaccination
+    vaccination: Vaccination = strawberry.field(description="The entry recorded.")
+    patient_pk: strawberry.Private[UUID]
+
+    @strawberry.field(description=PATIENT_AFTER_WRITE + " Its `vaccinations` hold the entry.")
+    async def patient(self, info: Info) -> Patient | None:
+        return await patient_after_write(info, self.patient_pk)
 
 
 @strawberry.input
 class RecordScreeningInput:
-    kind: ScreeningKind  # type: ignore[valid-type]
-    date: date
-    result: str | None = None
-    patient_id: strawberry.ID | None = None
+    kind: ScreeningKind = strawberry.field(  # type: ignore[valid-type]
+        description="Which screening."
+    )
+    date: date = strawberry.field(description="The day the test was done: not in the future.")
+    result: str | None = strawberry.field(
+        default=None, description="Its result in free text, 500 characters at most."
+    )
+    patient_id: strawberry.ID | None = strawberry.field(default=None, description=PATIENT_ID)
 
 
 @strawberry.type
 class RecordScreeningPayload:
-    screening: Screening
+    screening: Screening = strawberry.field(description="The screening recorded.")
+    patient_pk: strawberry.Private[UUID]
+
+    @strawberry.field(description=PATIENT_AFTER_WRITE + " Its `screenings` hold the entry.")
+    async def patient(self, info: Info) -> Patient | None:
+        return await patient_after_write(info, self.patient_pk)
 
 
-@strawberry.input
+@strawberry.input(
+    description=(
+        "A whole new set of measurements: it replaces the previous one, so a value absent or "
+        "null here is null afterwards (nothing is merged)."
+    )
+)
 class MeasurementsInput:
-    height_cm: float | None = None
-    weight_kg: float | None = None
-    systolic_mmhg: int | None = None
-    diastolic_mmhg: int | None = None
-    measured_on: date | None = None
+    height_cm: float | None = strawberry.field(
+        default=None, description="Height in centimetres, 20 to 260."
+    )
+    weight_kg: float | None = strawberry.field(
+        default=None, description="Weight in kilograms, 0.3 to 400."
+    )
+    systolic_mmhg: int | None = strawberry.field(
+        default=None, description="Systolic blood pressure in mmHg, 50 to 300."
+    )
+    diastolic_mmhg: int | None = strawberry.field(
+        default=None,
+        description="Diastolic blood pressure in mmHg, 20 to 200, below the systolic one.",
+    )
+    measured_on: date | None = strawberry.field(
+        default=None, description="The day they were measured: not in the future."
+    )
 
 
-@strawberry.input
+@strawberry.input(
+    description="A personne de confiance: replaces the previous one whole (nothing is merged)."
+)
 class TrustedPersonInput:
-    name: str
-    phone: str | None = None
-    relationship: str | None = None
+    name: str = strawberry.field(description="Their name, 1 to 200 characters.")
+    phone: str | None = strawberry.field(
+        default=None, description="A phone number; absent, null or blank: none."
+    )
+    relationship: str | None = strawberry.field(
+        default=None, description="Who they are to the patient; absent, null or blank: none."
+    )
 
 
-@strawberry.input(description="Only the sections given are replaced; null clears a section.")
+@strawberry.input(
+    description=(
+        "Each section is left as it is when the field is absent, replaced whole when it is "
+        "given, and cleared when it is an explicit null."
+    )
+)
 class UpdateHealthProfileInput:
-    allergies: list[str] | None = strawberry.UNSET
-    treatments: list[str] | None = strawberry.UNSET
-    history: list[str] | None = strawberry.UNSET
-    measurements: MeasurementsInput | None = strawberry.UNSET
-    advance_directives: str | None = strawberry.UNSET
-    trusted_person: TrustedPersonInput | None = strawberry.UNSET
-    patient_id: strawberry.ID | None = None
+    allergies: list[str] | None = strawberry.field(
+        default=strawberry.UNSET, description=_ITEMS.format("allergies")
+    )
+    treatments: list[str] | None = strawberry.field(
+        default=strawberry.UNSET, description=_ITEMS.format("current treatments")
+    )
+    history: list[str] | None = strawberry.field(
+        default=strawberry.UNSET, description=_ITEMS.format("medical history")
+    )
+    measurements: MeasurementsInput | None = strawberry.field(
+        default=strawberry.UNSET,
+        description=(
+            "Absent: unchanged. Given: replaces the whole set (a value left out becomes "
+            "null). null: the measurements are cleared."
+        ),
+    )
+    advance_directives: str | None = strawberry.field(
+        default=strawberry.UNSET,
+        description=(
+            "Absent: unchanged. Given: replaces them (10,000 characters at most; blank "
+            "clears them). null: cleared."
+        ),
+    )
+    trusted_person: TrustedPersonInput | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="Absent: unchanged. Given: replaces the person. null: none any more.",
+    )
+    patient_id: strawberry.ID | None = strawberry.field(default=None, description=PATIENT_ID)
 
 
 @strawberry.type
 class UpdateHealthProfilePayload:
-    health_profile: HealthProfile
+    health_profile: HealthProfile = strawberry.field(description="The profile, as changed.")
+    patient_pk: strawberry.Private[UUID]
+
+    @strawberry.field(description=PATIENT_AFTER_WRITE)
+    async def patient(self, info: Info) -> Patient | None:
+        return await patient_after_write(info, self.patient_pk)
 
 
 async def dossier_writer(info: Info, patient_id: strawberry.ID | None) -> Relation:
@@ -535,6 +778,16 @@ async def dossier_writer(info: Info, patient_id: strawberry.ID | None) -> Relati
         professional_may=lambda relation: relation.writes_dossier,
         refusal="Adding to this dossier needs a READ_WRITE consent.",
     )
+
+
+async def manages_document(info: Info, pk: UUID) -> bool:
+    """`_managed_document`'s rule for a document served to the viewer (so visible to them):
+    the rows through the request's loaders, batched across a page."""
+    loaders = info.context.loaders
+    row = await loaders.document.load(pk)
+    if row is None or info.context.actor.anonymous:
+        return False
+    return documents.manages_documents(await loaders.relation.load(row.patient_id))
 
 
 async def _managed_document(info: Info, document_id: strawberry.ID) -> DocumentModel:
@@ -549,9 +802,9 @@ async def _managed_document(info: Info, document_id: strawberry.ID) -> DocumentM
         raise NotFound()
     row = found[pk]
     relation = await info.context.loaders.relation.load(row.patient_id)
-    if not relation.manages:
-        raise Forbidden("Only the holder or a legal representative manages documents.")
-    if not relation.space_live:
+    if not documents.manages_documents(relation):
+        if not relation.manages:
+            raise Forbidden("Only the holder or a legal representative manages documents.")
         raise Forbidden("This space is closed.")
     return row
 
@@ -583,22 +836,44 @@ class DossierMutation:
         )
         ctx = info.context
         data = await _read_upload(input.file, ctx.settings.max_upload_bytes)
-        row = await documents.add_document(
-            documents.NewDocument(
-                title=input.title,
-                category=input.category,
-                data=data,
-                declared_mime=getattr(input.file, "content_type", None),
-                date=input.date or ctx.today,
-                hidden_from_representatives=bool(input.hidden_from_representatives),
+        declared_mime = getattr(input.file, "content_type", None)
+        attempt = keyed(
+            info,
+            Operation.ADD_DOCUMENT,
+            input.idempotency_key,
+            patient=relation.patient_id,
+            title=input.title,
+            category=input.category,
+            date=input.date,
+            hidden_from_representatives=bool(input.hidden_from_representatives),
+            file=file_digest(data, type=declared_mime),
+        )
+
+        async def replay(earlier: Replay) -> DocumentModel:
+            # Allowed to add to this dossier now (`acting_for` above): the document added.
+            return await created(DocumentModel, earlier.object_id, patient_id=relation.patient_id)
+
+        row, _ = await once(
+            attempt,
+            lambda: documents.add_document(
+                documents.NewDocument(
+                    title=input.title,
+                    category=input.category,
+                    data=data,
+                    declared_mime=declared_mime,
+                    date=input.date or ctx.today,
+                    hidden_from_representatives=bool(input.hidden_from_representatives),
+                ),
+                patient_id=relation.patient_id,
+                actor=ctx.actor,
+                relation=relation,
+                blobs=ctx.services.blobs,
+                max_bytes=ctx.settings.max_upload_bytes,
+                today=ctx.today,
+                audit=write_event(info, relation),
+                claim=attempt,
             ),
-            patient_id=relation.patient_id,
-            actor=ctx.actor,
-            relation=relation,
-            blobs=ctx.services.blobs,
-            max_bytes=ctx.settings.max_upload_bytes,
-            today=ctx.today,
-            audit=write_event(info, relation),
+            replay,
         )
         return AddDocumentPayload(document=Document.from_model(row))
 
@@ -624,7 +899,7 @@ class DossierMutation:
         await documents.delete_document(
             row, blobs=info.context.services.blobs, audit=write_event(info, relation)
         )
-        return DeleteDocumentPayload(deleted_id=input.document_id)
+        return DeleteDocumentPayload(deleted_id=input.document_id, patient_pk=row.patient_id)
 
     @strawberry.mutation(description="Record a vaccination in the carnet.")
     async def record_vaccination(
@@ -645,7 +920,9 @@ class DossierMutation:
                 professional_id=professional,
                 today=info.context.today,
             )
-        return RecordVaccinationPayload(vaccination=Vaccination.from_model(row))
+        return RecordVaccinationPayload(
+            vaccination=Vaccination.from_model(row), patient_pk=relation.patient_id
+        )
 
     @strawberry.mutation(description="Record a screening test.")
     async def record_screening(
@@ -660,7 +937,9 @@ class DossierMutation:
                 result=input.result,
                 today=info.context.today,
             )
-        return RecordScreeningPayload(screening=Screening.from_model(row))
+        return RecordScreeningPayload(
+            screening=Screening.from_model(row), patient_pk=relation.patient_id
+        )
 
     @strawberry.mutation(description="Replace sections of the health profile.")
     async def update_health_profile(
@@ -682,7 +961,10 @@ class DossierMutation:
             changes["trusted_person"] = _trusted_person(t) if t is not None else None
         async with logged_write(info, relation):
             row = await record.update_health_profile(relation.patient_id, changes)
-        return UpdateHealthProfilePayload(health_profile=HealthProfile.from_model(row))
+        return UpdateHealthProfilePayload(
+            health_profile=HealthProfile.from_model(row, relation.patient_id),
+            patient_pk=relation.patient_id,
+        )
 
 
 def _measurements(m: MeasurementsInput, today: date) -> dict[str, Any]:

@@ -8,6 +8,7 @@ returns it); its inbox fields delegate here.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 from uuid import UUID
 
 import strawberry
@@ -24,6 +25,7 @@ from resolvers.messaging import (
     CONVERSATION_ORDER,
     Conversation,
     ConversationConnection,
+    in_state,
     viewer_conversations,
 )
 from resolvers.pagination import paginate
@@ -41,7 +43,7 @@ class EstablishmentMember:
     professional_id: strawberry.Private[UUID]
     since: datetime = strawberry.field(description="When an operator attached them.")
 
-    @strawberry.field
+    @strawberry.field(description="The member.")
     async def professional(self, info: Info) -> Professional:
         row = await info.context.loaders.professional.load(self.professional_id)
         if row is None:  # a member's row goes with the professional's (CASCADE)
@@ -62,17 +64,26 @@ async def establishment_conversations(
     first: int | None,
     after: str | None,
     purpose: ConversationPurpose | None,  # type: ignore[valid-type]
+    *,
+    unread: bool | None = None,
+    open_: bool | None = None,
+    last: int | None = None,
+    before: str | None = None,
 ) -> ConversationConnection:
     """The shared inbox: the establishment's conversations the viewer takes part in (every
-    one, for a member; the guard lets only members in), latest first."""
+    one, for a member; the guard lets only members in), latest first; `unread` and `open_`
+    as on a professional's own (`in_state`)."""
     query = (await viewer_conversations(info)).filter(establishment_id=establishment_pk)
     if purpose is not None:
         query = query.filter(purpose=purpose)
+    query = in_state(info, query, unread=unread, open_=open_)
     return await paginate(
         query,
         CONVERSATION_ORDER,
         first=first,
         after=after,
+        last=last,
+        before=before,
         wrap=Conversation.from_model,
         connection=ConversationConnection,
     )
@@ -98,34 +109,38 @@ async def professional_memberships(info: Info, professional_pk: UUID) -> list[Es
 @strawberry.input
 class RegisterEstablishmentInput:
     finess: str = strawberry.field(description="9 characters, Luhn key (but 2A/2B).")
-    name: str
+    name: str = strawberry.field(description="Its name, as patients will see it.")
 
 
 @strawberry.type
 class RegisterEstablishmentPayload:
-    establishment: Establishment
+    establishment: Establishment = strawberry.field(description="The establishment registered.")
 
 
 @strawberry.input
 class AddEstablishmentMemberInput:
-    establishment_id: strawberry.ID
-    professional_id: strawberry.ID
+    establishment_id: strawberry.ID = strawberry.field(description="The establishment.")
+    professional_id: strawberry.ID = strawberry.field(
+        description="The professional who becomes a member of its shared inbox."
+    )
 
 
 @strawberry.type
 class AddEstablishmentMemberPayload:
-    establishment: Establishment
+    establishment: Establishment = strawberry.field(description="The establishment.")
 
 
 @strawberry.input
 class RemoveEstablishmentMemberInput:
-    establishment_id: strawberry.ID
-    professional_id: strawberry.ID
+    establishment_id: strawberry.ID = strawberry.field(description="The establishment.")
+    professional_id: strawberry.ID = strawberry.field(
+        description="The member who leaves: their access ends at once, open sockets included."
+    )
 
 
 @strawberry.type
 class RemoveEstablishmentMemberPayload:
-    establishment: Establishment
+    establishment: Establishment = strawberry.field(description="The establishment.")
 
 
 def _member_ids(
@@ -150,7 +165,13 @@ class EstablishmentQuery:
         ),
         extensions=guard(IsAuthenticated()),
     )
-    async def establishment_by_finess(self, info: Info, finess: str) -> Establishment | None:
+    async def establishment_by_finess(
+        self,
+        info: Info,
+        finess: Annotated[
+            str, strawberry.argument(description="9 characters; spaces are ignored.")
+        ],
+    ) -> Establishment | None:
         row = await EstablishmentModel.get_or_none(finess=normalize_finess(finess))
         if row is None:
             raise NotFound()

@@ -10,6 +10,7 @@ use of them is a read of the minor's dossier, logged as such (basis REPRESENTATI
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 from uuid import UUID
 
 import strawberry
@@ -33,9 +34,9 @@ from resolvers.dossier import (
     visible_documents,
 )
 from resolvers.enums import AccessBasis
-from resolvers.pagination import PAGE, empty_connection, paginate
+from resolvers.pagination import PAGE, After, Before, First, Last, empty_connection, paginate
 from resolvers.people import Professional
-from resolvers.scope import patient_scope
+from resolvers.scope import SPACE_ID, patient_scope
 
 
 @strawberry.type(
@@ -52,7 +53,7 @@ class Visibility:
         "emergency access); null when it lasts until the holder changes it."
     )
 
-    @strawberry.field
+    @strawberry.field(description="The professional who could read it.")
     async def professional(self, info: Info) -> Professional:
         row = await info.context.loaders.professional.load(self.professional_id)
         assert row is not None  # read from the rows that tie them to the space
@@ -76,18 +77,26 @@ class DossierPreview:
         description="When that basis ends by itself; null when it does not."
     )
 
-    @strawberry.field
+    @strawberry.field(description="The professional whose view this is.")
     async def professional(self, info: Info) -> Professional:
         row = await info.context.loaders.professional.load(self.professional_id)
         assert row is not None  # checked by previewAs
         return Professional.from_model(row)
 
     @strawberry.field(
-        description="The documents they would see (those the viewer sees too), newest first.",
+        description=(
+            "The documents they would see (those the viewer sees too), newest first by "
+            "`date`, then by when they were added."
+        ),
         directives=[PAGE],
     )
     async def documents(
-        self, info: Info, first: int | None = None, after: str | None = None
+        self,
+        info: Info,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
     ) -> DocumentConnection:
         where = visibility.visible_to_both(self.viewer_documents, self.scope.documents)
         if where is None:
@@ -97,6 +106,8 @@ class DossierPreview:
             DOCUMENT_ORDER,
             first=first,
             after=after,
+            last=last,
+            before=before,
             wrap=Document.from_values,
             connection=DocumentConnection,
             fields=DOCUMENT_FIELDS,
@@ -154,7 +165,13 @@ class HolderQuery:
         ),
         directives=[RECORD],  # as many as the space has consents, at most, and a few
     )
-    async def who_can_see(self, info: Info, document_id: strawberry.ID) -> list[Visibility]:
+    async def who_can_see(
+        self,
+        info: Info,
+        document_id: Annotated[
+            strawberry.ID, strawberry.argument(description="A document of the caller's space.")
+        ],
+    ) -> list[Visibility]:
         ctx = info.context
         row = await _document_for_manager(info, document_id)
         relation = await ctx.loaders.relation.load(row.patient_id)
@@ -177,8 +194,12 @@ class HolderQuery:
         self,
         info: Info,
         *,
-        patient_id: strawberry.ID | None = None,
-        professional_id: strawberry.ID,
+        patient_id: Annotated[
+            strawberry.ID | None, strawberry.argument(description=SPACE_ID)
+        ] = None,
+        professional_id: Annotated[
+            strawberry.ID, strawberry.argument(description="The professional to preview as.")
+        ],
     ) -> DossierPreview:
         ctx = info.context
         pk, relation = await patient_scope(info, patient_id)
@@ -206,7 +227,11 @@ class HolderQuery:
         )
     )
     async def verify_access_log(
-        self, info: Info, patient_id: strawberry.ID | None = None
+        self,
+        info: Info,
+        patient_id: Annotated[
+            strawberry.ID | None, strawberry.argument(description=SPACE_ID)
+        ] = None,
     ) -> AccessLogVerification:
         pk, relation = await patient_scope(info, patient_id, allow_closed=True)
         checked = await verify_chain(pk)

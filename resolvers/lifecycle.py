@@ -15,30 +15,42 @@ from models.patient import add_dependent
 from models.professional import Registration, register_professional
 from resolvers import ids
 from resolvers.enums import EnrollmentChannel, Profession, Sector, Sex
-from resolvers.people import Patient, Professional
+from resolvers.people import PATIENT_AFTER_WRITE, Patient, Professional, patient_after_write
 from resolvers.permissions import IsOperator, IsPatient, guard
-from resolvers.scope import patient_scope
+from resolvers.scope import SPACE_ID, patient_scope
 from subscriptions.channels import publish_revoked
 
 
-@strawberry.input
+@strawberry.input(description="A postal address in France, for a code sent by post.")
 class PostalAddressInput:
-    line1: str
-    postal_code: str
-    city: str
-    line2: str | None = None
+    line1: str = strawberry.field(description="The street address.")
+    postal_code: str = strawberry.field(description="The French postal code: 5 digits.")
+    city: str = strawberry.field(description="The town or city.")
+    line2: str | None = strawberry.field(
+        default=None, description="A further line (building, floor…), if any."
+    )
 
 
 @strawberry.input
 class EnrollPatientInput:
-    nir: str
-    first_name: str
-    last_name: str
-    birth_date: date
-    sex: Sex  # type: ignore[valid-type]
-    channel: EnrollmentChannel  # type: ignore[valid-type]
-    email: str | None = None
-    postal_address: PostalAddressInput | None = None
+    nir: str = strawberry.field(
+        description="The person's NIR: 15 characters with its key; spaces ignored."
+    )
+    first_name: str = strawberry.field(description="First name, as on the person's records.")
+    last_name: str = strawberry.field(description="Last name, as on the person's records.")
+    birth_date: date = strawberry.field(
+        description="Birth date: a plausible one, not in the future."
+    )
+    sex: Sex = strawberry.field(description="The person's sex.")  # type: ignore[valid-type]
+    channel: EnrollmentChannel = strawberry.field(  # type: ignore[valid-type]
+        description="How the confidential code is sent."
+    )
+    email: str | None = strawberry.field(
+        default=None, description="Where to send the code: required for EMAIL."
+    )
+    postal_address: PostalAddressInput | None = strawberry.field(
+        default=None, description="Where to send the code: required for POST."
+    )
     representative_id: strawberry.ID | None = strawberry.field(
         default=None, description="Required for a minor: the code goes to this representative."
     )
@@ -46,98 +58,138 @@ class EnrollPatientInput:
 
 @strawberry.type
 class EnrollPatientPayload:
-    patient: Patient
+    patient: Patient = strawberry.field(description="The person enrolled, PENDING.")
 
 
 @strawberry.input
 class ReissueActivationCodeInput:
-    patient_id: strawberry.ID
-    channel: EnrollmentChannel | None = None  # type: ignore[valid-type]
+    patient_id: strawberry.ID = strawberry.field(description="The person enrolled.")
+    channel: EnrollmentChannel | None = strawberry.field(  # type: ignore[valid-type]
+        default=None, description="How to send it; absent: as the last code was sent."
+    )
     email: str | None = strawberry.field(
         default=None, description="A new contact e-mail for the person (kept for later codes)."
     )
-    postal_address: PostalAddressInput | None = None
+    postal_address: PostalAddressInput | None = strawberry.field(
+        default=None, description="A new postal address for the person (kept for later codes)."
+    )
 
 
 @strawberry.type
 class ReissueActivationCodePayload:
-    patient: Patient
+    patient: Patient = strawberry.field(description="The person the code was sent for.")
 
 
 @strawberry.input
 class ActivateSpaceInput:
-    code: str
-    nir: str
-    birth_date: date
-    email: str | None = None
-    password: str | None = None
+    code: str = strawberry.field(description="The confidential code the person received.")
+    nir: str = strawberry.field(
+        description="The person's NIR: 15 characters with its key; spaces ignored."
+    )
+    birth_date: date = strawberry.field(description="The person's birth date.")
+    email: str | None = strawberry.field(
+        default=None,
+        description="The login e-mail an adult chooses; absent for a minor's space.",
+    )
+    password: str | None = strawberry.field(
+        default=None,
+        description=(
+            "The password an adult chooses: 12 characters at least, without the e-mail's "
+            "local part or the holder's names; absent for a minor's space."
+        ),
+    )
 
 
 @strawberry.type
 class ActivateSpacePayload:
-    patient: Patient
+    patient: Patient = strawberry.field(description="The space, ACTIVE.")
 
 
 @strawberry.input
 class OpposeSpaceInput:
-    code: str
-    nir: str
-    birth_date: date
+    code: str = strawberry.field(description="The confidential code the person received.")
+    nir: str = strawberry.field(
+        description="The person's NIR: 15 characters with its key; spaces ignored."
+    )
+    birth_date: date = strawberry.field(description="The person's birth date.")
 
 
 @strawberry.type
 class OpposeSpacePayload:
-    opposed: bool
+    opposed: bool = strawberry.field(
+        description="true: the space will not be created; only the proof of opposition is kept."
+    )
 
 
 @strawberry.input
 class CloseSpaceInput:
-    password: str
-    patient_id: strawberry.ID | None = None
+    password: str = strawberry.field(description="The caller's own password, re-entered.")
+    patient_id: strawberry.ID | None = strawberry.field(default=None, description=SPACE_ID)
 
 
 @strawberry.type
 class CloseSpacePayload:
-    patient: Patient
+    patient: Patient = strawberry.field(description="The space, CLOSED.")
 
 
 @strawberry.input
 class RequestDeletionInput:
-    password: str
-    patient_id: strawberry.ID | None = None
+    password: str = strawberry.field(description="The caller's own password, re-entered.")
+    patient_id: strawberry.ID | None = strawberry.field(default=None, description=SPACE_ID)
 
 
 @strawberry.type
 class RequestDeletionPayload:
-    delete_by: datetime
+    delete_by: datetime = strawberry.field(
+        description="When the closed space is deleted at the latest (3 months from the request)."
+    )
+    patient_pk: strawberry.Private[UUID]
+
+    @strawberry.field(description=PATIENT_AFTER_WRITE)
+    async def patient(self, info: Info) -> Patient | None:
+        return await patient_after_write(info, self.patient_pk)
 
 
 @strawberry.input
 class RegisterProfessionalInput:
-    rpps: str
-    first_name: str
-    last_name: str
-    profession: Profession  # type: ignore[valid-type]
-    sector: Sector  # type: ignore[valid-type]
-    email: str
-    password: str
-    finess: str | None = None
+    rpps: str = strawberry.field(description="Their RPPS number: 11 digits.")
+    first_name: str = strawberry.field(description="First name, as in the directory.")
+    last_name: str = strawberry.field(description="Last name, as in the directory.")
+    profession: Profession = strawberry.field(  # type: ignore[valid-type]
+        description="Their profession."
+    )
+    sector: Sector = strawberry.field(description="Their sector.")  # type: ignore[valid-type]
+    email: str = strawberry.field(description="Their login e-mail.")
+    password: str = strawberry.field(
+        description=(
+            "Their password: 12 characters at least, without the e-mail's local part or "
+            "their names."
+        )
+    )
+    finess: str | None = strawberry.field(
+        default=None,
+        description="The FINESS of the establishment they practise in (9 characters), if any.",
+    )
 
 
 @strawberry.type
 class RegisterProfessionalPayload:
-    professional: Professional
+    professional: Professional = strawberry.field(description="The professional registered.")
 
 
 @strawberry.input
 class AddDependentInput:
-    representative_id: strawberry.ID
-    dependent_id: strawberry.ID
+    representative_id: strawberry.ID = strawberry.field(
+        description="The adult who becomes a legal representative."
+    )
+    dependent_id: strawberry.ID = strawberry.field(description="The minor they represent.")
 
 
 @strawberry.type
 class AddDependentPayload:
-    representative: Patient
+    representative: Patient = strawberry.field(
+        description="The representative, `dependents` now including the minor."
+    )
 
 
 def _patient_pk(value: strawberry.ID, field: str) -> UUID:
@@ -267,7 +319,7 @@ class LifecycleMutation:
             vault=info.context.vault,
             now=info.context.now,
         )
-        return RequestDeletionPayload(delete_by=delete_by)
+        return RequestDeletionPayload(delete_by=delete_by, patient_pk=pk)
 
     @strawberry.mutation(
         description="OPERATOR: register a professional (RPPS) and their credentials.",

@@ -16,13 +16,20 @@ from models.account import Operator
 from models.appointment import Appointment
 from models.base import parameter_prefix
 from models.catalogue import PartnerApp
-from models.consent import Consent
+from models.consent import Block, Consent
 from models.document import Document
-from models.message import Attachment, Conversation, MemberReadMark, ReadMark, SenderRole
+from models.message import (
+    Attachment,
+    Conversation,
+    Message,
+    ReadMark,
+    SenderRole,
+    unread_counts,
+)
 from models.patient import Patient, Representation
 from models.professional import Establishment, Professional
 from models.record import HealthProfile, Screening, Vaccination
-from resolvers.pagination import instances
+from resolvers.pagination import fetch_last_of_each, instances
 
 if TYPE_CHECKING:
     from api.context import Context
@@ -122,13 +129,26 @@ class Loaders:
         return DataLoader(load_fn=self._read_marks)
 
     @cached_property
+    def last_message(self) -> DataLoader[UUID, Message | None]:
+        """Each conversation's last message in the order of `Conversation.messages`, all in
+        one statement. Visibility is the caller's business (the conversation's)."""
+        return DataLoader(load_fn=self._last_messages)
+
+    @cached_property
     def document(self) -> ByIdLoader[Document]:
         return ByIdLoader(Document)
 
     @cached_property
-    def member_read_marks(self) -> DataLoader[UUID, datetime | None]:
-        """How far the viewer, as a member of an establishment, read each conversation."""
-        return DataLoader(load_fn=self._member_read_marks)
+    def unread_count(self) -> DataLoader[UUID, int]:
+        """How many messages of each conversation the viewer has not read (the one
+        definition: models/message.py `UNREAD_BY`), all in one statement. Visibility is the
+        caller's business (the conversation's)."""
+        return DataLoader(load_fn=self._unread_counts)
+
+    @cached_property
+    def blocked_professionals(self) -> DataLoader[UUID, list[Professional]]:
+        """The professionals each space blocks, by name. Visibility is the caller's."""
+        return DataLoader(load_fn=self._blocked_professionals)
 
     @cached_property
     def membership(self) -> DataLoader[UUID, bool]:
@@ -155,22 +175,33 @@ class Loaders:
             out[row.message_id].append(row)
         return [out[key] for key in keys]
 
+    async def _last_messages(self, keys: Sequence[UUID]) -> list[Message | None]:
+        from resolvers.messaging import MESSAGE_ORDER  # it imports this module, through Info
+
+        found = await fetch_last_of_each(Message, "conversation_id", list(set(keys)), MESSAGE_ORDER)
+        return [found.get(key) for key in keys]
+
+    async def _unread_counts(self, keys: Sequence[UUID]) -> list[int]:
+        found = await unread_counts(self.context.actor, list(set(keys)))
+        return [found.get(key, 0) for key in keys]
+
+    async def _blocked_professionals(self, keys: Sequence[UUID]) -> list[list[Professional]]:
+        blocks = (
+            await Block.filter(patient_id__in=list(set(keys)))
+            .select_related("professional")
+            .order_by("professional__last_name", "professional__first_name", "professional_id")
+        )
+        out: dict[UUID, list[Professional]] = {key: [] for key in keys}
+        for block in blocks:
+            out[block.patient_id].append(block.professional)
+        return [out[key] for key in keys]
+
     async def _read_marks(self, keys: Sequence[UUID]) -> list[dict[SenderRole, datetime]]:
         rows = await ReadMark.filter(conversation_id__in=list(set(keys)))
         out: dict[UUID, dict[SenderRole, datetime]] = {key: {} for key in keys}
         for row in rows:
             out[row.conversation_id][row.side] = row.read_at
         return [out[key] for key in keys]
-
-    async def _member_read_marks(self, keys: Sequence[UUID]) -> list[datetime | None]:
-        professional_id = self.context.actor.professional_id
-        if professional_id is None:
-            return [None for _ in keys]
-        rows = await MemberReadMark.filter(
-            conversation_id__in=list(set(keys)), professional_id=professional_id
-        )
-        by_conversation = {row.conversation_id: row.read_at for row in rows}
-        return [by_conversation.get(key) for key in keys]
 
     async def _memberships(self, keys: Sequence[UUID]) -> list[bool]:
         found = await access.memberships(self.context.actor, list(set(keys)))

@@ -17,7 +17,9 @@ from api.errors import BadUserInput, Forbidden, NotFound, PayloadTooLarge, Unaut
 from models import message as messaging
 from models.access import Actor
 from models.audit import AccessAction, AccessBasis
+from models.document import Document as DocumentModel
 from models.document import DocumentCategory as DocumentCategoryModel
+from models.idempotency import Operation, Replay, created, once
 from models.message import Attachment as AttachmentModel
 from models.message import Conversation as ConversationModel
 from models.message import ConversationPurpose as ConversationPurposeModel
@@ -26,17 +28,66 @@ from models.message import SenderRole
 from resolvers import ids
 from resolvers.audit import logged_write
 from resolvers.cost import READS_DATABASE, sized
-from resolvers.dossier import Document
+from resolvers.dossier import DOCUMENT_ORDER, Document, new_edge
 from resolvers.enums import ConversationPurpose, DocumentCategory
+from resolvers.idempotency import attachment_digests, key_field, keyed
 from resolvers.node import Node, register
-from resolvers.pagination import PAGE, Connection, Order, paginate
+from resolvers.pagination import (
+    PAGE,
+    After,
+    Before,
+    Connection,
+    Edge,
+    First,
+    Last,
+    Order,
+    after_filter,
+    paginate,
+)
 from resolvers.people import Establishment, Patient, Professional
-from subscriptions.channels import publish_message
+from resolvers.positions import decoded, position_cursor, position_of
+from subscriptions.channels import publish_conversation, publish_message
 
-MESSAGE_ORDER = Order((("sent_at", False), ("id", False)))
+# Messages are in commit order (their position, models/message.py `MessageClock`): a cursor
+# is a position, which no message committed later can ever sort before.
+MESSAGE_ORDER = Order((("seq", False),))
+
+
+def message_cursor(position: int) -> str:
+    return position_cursor(position)
+
+
+def message_position(cursor: str, field: str = "after") -> int:
+    """The position a message cursor stands for; BAD_USER_INPUT for anything else."""
+    return position_of(cursor, field)
+
+
+async def current_message_cursor(cursor: str | None, field: str = "after") -> str | None:
+    """A message cursor as this version writes it. One handed out before messages had a
+    position (their moment, then their id) stands for that message's position, or, if it
+    is gone, for the last message of its moment or before."""
+    if cursor is None:
+        return None
+    raw = decoded(cursor)
+    if not (isinstance(raw, list) and len(raw) == 2):
+        message_position(cursor, field)  # validated: a malformed one says so now
+        return cursor
+    legacy = Order((("sent_at", False), ("id", False)))
+    up_to = ~after_filter(MessageModel, legacy, cursor)  # validates it, too
+    last = await MessageModel.get_or_none(id=raw[1]) or (
+        await MessageModel.filter(up_to, seq__not_isnull=True).order_by("-seq").first()
+    )
+    return message_cursor(last.seq if last is not None and last.seq is not None else 0)
+
+
 CONVERSATION_ORDER = Order((("last_message_at", True), ("id", True)))
 
-Sender = Annotated[Patient | Professional, strawberry.union("MessageSender")]
+Sender = Annotated[
+    Patient | Professional,
+    strawberry.union(
+        "MessageSender", description="Who wrote a message: the patient side or a professional."
+    ),
+]
 
 
 async def log_member_read(
@@ -63,10 +114,19 @@ async def log_member_read(
 @strawberry.type(name="Attachment", description="A file attached to a message.")
 class Attachment(Node):
     pk: strawberry.Private[UUID]
-    filename: str
-    mime_type: str
-    size: int
-    sha256: str
+    filename: str = strawberry.field(
+        description="The file's name as sent, without any directory (200 characters at most)."
+    )
+    mime_type: str = strawberry.field(
+        description=(
+            "Its media type, sniffed from the bytes at upload (PDF, JPEG, PNG, TIFF, RTF or "
+            "plain text), never taken from the client."
+        )
+    )
+    size: int = strawberry.field(description="The size of its content, in bytes.")
+    sha256: str = strawberry.field(
+        description="The SHA-256 of its content: 64 lower-case hex digits."
+    )
 
     @strawberry.field(description="Where to download the bytes (same bearer token).")
     def content_url(self, info: Info) -> str:
@@ -92,8 +152,19 @@ class Message(Node):
     sender_patient_id: strawberry.Private[UUID | None]
     sender_professional_id: strawberry.Private[UUID | None]
     on_behalf_of_id: strawberry.Private[UUID | None]
-    body: str
-    sent_at: datetime
+    body: str = strawberry.field(description="The text, as sent (trimmed).")
+    sent_at: datetime = strawberry.field(description="When it was stored.")
+    position: strawberry.Private[int | None]
+
+    @strawberry.field(
+        description=(
+            "Where this message stands in commit order: the value `messages(after:)` and "
+            "`messageReceived(after:)` accept (across conversations too), opaque. Resuming "
+            "after it gets every message committed later, whichever worker stored it."
+        )
+    )
+    def cursor(self) -> str:
+        return message_cursor(self.position or 0)
 
     @strawberry.field(description="Who wrote it: the patient (or a representative) or the pro.")
     async def sender(self, info: Info) -> Sender | None:
@@ -113,12 +184,15 @@ class Message(Node):
         row = await info.context.loaders.patient.load(self.on_behalf_of_id)
         return Patient.from_model(row) if row else None
 
-    @strawberry.field(directives=[sized(messaging.MAX_ATTACHMENTS)])
+    @strawberry.field(
+        description=f"Its files, {messaging.MAX_ATTACHMENTS} at most, in the order sent.",
+        directives=[sized(messaging.MAX_ATTACHMENTS)],
+    )
     async def attachments(self, info: Info) -> list[Attachment]:
         rows = await info.context.loaders.attachments.load(self.pk)
         return [Attachment.from_model(row) for row in rows]
 
-    @strawberry.field
+    @strawberry.field(description="The conversation it belongs to.")
     async def conversation(self, info: Info) -> Conversation | None:
         row = await info.context.loaders.conversation.load(self.conversation_id)
         return Conversation.from_model(row) if row else None
@@ -149,10 +223,11 @@ class Message(Node):
             on_behalf_of_id=row.on_behalf_of_id,
             body=row.body,
             sent_at=row.sent_at,
+            position=row.seq,
         )
 
 
-@strawberry.type(name="MessageConnection")
+@strawberry.type(name="MessageConnection", description="A page of messages (a Relay connection).")
 class MessageConnection(Connection[Message]):
     pass
 
@@ -169,14 +244,20 @@ class Conversation(Node):
     patient_id: strawberry.Private[UUID]
     professional_id: strawberry.Private[UUID]
     establishment_id: strawberry.Private[UUID | None]
-    subject: str
-    purpose: ConversationPurpose  # type: ignore[valid-type]
-    closed: bool
-    closed_at: datetime | None
-    last_message_at: datetime
-    created_at: datetime
+    subject: str = strawberry.field(description="Its subject, as given by who started it.")
+    purpose: ConversationPurpose = strawberry.field(  # type: ignore[valid-type]
+        description="Why it exists."
+    )
+    closed: bool = strawberry.field(description="Closed by the professional side: no one posts.")
+    closed_at: datetime | None = strawberry.field(
+        description="When it was closed; null while open."
+    )
+    last_message_at: datetime = strawberry.field(
+        description="When its latest message was sent (the order of conversation lists)."
+    )
+    created_at: datetime = strawberry.field(description="When it was started.")
 
-    @strawberry.field
+    @strawberry.field(description="The patient it is with.")
     async def patient(self, info: Info) -> Patient | None:
         row = await info.context.loaders.patient.load(self.patient_id)
         return Patient.from_model(row) if row else None
@@ -198,17 +279,27 @@ class Conversation(Node):
         return Establishment.from_model(row) if row else None
 
     @strawberry.field(
-        description="Oldest first; `after` takes a message cursor.",
+        description=(
+            "Oldest first, in the order they were posted (committed); `after` and `before` "
+            "take a message cursor. `last` reads from the newest."
+        ),
         directives=[PAGE],
     )
     async def messages(
-        self, info: Info, first: int | None = None, after: str | None = None
+        self,
+        info: Info,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
     ) -> MessageConnection:
         page = await paginate(
             MessageModel.filter(conversation_id=self.pk),
             MESSAGE_ORDER,
             first=first,
-            after=after,
+            after=await current_message_cursor(after),
+            last=last,
+            before=await current_message_cursor(before, "before"),
             wrap=Message.from_model,
             connection=MessageConnection,
         )
@@ -221,22 +312,60 @@ class Conversation(Node):
         return page
 
     @strawberry.field(
+        description=(
+            "The newest message, the one `messages(last: 1)` answers (read as `messages` "
+            "is); null while there is none."
+        )
+    )
+    async def last_message(self, info: Info) -> Message | None:
+        row = await info.context.loaders.last_message.load(self.pk)
+        if row is None:
+            return None
+        await log_member_read(
+            info,
+            patient_id=self.patient_id,
+            establishment_id=self.establishment_id,
+            senders=(row.sender_role,),
+        )
+        return Message.from_model(row)
+
+    @strawberry.field(
         description="Messages from the other side the viewer has not read.",
         directives=[READS_DATABASE],
     )
     async def unread_count(self, info: Info) -> int:
-        side = messaging.viewer_side(info.context.actor)
-        if side is None:
-            return 0
+        # Each member of an establishment has their own (models/message.py `UNREAD_BY`).
+        return await info.context.loaders.unread_count.load(self.pk)
+
+    @strawberry.field(
+        description=(
+            "Whether `sendMessage` is allowed to this viewer here now, by the rules it applies: "
+            "the conversation is open, and the viewer is its patient side (the holder or a "
+            "legal representative) or its professional side (any member, for an "
+            "establishment's)."
+        ),
+        directives=[READS_DATABASE],
+    )
+    async def viewer_can_reply(self, info: Info) -> bool:
+        actor = info.context.actor
         loaders = info.context.loaders
-        if side is SenderRole.PROFESSIONAL and self.establishment_id is not None:
-            mark = await loaders.member_read_marks.load(self.pk)  # each member's own
-        else:
-            mark = (await loaders.read_marks.load(self.pk)).get(side)
-        query = MessageModel.filter(conversation_id=self.pk).exclude(sender_role=side)
-        if mark is not None:
-            query = query.filter(sent_at__gt=mark)
-        return await query.count()
+        row = await loaders.conversation.load(self.pk)
+        if row is None or not (actor.is_patient or actor.is_professional):
+            return False
+        relation = await loaders.relation.load(row.patient_id) if actor.is_patient else None
+        return messaging.may_post(actor, row, relation)
+
+    @strawberry.field(
+        description=(
+            "Whether `closeConversation` is allowed to this viewer here, by the rule it "
+            "applies: its professional side (any member, for an establishment's). Closing a "
+            "closed one again is allowed and changes nothing."
+        ),
+        directives=[READS_DATABASE],
+    )
+    async def viewer_can_close(self, info: Info) -> bool:
+        row = await info.context.loaders.conversation.load(self.pk)
+        return row is not None and messaging.may_close(info.context.actor, row)
 
     @classmethod
     def from_model(cls, row: ConversationModel) -> Conversation:
@@ -255,7 +384,9 @@ class Conversation(Node):
         )
 
 
-@strawberry.type(name="ConversationConnection")
+@strawberry.type(
+    name="ConversationConnection", description="A page of conversations (a Relay connection)."
+)
 class ConversationConnection(Connection[Conversation]):
     pass
 
@@ -294,6 +425,17 @@ async def visible_conversation(info: Info, global_id: strawberry.ID) -> Conversa
     return row
 
 
+async def unread_total(info: Info, patient_pk: UUID | None = None) -> int:
+    """The messages the viewer has not read across their conversations (those of one space,
+    with `patient_pk`): what each one's `unreadCount` counts, summed in one statement."""
+    where = await conversation_filter(info)
+    if where is None:
+        return 0
+    if patient_pk is not None:
+        where &= Q(patient_id=patient_pk)
+    return await messaging.unread_total(info.context.actor, where)
+
+
 async def viewer_conversations(info: Info) -> QuerySet[ConversationModel]:
     """The conversations the viewer takes part in: every list goes through it."""
     where = await conversation_filter(info)
@@ -301,26 +443,65 @@ async def viewer_conversations(info: Info) -> QuerySet[ConversationModel]:
 
 
 async def patient_conversations(
-    info: Info, patient_pk: UUID, first: int | None, after: str | None
+    info: Info,
+    patient_pk: UUID,
+    first: int | None,
+    after: str | None,
+    *,
+    last: int | None = None,
+    before: str | None = None,
 ) -> ConversationConnection:
     return await paginate(
         (await viewer_conversations(info)).filter(patient_id=patient_pk),
         CONVERSATION_ORDER,
         first=first,
         after=after,
+        last=last,
+        before=before,
         wrap=Conversation.from_model,
         connection=ConversationConnection,
     )
 
 
+def in_state(
+    info: Info,
+    query: QuerySet[ConversationModel],
+    *,
+    unread: bool | None = None,
+    open_: bool | None = None,
+) -> QuerySet[ConversationModel]:
+    """The dashboard's filters on a list of the viewer's conversations: `unread`, those with
+    (true) or without (false) messages the viewer has not read, as `unreadCount` counts
+    them; `open_`, those not closed (true) or closed (false). None: either."""
+    if open_ is not None:
+        query = query.filter(closed_at__isnull=open_)
+    if unread is not None:
+        where = messaging.unread_conversations(info.context.actor)
+        if where is None:  # nobody else reads these lists: nothing unread for them
+            return query.filter(id__in=[]) if unread else query
+        query = query.filter(where) if unread else query.exclude(where)
+    return query
+
+
 async def professional_conversations(
-    info: Info, professional_pk: UUID, first: int | None, after: str | None
+    info: Info,
+    professional_pk: UUID,
+    first: int | None,
+    after: str | None,
+    *,
+    unread: bool | None = None,
+    open_: bool | None = None,
+    last: int | None = None,
+    before: str | None = None,
 ) -> ConversationConnection:
+    query = (await viewer_conversations(info)).filter(professional_id=professional_pk)
     return await paginate(
-        (await viewer_conversations(info)).filter(professional_id=professional_pk),
+        in_state(info, query, unread=unread, open_=open_),
         CONVERSATION_ORDER,
         first=first,
         after=after,
+        last=last,
+        before=before,
         wrap=Conversation.from_model,
         connection=ConversationConnection,
     )
@@ -384,10 +565,21 @@ async def visible_attachments(info: Info, pks: list[UUID]) -> dict[UUID, Attachm
 
 @strawberry.input
 class StartConversationInput:
-    patient_id: strawberry.ID
-    subject: str
-    body: str
-    attachments: list[Upload] | None = None
+    patient_id: strawberry.ID = strawberry.field(description="The patient to write to.")
+    subject: str = strawberry.field(
+        description=f"1 to {messaging.MAX_SUBJECT} characters (spaces collapsed)."
+    )
+    body: str = strawberry.field(
+        description=f"The text, 1 to {messaging.MAX_BODY:,} characters (trimmed)."
+    )
+    attachments: list[Upload] | None = strawberry.field(
+        default=None,
+        description=(
+            f"Files (multipart upload), {messaging.MAX_ATTACHMENTS} at most: PDF, JPEG, PNG, "
+            "TIFF, RTF or plain text, sniffed from the bytes; 5 MB each at most by default "
+            "(MAX_ATTACHMENT_BYTES), PAYLOAD_TOO_LARGE beyond."
+        ),
+    )
     establishment_id: strawberry.ID | None = strawberry.field(
         default=None,
         description=(
@@ -402,56 +594,95 @@ class StartConversationInput:
             "paperwork (an entry into it, an exit from it, anything else)."
         ),
     )
+    idempotency_key: str | None = key_field()
 
 
 @strawberry.type
 class StartConversationPayload:
-    conversation: Conversation
-    message: Message
+    conversation: Conversation = strawberry.field(description="The conversation started.")
+    message: Message = strawberry.field(description="Its first message.")
 
 
 @strawberry.input
 class SendMessageInput:
-    conversation_id: strawberry.ID
-    body: str
-    attachments: list[Upload] | None = None
+    conversation_id: strawberry.ID = strawberry.field(
+        description="The conversation, open (CONFLICT once closed)."
+    )
+    body: str = strawberry.field(
+        description=f"The text, 1 to {messaging.MAX_BODY:,} characters (trimmed)."
+    )
+    attachments: list[Upload] | None = strawberry.field(
+        default=None,
+        description=(
+            f"Files (multipart upload), {messaging.MAX_ATTACHMENTS} at most: PDF, JPEG, PNG, "
+            "TIFF, RTF or plain text, sniffed from the bytes; 5 MB each at most by default "
+            "(MAX_ATTACHMENT_BYTES), PAYLOAD_TOO_LARGE beyond."
+        ),
+    )
+    idempotency_key: str | None = key_field()
 
 
 @strawberry.type
 class SendMessagePayload:
-    message: Message
+    message: Message = strawberry.field(description="The message sent.")
+
+    @strawberry.field(
+        description=(
+            "The new message as an edge of `Conversation.messages`, with the cursor that list "
+            "gives it: a client's cache appends it there without reading the list again."
+        )
+    )
+    async def message_edge(self) -> Edge[Message]:
+        return await new_edge(MessageModel, self.message.pk, MESSAGE_ORDER, self.message)
 
 
 @strawberry.input
 class MarkConversationReadInput:
-    conversation_id: strawberry.ID
+    conversation_id: strawberry.ID = strawberry.field(description="The conversation.")
 
 
 @strawberry.type
 class MarkConversationReadPayload:
-    conversation: Conversation
+    conversation: Conversation = strawberry.field(
+        description="The conversation, its `unreadCount` now 0 for the viewer."
+    )
 
 
 @strawberry.input
 class CloseConversationInput:
-    conversation_id: strawberry.ID
+    conversation_id: strawberry.ID = strawberry.field(description="The conversation to close.")
 
 
 @strawberry.type
 class CloseConversationPayload:
-    conversation: Conversation
+    conversation: Conversation = strawberry.field(description="The conversation, closed.")
 
 
 @strawberry.input
 class SaveAttachmentInput:
-    attachment_id: strawberry.ID
-    title: str
-    category: DocumentCategory  # type: ignore[valid-type]
+    attachment_id: strawberry.ID = strawberry.field(
+        description="The attachment, of a message of the patient's conversations."
+    )
+    title: str = strawberry.field(
+        description="The document's title, 1 to 200 characters (spaces collapsed)."
+    )
+    category: DocumentCategory = strawberry.field(  # type: ignore[valid-type]
+        description="The document's category."
+    )
 
 
 @strawberry.type
 class SaveAttachmentPayload:
-    document: Document
+    document: Document = strawberry.field(description="The document added to the dossier.")
+
+    @strawberry.field(
+        description=(
+            "The new document as an edge of `Patient.documents`, with the cursor that list "
+            "gives it: a client's cache inserts it there without reading the list again."
+        )
+    )
+    async def document_edge(self) -> Edge[Document]:
+        return await new_edge(DocumentModel, self.document.pk, DOCUMENT_ORDER, self.document)
 
 
 async def _uploads(info: Info, files: list[Upload] | None) -> list[messaging.Upload]:
@@ -495,6 +726,16 @@ async def _notify(info: Info, conversation: ConversationModel, message: MessageM
         accounts=accounts,
         message_id=message.id,
         conversation_id=conversation.id,
+        position=message.seq,
+    )
+
+
+async def _notify_changed(info: Info, conversation: ConversationModel) -> None:
+    """After the commit of a read or a close: conversationUpdated pushes it to every
+    participant (a new message's `message` event serves it too: `_notify`)."""
+    accounts = await messaging.recipients(conversation, info.context.today)
+    await publish_conversation(
+        info.context.services.bus, accounts=accounts, conversation_id=conversation.id
     )
 
 
@@ -513,19 +754,46 @@ class MessagingMutation:
         establishment_id = None
         if input.establishment_id is not None:
             establishment_id = ids.decode_as(str(input.establishment_id), "Establishment")
-        conversation, message = await messaging.start_conversation(
-            ids.decode_as(str(input.patient_id), "Patient"),
-            establishment_id=establishment_id,
-            purpose=ConversationPurposeModel(input.purpose),
-            actor=actor,
+        patient_pk = ids.decode_as(str(input.patient_id), "Patient")
+        purpose = ConversationPurposeModel(input.purpose)
+        uploads = await _uploads(info, input.attachments)
+        attempt = keyed(
+            info,
+            Operation.START_CONVERSATION,
+            input.idempotency_key,
+            patient=patient_pk,
+            establishment=establishment_id,
+            purpose=purpose,
             subject=input.subject,
             body=input.body,
-            attachments=await _uploads(info, input.attachments),
-            blobs=ctx.services.blobs,
-            max_bytes=ctx.settings.max_attachment_bytes,
-            now=ctx.now,
+            attachments=attachment_digests(uploads),
         )
-        await _notify(info, conversation, message)
+
+        async def replay(earlier: Replay) -> tuple[ConversationModel, MessageModel]:
+            await messaging.check_start(patient_pk, actor=actor, establishment_id=establishment_id)
+            started = await created(ConversationModel, earlier.object_id, patient_id=patient_pk)
+            first = await created(MessageModel, earlier.second_id, conversation_id=started.id)
+            return started, first
+
+        (conversation, message), fresh = await once(
+            attempt,
+            lambda: messaging.start_conversation(
+                patient_pk,
+                establishment_id=establishment_id,
+                purpose=purpose,
+                actor=actor,
+                subject=input.subject,
+                body=input.body,
+                attachments=uploads,
+                blobs=ctx.services.blobs,
+                max_bytes=ctx.settings.max_attachment_bytes,
+                now=ctx.now,
+                claim=attempt,
+            ),
+            replay,
+        )
+        if fresh:
+            await _notify(info, conversation, message)
         return StartConversationPayload(
             conversation=Conversation.from_model(conversation), message=Message.from_model(message)
         )
@@ -540,17 +808,38 @@ class MessagingMutation:
         relation = (
             await ctx.loaders.relation.load(conversation.patient_id) if actor.is_patient else None
         )
-        message = await messaging.send_message(
-            conversation,
-            actor=actor,
-            relation=relation,
+        uploads = await _uploads(info, input.attachments)
+        attempt = keyed(
+            info,
+            Operation.SEND_MESSAGE,
+            input.idempotency_key,
+            conversation=conversation.id,
             body=input.body,
-            attachments=await _uploads(info, input.attachments),
-            blobs=ctx.services.blobs,
-            max_bytes=ctx.settings.max_attachment_bytes,
-            now=ctx.now,
+            attachments=attachment_digests(uploads),
         )
-        await _notify(info, conversation, message)
+
+        async def replay(earlier: Replay) -> MessageModel:
+            # Taking part in the conversation now (`visible_conversation`) is what posting in
+            # it takes: the replay answers its message, even once the conversation is closed.
+            return await created(MessageModel, earlier.object_id, conversation_id=conversation.id)
+
+        message, fresh = await once(
+            attempt,
+            lambda: messaging.send_message(
+                conversation,
+                actor=actor,
+                relation=relation,
+                body=input.body,
+                attachments=uploads,
+                blobs=ctx.services.blobs,
+                max_bytes=ctx.settings.max_attachment_bytes,
+                now=ctx.now,
+                claim=attempt,
+            ),
+            replay,
+        )
+        if fresh:
+            await _notify(info, conversation, message)
         return SendMessagePayload(message=Message.from_model(message))
 
     @strawberry.mutation(
@@ -565,6 +854,7 @@ class MessagingMutation:
         actor = _signed_in(info)
         conversation = await visible_conversation(info, input.conversation_id)
         await messaging.mark_read(conversation, actor=actor, now=info.context.now)
+        await _notify_changed(info, conversation)
         return MarkConversationReadPayload(conversation=Conversation.from_model(conversation))
 
     @strawberry.mutation(
@@ -578,7 +868,10 @@ class MessagingMutation:
     ) -> CloseConversationPayload:
         actor = _signed_in(info)
         conversation = await visible_conversation(info, input.conversation_id)
+        was_open = conversation.closed_at is None
         await messaging.close_conversation(conversation, actor=actor, now=info.context.now)
+        if was_open:
+            await _notify_changed(info, conversation)
         return CloseConversationPayload(conversation=Conversation.from_model(conversation))
 
     @strawberry.mutation(description="Save an attachment into the dossier with a title.")

@@ -4,7 +4,7 @@ same access rules as every other path, so an id the viewer may not see is NOT_FO
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import strawberry
@@ -17,7 +17,12 @@ from resolvers.cost import ListSize
 
 @strawberry.interface(name="Node", description="An object with an opaque global id.")
 class Node:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(
+        description=(
+            "Opaque and global (it names the type too): keep it as given, for `node(id:)` and "
+            "for a client's cache."
+        )
+    )
 
 
 NodeResolver = Callable[[Info, list[UUID]], Awaitable[dict[UUID, Any]]]
@@ -55,7 +60,11 @@ MAX_NODES = 100
 @strawberry.type
 class NodeQuery:
     @strawberry.field(description="Any object by its global id; NOT_FOUND when not visible.")
-    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+    async def node(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="A global `id`.")],
+    ) -> Node | None:
         (found,) = await resolve_nodes(info, [str(id)])
         if found is None:
             raise NotFound()
@@ -75,7 +84,16 @@ class NodeQuery:
             )
         ],
     )
-    async def nodes(self, info: Info, ids: list[strawberry.ID]) -> list[Node | None]:
+    async def nodes(
+        self,
+        info: Info,
+        ids: Annotated[
+            list[strawberry.ID],
+            strawberry.argument(
+                description=f"Global ids, {MAX_NODES} at most (more is BAD_USER_INPUT)."
+            ),
+        ],
+    ) -> list[Node | None]:
         if len(ids) > MAX_NODES:
             raise BadUserInput(f"At most {MAX_NODES} ids at once.", field="ids")
         found = await resolve_nodes(info, [str(i) for i in ids])

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Annotated, Any, Generic, Protocol, TypeVar
 from uuid import UUID
 
 import strawberry
@@ -29,14 +29,58 @@ from resolvers.cost import READS_DATABASE, ListSize
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
 
-# The @listSize of every connection field: its `edges` are as many as `first` asks for (the
-# estimate takes the number asked, even past MAX_PAGE), DEFAULT_PAGE without it.
+# The @listSize of every connection field: its `edges` (and `nodes`) are as many as `first`
+# or `last` asks for (the estimate takes the number asked, even past MAX_PAGE), DEFAULT_PAGE
+# without either. Asking for both is refused by the resolver, not by the estimate.
 PAGE = ListSize(
     assumed_size=DEFAULT_PAGE,
-    slicing_arguments=["first"],
-    sized_fields=["edges"],
+    slicing_arguments=["first", "last"],
+    sized_fields=["edges", "nodes"],
     require_one_slicing_argument=False,
 )
+
+# The arguments of every connection field, described once.
+First = Annotated[
+    int | None,
+    strawberry.argument(
+        description=(
+            f"Read forward: the first this many items (after `after`, if given). "
+            f"{DEFAULT_PAGE} when neither `first` nor `last` is given; at most {MAX_PAGE} "
+            f"(more answers {MAX_PAGE}); negative is BAD_USER_INPUT. Not with `last` or "
+            "`before`."
+        )
+    ),
+]
+After = Annotated[
+    str | None,
+    strawberry.argument(
+        description=(
+            "The items strictly after this cursor (an edge's `cursor`, or "
+            "`pageInfo.endCursor`). Not with `last` or `before`."
+        )
+    ),
+]
+Last = Annotated[
+    int | None,
+    strawberry.argument(
+        description=(
+            f"Read backward, from the end: the last this many items (before `before`, if "
+            f"given), still answered in the list's order. {DEFAULT_PAGE} when only `before` "
+            f"is given; at most {MAX_PAGE} (more answers {MAX_PAGE}); negative is "
+            "BAD_USER_INPUT. Not with `first` or `after`."
+        )
+    ),
+]
+Before = Annotated[
+    str | None,
+    strawberry.argument(
+        description=(
+            "The items strictly before this cursor (an edge's `cursor`, or "
+            "`pageInfo.startCursor`); the page is read backward, as with `last`. Not with "
+            "`first` or `after`."
+        )
+    ),
+]
 
 NodeT = TypeVar("NodeT")
 M = TypeVar("M", bound=Model)
@@ -44,30 +88,61 @@ M = TypeVar("M", bound=Model)
 
 @strawberry.type(description="Where a page stands in its list.")
 class PageInfo:
-    has_next_page: bool
-    end_cursor: str | None
-    has_previous_page: bool = False
-    start_cursor: str | None = None
+    has_next_page: bool = strawberry.field(
+        description=(
+            "More items follow the page: exact when reading forward (`first`); when reading "
+            "backward, true when `before` was given (the items from it on follow)."
+        )
+    )
+    end_cursor: str | None = strawberry.field(
+        description="The cursor of the page's last item (for `after`); null for an empty page."
+    )
+    has_previous_page: bool = strawberry.field(
+        default=False,
+        description=(
+            "More items come before the page: exact when reading backward (`last`); when "
+            "reading forward, true when `after` was given (the items up to it come before)."
+        ),
+    )
+    start_cursor: str | None = strawberry.field(
+        default=None,
+        description=("The cursor of the page's first item (for `before`); null for an empty page."),
+    )
 
 
 def _edge_cursor(root: Edge[Any]) -> str:
     return encode_cursor(root.position)
 
 
-@strawberry.type
+@strawberry.type(description="One item of a page, with its cursor.")
 class Edge(Generic[NodeT]):
     # Encoded when asked for: pages are mostly read without their edges' cursors.
-    cursor: str = strawberry.field(resolver=_edge_cursor)
-    node: NodeT
+    cursor: str = strawberry.field(
+        resolver=_edge_cursor,
+        description="Opaque: pass it as `after` or `before` to read on from this item.",
+    )
+    node: NodeT = strawberry.field(description="The item.")
     position: strawberry.Private[list[Any]]
 
 
-@strawberry.type
+@strawberry.type(
+    description=(
+        "A page of a list (a Relay connection); the field that returns it says the list's order."
+    )
+)
 class Connection(Generic[NodeT]):
-    edges: list[Edge[NodeT]]
-    page_info: PageInfo
+    edges: list[Edge[NodeT]] = strawberry.field(
+        description="The page, in the list's order (a backward page too), each with its cursor."
+    )
+    page_info: PageInfo = strawberry.field(description="Where the page stands in its list.")
     count_query: strawberry.Private[QuerySet[Any] | None]
     known_total: strawberry.Private[int | None] = None
+
+    @strawberry.field(
+        description="The page's items, those of `edges` in the same order, without cursors."
+    )
+    def nodes(self) -> list[NodeT]:
+        return [edge.node for edge in self.edges]
 
     @strawberry.field(
         description="How many items the whole list holds, for this viewer.",
@@ -90,24 +165,28 @@ class Order:
     def order_by(self) -> list[str]:
         return [f"-{name}" if desc else name for name, desc in self.columns]
 
+    def reversed(self) -> Order:
+        """The same list from its end: a backward page is read in it, then turned round."""
+        return Order(tuple((name, not desc) for name, desc in self.columns))
+
 
 def encode_cursor(values: Sequence[Any]) -> str:
     raw = json.dumps([v.isoformat() if isinstance(v, date | datetime) else str(v) for v in values])
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def _decode(cursor: str, count: int) -> list[str]:
+def _decode(cursor: str, count: int, field: str) -> list[str]:
     try:
         raw = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode())
         values = json.loads(raw)
     except (ValueError, binascii.Error) as exc:
-        raise BadUserInput("Invalid cursor.", field="after") from exc
+        raise BadUserInput("Invalid cursor.", field=field) from exc
     if not isinstance(values, list) or len(values) != count:
-        raise BadUserInput("Invalid cursor.", field="after")
+        raise BadUserInput("Invalid cursor.", field=field)
     return [str(v) for v in values]
 
 
-def _parse(model: type[Model], name: str, value: str) -> Any:
+def _parse(model: type[Model], name: str, value: str, field: str = "after") -> Any:
     """The column's value from its text in a cursor; BAD_USER_INPUT for anything the column
     cannot hold (a cursor is client input: it may have been made up)."""
     column = model._meta.fields_map[name]
@@ -130,14 +209,17 @@ def _parse(model: type[Model], name: str, value: str) -> Any:
             raise ValueError("PostgreSQL text cannot hold NUL")
         column.validate(parsed)  # lengths and ranges: the ORM would raise on the query
     except (ValueError, OverflowError, ValidationError) as exc:
-        raise BadUserInput("Invalid cursor.", field="after") from exc
+        raise BadUserInput("Invalid cursor.", field=field) from exc
     return parsed
 
 
-def after_filter(model: type[Model], order: Order, cursor: str) -> Q:
-    """Rows strictly after the cursor in this order: (a > x) or (a = x and b > y) or ..."""
-    raw = _decode(cursor, len(order.columns))
-    values = [_parse(model, name, v) for (name, _), v in zip(order.columns, raw, strict=True)]
+def after_filter(model: type[Model], order: Order, cursor: str, *, field: str = "after") -> Q:
+    """Rows strictly after the cursor in this order: (a > x) or (a = x and b > y) or ...
+    (in the reversed order: the rows strictly before it). `field`: the argument it came in."""
+    raw = _decode(cursor, len(order.columns), field)
+    values = [
+        _parse(model, name, v, field) for (name, _), v in zip(order.columns, raw, strict=True)
+    ]
     clauses: list[Q] = []
     for i, (name, desc) in enumerate(order.columns):
         equal = {order.columns[j][0]: values[j] for j in range(i)}
@@ -153,12 +235,47 @@ def cursor_of(row: Model, order: Order) -> str:
     return encode_cursor([getattr(row, name) for name, _ in order.columns])
 
 
-def page_size(first: int | None) -> int:
+def page_size(first: int | None, field: str = "first") -> int:
     if first is None:
         return DEFAULT_PAGE
     if first < 0:
-        raise BadUserInput("`first` cannot be negative.", field="first")
+        raise BadUserInput(f"`{field}` cannot be negative.", field=field)
     return min(first, MAX_PAGE)
+
+
+@dataclass(frozen=True)
+class Window:
+    """What a page asks for: how many items, from which cursor, in which direction."""
+
+    limit: int
+    cursor: str | None
+    backward: bool
+
+
+def window(first: int | None, after: str | None, last: int | None, before: str | None) -> Window:
+    """A page reads one way: forward (`first`, `after`) or backward (`last`, `before`);
+    mixing them is BAD_USER_INPUT (Relay's spec allows it but discourages it: its results
+    surprise). An empty cursor counts as none, as it always has."""
+    if first is not None and last is not None:
+        raise BadUserInput(
+            "Give `first` or `last`, not both: `first` (with `after`) reads forward, "
+            "`last` (with `before`) backward.",
+            field="last",
+        )
+    if after and before:
+        raise BadUserInput(
+            "Give `after` or `before`, not both: a page reads from one cursor.",
+            field="before",
+        )
+    if first is not None and before:
+        raise BadUserInput(
+            "`before` reads backward: use it with `last`, not `first`.", field="before"
+        )
+    if last is not None and after:
+        raise BadUserInput("`after` reads forward: use it with `first`, not `last`.", field="after")
+    if last is not None or before:
+        return Window(page_size(last, "last"), before or None, backward=True)
+    return Window(page_size(first), after or None, backward=False)
 
 
 ConnT = TypeVar("ConnT", bound=Connection[Any])
@@ -345,28 +462,39 @@ async def paginate(
     after: str | None,
     wrap: Callable[[Any], Any],
     connection: type[ConnT],
+    last: int | None = None,
+    before: str | None = None,
     fields: Sequence[str] = (),
     where: Where | None = None,
     prime: Mapping[str, Primable] | None = None,
 ) -> ConnT:
     """One query for the page (one extra row tells whether more follow); count on demand.
 
-    `wrap` makes a node of a model instance or, given `fields` (the order's among them), of
-    a dict of those fields: no model instances, which is cheaper. Given also `where`, the
-    query's conditions in SQL, the first page is read with a written-out statement, which
-    also primes the loaders of `prime` (see `fetch_first_values`; other pages do not).
+    A backward page (`last`, `before`) is read in the reversed order, then turned round: its
+    edges come in the list's order, as Relay's spec wants. `wrap` makes a node of a model
+    instance or, given `fields` (the order's among them), of a dict of those fields: no
+    model instances, which is cheaper. Given also `where`, the query's conditions in SQL,
+    the first page (or the last) is read with a written-out statement, which also primes
+    the loaders of `prime` (see `fetch_first_values`; other pages do not).
     """
-    limit = page_size(first)
+    page = window(first, after, last, before)
+    limit = page.limit
     model = query.model
-    page_query = query.filter(after_filter(model, order, after)) if after else query
+    read = order.reversed() if page.backward else order
+    page_query = query
+    if page.cursor:
+        field = "before" if page.backward else "after"
+        page_query = query.filter(after_filter(model, read, page.cursor, field=field))
     rows: list[Any] = []
-    if limit and fields and where is not None and not after:
-        rows = await fetch_first_values(model, where, order, limit + 1, fields, prime)
+    if limit and fields and where is not None and not page.cursor:
+        rows = await fetch_first_values(model, where, read, limit + 1, fields, prime)
     elif limit:
-        page_query = page_query.order_by(*order.order_by()).limit(limit + 1)
+        page_query = page_query.order_by(*read.order_by()).limit(limit + 1)
         rows = await (fetch_values(page_query, fields) if fields else page_query)
-    has_next = len(rows) > limit
+    more = len(rows) > limit
     rows = rows[:limit]
+    if page.backward:
+        rows.reverse()
     names = [name for name, _ in order.columns]
     if fields:
         edges = [Edge(node=wrap(row), position=[row[name] for name in names]) for row in rows]
@@ -375,13 +503,43 @@ async def paginate(
     return connection(
         edges=edges,
         page_info=PageInfo(
-            has_next_page=has_next,
+            has_next_page=bool(page.cursor) if page.backward else more,
             end_cursor=encode_cursor(edges[-1].position) if edges else None,
-            has_previous_page=bool(after),
+            has_previous_page=more if page.backward else bool(page.cursor),
             start_cursor=encode_cursor(edges[0].position) if edges else None,
         ),
         count_query=query,
     )
+
+
+async def fetch_last_of_each(
+    model: type[M], key: str, keys: Sequence[Any], order: Order
+) -> dict[Any, M]:
+    """For each of `keys`, the last row of `model` whose `key` column holds it, in this
+    order (the row a `last: 1` page of that list answers), in one statement: the rows
+    numbered from the end of each list (ROW_NUMBER, SQLite and PostgreSQL alike)."""
+    if not keys:
+        return {}
+    meta = model._meta
+    db = meta.db  # the transaction's connection inside one
+    p = parameter_prefix(db)
+    column = meta.fields_db_projection[key]
+    to_db = meta.fields_map[key]
+    values = [to_db.to_db_value(value, model) for value in keys]
+    marks = ", ".join(f"{p}{n + 1}" for n in range(len(values)))
+    select = ", ".join(f'"{name}"' for name in _columns(model))
+    sort = ", ".join(
+        f'"{meta.fields_db_projection[name]}"{" DESC" if desc else ""}'
+        for name, desc in order.reversed().columns
+    )
+    sql = (
+        f"SELECT {select} FROM (SELECT {select}, ROW_NUMBER() OVER"  # noqa: S608
+        f' (PARTITION BY "{column}" ORDER BY {sort}) AS "row_from_end"'
+        f' FROM "{meta.db_table}" WHERE "{column}" IN ({marks})) ranked'
+        ' WHERE "row_from_end" = 1'
+    )
+    _, rows = await db.execute_query(sql, values)
+    return {getattr(row, key): row for row in instances(model, rows)}
 
 
 def empty_connection(connection: type[ConnT]) -> ConnT:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from strawberry.extensions.field_extension import AsyncExtensionResolver, FieldExtension
@@ -162,3 +163,49 @@ class IsProfessional(_RoleGuard):
 class IsProfessionalOrOperator(_RoleGuard):
     def allowed(self, info: Info) -> bool:
         return info.context.actor.is_professional or info.context.actor.is_operator
+
+
+# Each guard lands in `schema.graphql` as a directive on the fields it guards (`@holderOnly`…);
+# its description is the rule, as a client reads it.
+_DENIED = " Anyone else reads null, with FORBIDDEN on its path."
+_ROLE = " Anonymous callers get UNAUTHENTICATED, other roles FORBIDDEN."
+RULES: dict[type[BasePermission], str] = {
+    ManagesPatient: "The holder of the space, or a legal representative of the minor." + _DENIED,
+    ReadsDossier: (
+        "Whoever reads the dossier: the holder, a legal representative, a professional with "
+        "a basis (consent, médecin traitant, emergency access) who is not blocked, or a "
+        "partner app granted the scope of that part of the dossier." + _DENIED
+    ),
+    SeesIdentity: ("Whoever sees the space; a partner app only under IDENTITY_READ." + _DENIED),
+    SeesReferencedDocument: (
+        "Readable when the document it refers to is (the rule of every document list); "
+        "otherwise null without an error, as a document that no longer exists."
+    ),
+    IsThisProfessional: "That professional only (their own dashboard)." + _DENIED,
+    IsThisProfessionalOrOperator: "That professional, and operators." + _DENIED,
+    IsEstablishmentMember: "The members of that establishment only." + _DENIED,
+    IsEstablishmentMemberOrOperator: (
+        "The members of that establishment, and operators." + _DENIED
+    ),
+    HolderOnly: (
+        "The holder of the space only: not a legal representative, a professional or an "
+        "app." + _DENIED
+    ),
+    IsAuthenticated: "Any logged-in caller." + _ROLE,
+    IsOperator: "OPERATOR only." + _ROLE,
+    IsPatient: "A logged-in patient (a holder, or a legal representative)." + _ROLE,
+    IsProfessional: "PROFESSIONAL only." + _ROLE,
+    IsProfessionalOrOperator: "PROFESSIONAL or OPERATOR." + _ROLE,
+}
+
+
+def _describe_directives() -> None:
+    for permission, rule in RULES.items():
+        directive = type(permission._auto_schema_directive)
+        definition = directive.__strawberry_directive__  # type: ignore[attr-defined]
+        directive.__strawberry_directive__ = dataclasses.replace(  # type: ignore[attr-defined]
+            definition, description=rule
+        )
+
+
+_describe_directives()

@@ -27,13 +27,34 @@ async def patient_scope(
     else:
         pk = ids.decode_as(str(patient_id), "Patient")
     relation = await info.context.loaders.relation.load(pk)
-    if not relation.visible:
-        raise NotFound()
-    if not relation.manages:
-        raise Forbidden()
-    if not relation.space_live and not allow_closed:  # its holder's, or a minor's
-        raise Forbidden("This space is closed.")
+    if not manages_space(relation, allow_closed=allow_closed):
+        if not relation.visible:
+            raise NotFound()
+        if not relation.manages:
+            raise Forbidden()
+        raise Forbidden("This space is closed.")  # its holder's, or a minor's
     return pk, relation
+
+
+def manages_space(relation: access.Relation, *, allow_closed: bool = False) -> bool:
+    """`patient_scope`'s rule for a space the viewer names: its holder or a legal
+    representative, the space not closed (unless `allow_closed`)."""
+    return relation.visible and relation.manages and (relation.space_live or allow_closed)
+
+
+def may_act_for(
+    actor: access.Actor,
+    relation: access.Relation,
+    professional_may: Callable[[access.Relation], bool],
+) -> bool:
+    """`acting_for`'s rule for the space of `relation`, named by the viewer: the patient
+    side by `patient_scope`'s rule, a professional or a partner app (for its one space) who
+    sees the space and whose relation to it `professional_may` allows."""
+    if actor.is_patient:
+        return manages_space(relation)
+    if actor.is_professional or (actor.is_app and actor.acting_for is not None):
+        return relation.visible and professional_may(relation)
+    return False
 
 
 async def acting_for(
@@ -55,9 +76,9 @@ async def acting_for(
         if patient_id is not None:
             pk = ids.decode_as(str(patient_id), "Patient")
         relation = await info.context.loaders.relation.load(pk)
-        if not relation.visible:
-            raise NotFound()
-        if not professional_may(relation):
+        if not may_act_for(actor, relation, professional_may):
+            if not relation.visible:
+                raise NotFound()
             raise Forbidden("The patient did not grant this app that scope.")
         return relation
     if actor.is_professional:
@@ -65,12 +86,26 @@ async def acting_for(
             raise BadUserInput("A professional names the patient.", field="patientId")
         pk = ids.decode_as(str(patient_id), "Patient")
         relation = await info.context.loaders.relation.load(pk)
-        if not relation.visible:
-            raise NotFound()
-        if not professional_may(relation):
+        if not may_act_for(actor, relation, professional_may):
+            if not relation.visible:
+                raise NotFound()
             raise Forbidden(refusal)
         return relation
     if actor.is_patient:
         _, relation = await patient_scope(info, patient_id)
         return relation
     raise Forbidden()
+
+
+# The `patientId` of the inputs `patient_scope` reads (the holder's side only).
+SPACE_ID = (
+    "The space to act on: absent, the caller's own; else a space the caller holds or "
+    "represents (a minor's). NOT_FOUND for a space the caller cannot see, FORBIDDEN for one "
+    "they see but may not manage."
+)
+# The `patientId` of the inputs `acting_for` reads (a professional or an app may act too).
+PATIENT_ID = (
+    "The patient: a professional must name them (BAD_USER_INPUT otherwise); a patient leaves "
+    "it out for their own space or names a minor they represent; a partner app may leave it "
+    "out (its one space). NOT_FOUND for a space the caller cannot see."
+)

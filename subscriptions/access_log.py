@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncGenerator
+from typing import Annotated
 from uuid import UUID
 
 import strawberry
@@ -37,7 +38,7 @@ from resolvers import ids
 from resolvers.audit import record_access
 from resolvers.consent import ACCESS_LOG_ORDER, AccessEvent
 from resolvers.pagination import after_filter
-from resolvers.scope import patient_scope
+from resolvers.scope import SPACE_ID, patient_scope
 from subscriptions.broadcast import SubscriberDropped
 from subscriptions.channels import access_channel
 from subscriptions.schema import _session_expiry
@@ -96,8 +97,18 @@ class AccessLogSubscription:
     async def access_logged(
         self,
         info: Info,
-        patient_id: strawberry.ID | None = None,
-        after: str | None = None,
+        patient_id: Annotated[
+            strawberry.ID | None, strawberry.argument(description=SPACE_ID)
+        ] = None,
+        after: Annotated[
+            str | None,
+            strawberry.argument(
+                description=(
+                    "An `accessLog` cursor, or the id of the last event received: first replay "
+                    "what was logged after it; absent: from now on."
+                )
+            ),
+        ] = None,
     ) -> AsyncGenerator[AccessEvent, None]:
         ctx = info.context
         actor = ctx.actor

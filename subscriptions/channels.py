@@ -20,10 +20,32 @@ def account_channel(account_id: UUID) -> str:
 
 
 async def publish_message(
-    bus: EventBus, *, accounts: Iterable[UUID], message_id: UUID, conversation_id: UUID
+    bus: EventBus,
+    *,
+    accounts: Iterable[UUID],
+    message_id: UUID,
+    conversation_id: UUID,
+    position: int | None,
 ) -> None:
-    """After the commit, best effort: a lost event is replayed from the database by cursor."""
-    event = {"type": "message", "message": str(message_id), "conversation": str(conversation_id)}
+    """After the commit, best effort: a lost event is replayed from the database by cursor.
+    `position` (the message's place in commit order) lets a subscriber that already has it
+    skip the event without a query."""
+    event = {
+        "type": "message",
+        "message": str(message_id),
+        "conversation": str(conversation_id),
+        "position": position,
+    }
+    await _publish_to(bus, accounts, event)
+
+
+async def publish_conversation(
+    bus: EventBus, *, accounts: Iterable[UUID], conversation_id: UUID
+) -> None:
+    """After the commit, best effort: the conversation was read or closed; conversationUpdated
+    (subscriptions/conversations.py) loads it again for each subscriber. A new message needs
+    no event of its own: its `message` event names its conversation, read there too."""
+    event = {"type": "conversation", "conversation": str(conversation_id)}
     await _publish_to(bus, accounts, event)
 
 

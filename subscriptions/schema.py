@@ -15,8 +15,8 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from typing import Any
+from datetime import date, datetime
+from typing import Annotated, Any
 from uuid import UUID
 
 import strawberry
@@ -35,10 +35,11 @@ from resolvers.messaging import (
     MESSAGE_ORDER,
     Message,
     conversation_filter,
+    current_message_cursor,
     log_member_read,
     managed_patients_query,
+    message_position,
 )
-from resolvers.pagination import after_filter, cursor_of, encode_cursor
 from subscriptions.broadcast import SubscriberDropped
 from subscriptions.channels import account_channel
 
@@ -46,32 +47,6 @@ logger = logging.getLogger(__name__)
 
 REPLAY_BATCH = 200
 RECHECK_SECONDS = 30.0  # also re-checked at once on every event and on revocation notices
-# How far a catch-up after RESYNC steps back before the newest message delivered: a send
-# takes its `sent_at` when its request starts, and commits (then publishes) a little later.
-RESYNC_MARGIN = timedelta(seconds=60)
-SEEN_MEMORY = 1024
-
-
-class _Seen:
-    """Ids already delivered, so replay and live never send one twice (bounded)."""
-
-    __slots__ = ("_ids",)
-
-    def __init__(self) -> None:
-        # A dict keeps insertion order, and is smaller than an OrderedDict: one per socket.
-        self._ids: dict[UUID, None] = {}
-
-    def add(self, pk: UUID) -> bool:
-        if pk in self._ids:
-            return False
-        self._ids[pk] = None
-        if len(self._ids) > SEEN_MEMORY:
-            del self._ids[next(iter(self._ids))]  # the oldest
-        return True
-
-
-async def _visible_messages(info: Info, conversation_pk: UUID | None) -> Q | None:
-    return _messages_of(await conversation_filter(info), conversation_pk)
 
 
 def _messages_of(where: Q | None, conversation_pk: UUID | None) -> Q | None:
@@ -84,25 +59,27 @@ def _messages_of(where: Q | None, conversation_pk: UUID | None) -> Q | None:
     return Q(conversation_id__in=Subquery(conversations.values("id")))
 
 
-# The statement that loads the message of an event, only if the subscriber may see it, is
-# built by the ORM once per kind of subscriber (and per day: a minor's age depends on it),
-# from the very filters the other paths use (`visible_conversations`, with the managed
-# patients as a subquery instead of a list fetched first), for a template subscriber whose
-# ids are the placeholders below. Each event runs it with the real ids in the placeholders'
-# places: one statement where there were two, and no query building per event (building it
-# took longer than running it).
-_MESSAGE = UUID("5ec7e11e-0000-4000-8000-00000000d00d")
+# The statement that loads what a subscriber may see past its position (the messages it
+# may see now, in commit order, a batch at a time) is built by the ORM once per kind of
+# subscriber (and per day: a minor's age depends on it), from the very filters the other
+# paths use (`visible_conversations`, with the managed patients as a subquery instead of a
+# list fetched first), for a template subscriber whose ids are the placeholders below. Each
+# catch-up runs it with the real values in the placeholders' places: one statement, and no
+# query building per event (building it took longer than running it).
+_POSITION = 5_713_571_357_135_713  # no real position comes near it for centuries
 _PATIENT = UUID("5ec7e11e-0000-4000-8000-0000000000a1")
 _PROFESSIONAL = UUID("5ec7e11e-0000-4000-8000-0000000000b2")
 _CONVERSATION = UUID("5ec7e11e-0000-4000-8000-0000000000c3")
-_PLACEHOLDERS = {str(u): u for u in (_MESSAGE, _PATIENT, _PROFESSIONAL, _CONVERSATION)}
+_PLACEHOLDERS: dict[str, object] = {
+    str(v): v for v in (_POSITION, _PATIENT, _PROFESSIONAL, _CONVERSATION)
+}
 
 
 @dataclass(frozen=True)
 class _Statement:
     sql: str
     params: list[Any]
-    slots: list[tuple[int, UUID]]  # parameter index, placeholder
+    slots: list[tuple[int, object]]  # parameter index, placeholder
     select_related_idx: Any
 
 
@@ -134,14 +111,19 @@ def _statement(actor: Actor, conversation_pk: UUID | None, today: date) -> _Stat
     visible = _messages_of(where, _CONVERSATION if conversation_pk is not None else None)
     statement = None
     if visible is not None:
-        query = MessageModel.filter(visible, id=_MESSAGE).select_related("conversation")
+        query = (
+            MessageModel.filter(visible, seq__gt=_POSITION)
+            .order_by(*MESSAGE_ORDER.order_by())
+            .limit(REPLAY_BATCH)
+            .select_related("conversation")
+        )
         query.sql()  # makes the query, as awaiting it would
         sql, params = query.query.get_parameterized_sql()
         slots = [
             (n, _PLACEHOLDERS[str(v)]) for n, v in enumerate(params) if str(v) in _PLACEHOLDERS
         ]
-        if [u for _, u in slots].count(_MESSAGE) != 1:
-            raise RuntimeError("the message placeholder must appear exactly once")
+        if [u for _, u in slots].count(_POSITION) != 1:
+            raise RuntimeError("the position placeholder must appear exactly once")
         if any(isinstance(v, datetime) for v in params):
             # A moment would be the template's, not the event's: never shared.
             raise RuntimeError("a delivery statement cannot depend on the moment")
@@ -152,15 +134,18 @@ def _statement(actor: Actor, conversation_pk: UUID | None, today: date) -> _Stat
     return statement
 
 
-async def _load_visible(info: Info, pk: UUID, conversation_pk: UUID | None) -> MessageModel | None:
-    """The message `pk`, with its conversation, if the subscriber may see it."""
+async def _visible_after(
+    info: Info, position: int, conversation_pk: UUID | None
+) -> list[MessageModel]:
+    """The next messages past `position` the subscriber may see now, in commit order (at
+    most REPLAY_BATCH), each with its conversation."""
     ctx = info.context
     actor = ctx.actor
     statement = _statement(actor, conversation_pk, ctx.today)
     if statement is None:
-        return None
-    real = {
-        _MESSAGE: pk,
+        return []
+    real: dict[object, object] = {
+        _POSITION: position,
         _PATIENT: actor.patient_id,
         _PROFESSIONAL: actor.professional_id,
         _CONVERSATION: conversation_pk,
@@ -174,7 +159,10 @@ async def _load_visible(info: Info, pk: UUID, conversation_pk: UUID | None) -> M
         model=MessageModel, db=db, select_related_idx=statement.select_related_idx
     )
     rows: list[MessageModel] = await executor.execute_select(statement.sql, values)
-    return rows[0] if rows else None
+    for row in rows:
+        # Fetched with its conversation: `conversation { … }` costs no second query.
+        ctx.loaders.conversation.prime(row.conversation_id, row.conversation)
+    return rows
 
 
 async def _session_expiry(session_id: UUID | None) -> datetime | None:
@@ -189,15 +177,32 @@ class Subscription:
     @strawberry.subscription(
         description=(
             "New messages of the viewer's conversations (a representative also gets their "
-            "minors'). With `after` (a message cursor) it first replays what was stored "
-            "since, then goes live, with no gap and no duplicate."
+            "minors'), in commit order. With `after` (a message's `cursor`, of any of the "
+            "viewer's conversations) it first replays what was stored since, then goes live, "
+            "with no gap and no duplicate, whichever worker stored each message."
         )
     )
     async def message_received(
         self,
         info: Info,
-        conversation_id: strawberry.ID | None = None,
-        after: str | None = None,
+        conversation_id: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(
+                description=(
+                    "Only this conversation's messages (NOT_FOUND if the viewer does not take "
+                    "part in it); absent: all of the viewer's conversations."
+                )
+            ),
+        ] = None,
+        after: Annotated[
+            str | None,
+            strawberry.argument(
+                description=(
+                    "A message's `cursor`: first replay every message stored after it; absent: "
+                    "from now on."
+                )
+            ),
+        ] = None,
     ) -> AsyncGenerator[Message, None]:
         ctx = info.context
         actor = ctx.actor
@@ -214,64 +219,43 @@ class Subscription:
                 or not await ConversationModel.filter(where, id=conversation_pk).exists()
             ):
                 raise NotFound()
-        start = utcnow()
-        # Catch-ups never go back beyond the client's cursor (validated here, early; the
-        # filter itself is rebuilt at each catch-up rather than held by an idle socket).
-        if after is not None:
-            after_filter(MessageModel, MESSAGE_ORDER, after)
-
-        def floor() -> Q:
-            if after is not None:
-                return after_filter(MessageModel, MESSAGE_ORDER, after)
-            return Q(sent_at__gte=start)
-
-        batch: list[MessageModel] | None = None
-        row: MessageModel | None = None
-        newest: datetime | None = None  # the latest `sent_at` delivered
-        seen = _Seen()
+        # The subscriber's position: everything it may see up to there is delivered (or
+        # was before it asked). Positions are in commit order (models/message.py
+        # `MessageClock`): whatever commits later lands past it, so a catch-up from it,
+        # after an event or a RESYNC, misses nothing and repeats nothing.
+        cursor = await current_message_cursor(after)
+        if cursor is not None:
+            position = message_position(cursor)
+        else:
+            position = await messaging.committed_position()
         expires_at = await _session_expiry(actor.session_id)
-
-        async def replay(position: str | None) -> list[MessageModel]:
-            visible = await _visible_messages(info, conversation_pk)
-            if visible is None:
-                return []
-            query = MessageModel.filter(visible, floor())
-            if position is not None:
-                query = query.filter(after_filter(MessageModel, MESSAGE_ORDER, position))
-            query = query.order_by(*MESSAGE_ORDER.order_by()).limit(REPLAY_BATCH)
-            return list(await query.select_related("conversation"))
 
         while True:
             try:
                 async with ctx.services.bus.subscribe(account_channel(actor.account_id)) as sub:
                     # Subscribed first, then catch up from the database: anything committed
-                    # meanwhile arrives live too, and `seen` drops the duplicate. The same
-                    # catch-up follows every RESYNC (events may have been lost).
+                    # meanwhile is past the position. The same catch-up follows each event
+                    # and every RESYNC (events may have been lost).
                     catch_up = True
+                    heard = 0  # the position of the event that started this catch-up
                     events = sub.__aiter__()
                     while True:
-                        if catch_up:
-                            catch_up = False
-                            # A message's `sent_at` is taken before its commit: one committed
-                            # late may sort before what was already delivered, so step back.
-                            position = (
-                                _cursor_at(newest - RESYNC_MARGIN) if newest is not None else None
-                            )
-                            while True:
-                                ctx.refresh()
-                                if not await ctx.session_alive():
-                                    return
-                                batch = await replay(position)
-                                for row in batch:
-                                    position = cursor_of(row, MESSAGE_ORDER)
-                                    newest = _later(newest, row.sent_at)
-                                    if seen.add(row.id):
-                                        await _log_read(info, row)
-                                        yield Message.from_model(row)
-                                full = len(batch) == REPLAY_BATCH
-                                batch = row = None  # not held while idle
-                                if not full:
-                                    break
+                        while catch_up:
+                            ctx.refresh()
+                            if not await ctx.session_alive():
+                                return
+                            batch = await _visible_after(info, position, conversation_pk)
+                            for row in batch:
+                                position = row.seq or position
+                                await _log_read(info, row)
+                                yield Message.from_model(row)
+                            catch_up = len(batch) == REPLAY_BATCH
+                            if not catch_up:
+                                # All up to the event's message had committed (or died) when
+                                # it was published, and none of the rest is the subscriber's:
+                                # the next catch-up starts there (a shorter scan).
+                                position, heard = max(position, heard), 0
+                            batch = []  # not held while idle
                         timeout = RECHECK_SECONDS
                         if expires_at is not None:
                             timeout = min(timeout, (expires_at - utcnow()).total_seconds())
@@ -282,7 +266,7 @@ class Subscription:
                         # Idle from here on: hold nothing of the last delivery (its loaders
                         # alone are ~10 KB a socket); the next event starts afresh anyway.
                         ctx.refresh()
-                        event = message = None
+                        event = None
                         try:
                             # Not `wait_for`: that makes a task per wait, per socket.
                             async with asyncio.timeout(timeout):
@@ -291,20 +275,23 @@ class Subscription:
                             if not await ctx.session_alive():
                                 return
                             continue
-                        ctx.refresh()
-                        if not await ctx.session_alive():
-                            return
                         kind = event.get("type")
                         if kind == "resync":
                             catch_up = True
-                            continue
-                        if kind != "message":
-                            continue
-                        message = await _deliverable(info, event, conversation_pk)
-                        if message is not None and seen.add(message.id):
-                            newest = _later(newest, message.sent_at)
-                            await _log_read(info, message)
-                            yield Message.from_model(message)
+                        elif kind == "message":
+                            # One already delivered (or not the subscriber's, and passed
+                            # since): no query. An event without a position, from an older
+                            # worker, always looks.
+                            known = event.get("position")
+                            known = known if isinstance(known, int) else None
+                            catch_up = known is None or known > position
+                            heard = known or 0
+                        elif kind == "revoked":  # a session ended: is it this one?
+                            ctx.refresh()
+                            if not await ctx.session_alive():
+                                return
+                        # Anything else on the channel (reminders, conversation changes, the
+                        # access log) is another stream's: nothing to send, no query.
             except SubscriberDropped:
                 # Too slow: resubscribe and catch up from the database.
                 logger.info("subscriber dropped for being slow; replaying from the database")
@@ -321,26 +308,3 @@ async def _log_read(info: Info, row: MessageModel) -> None:
         establishment_id=row.conversation.establishment_id,
         senders=(row.sender_role,),
     )
-
-
-def _later(newest: datetime | None, moment: datetime) -> datetime:
-    return moment if newest is None or moment > newest else newest
-
-
-def _cursor_at(moment: datetime) -> str:
-    return encode_cursor([moment, UUID(int=0)])
-
-
-async def _deliverable(
-    info: Info, event: dict[str, object], conversation_pk: UUID | None
-) -> MessageModel | None:
-    """The message of an event, only if the subscriber may see it now."""
-    try:
-        pk = UUID(str(event.get("message")))
-    except ValueError:
-        return None
-    row = await _load_visible(info, pk, conversation_pk)
-    if row is not None:
-        # Fetched with its conversation: `conversation { … }` costs no second query.
-        info.context.loaders.conversation.prime(row.conversation_id, row.conversation)
-    return row

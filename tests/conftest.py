@@ -74,6 +74,19 @@ def db_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield str(folder / "template.sqlite3")
 
 
+# For tests that send hundreds of requests from one address in seconds (the permission
+# matrices): not what the request budget is for, which tests/test_budget*.py cover.
+UNLIMITED_BUDGET = dict.fromkeys(
+    (
+        "rate_limit_requests_per_minute",
+        "rate_limit_cost_per_minute",
+        "rate_limit_address_requests_per_minute",
+        "rate_limit_address_cost_per_minute",
+    ),
+    0,
+)
+
+
 def _settings(data_dir: Path, database_url: str, **overrides: Any) -> Settings:
     base = Settings(
         environment="test",

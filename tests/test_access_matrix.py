@@ -25,7 +25,7 @@ from api.app import create_app
 from api.schema import schema
 from models import persisted
 from models.audit import AccessAction, AccessBasis, AccessEvent
-from tests.conftest import PG_URL, _settings, _truncate_all
+from tests.conftest import PG_URL, UNLIMITED_BUDGET, _settings, _truncate_all
 from tests.matrix_support import Kind, Scenario, build, missing_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -42,8 +42,17 @@ MANAGED = (
     "accessLog",
     "representatives",
     "appGrants",
+    "blockedProfessionals",
+    "deleteBy",
 )
-LATER = ("conversations", "reminders", "calendarFeedUrl")
+LATER = ("conversations", "reminders", "calendarFeedUrl", "unreadMessageCount")
+# What the viewer may do with the space: answered (true or false) to whoever sees it.
+CAPABILITIES = (
+    "viewerCanReadDossier",
+    "viewerCanWriteDossier",
+    "viewerCanBookAppointment",
+    "viewerCanStartConversation",
+)
 DOCUMENT = (
     "id",
     "title",
@@ -57,6 +66,8 @@ DOCUMENT = (
     "hiddenFromRepresentatives",
     "author",
     "contentUrl",
+    "viewerCanDelete",
+    "viewerCanHide",
 )
 VACCINATION = ("id", "vaccine", "date", "doseNumber", "lotNumber", "professional")
 SCREENING = ("id", "kind", "date", "result")
@@ -95,6 +106,12 @@ class Row:
 TABLE = (
     #    an ho re ot no rd rw ex rv bl td em op oper me fm oe aa ai
     Row("N  A  A  N  N  A  A  N  N  N  A  A  N  A  A  N  N  A  A", "Patient", "subject", IDENTITY),
+    Row(
+        "N  A  A  N  N  A  A  N  N  N  A  A  N  A  A  N  N  A  A",
+        "Patient",
+        "subject",
+        CAPABILITIES,
+    ),
     Row(
         "N  A  A  N  N  A  A  N  N  N  A  A  N  F  F  N  N  A  F",
         "Patient",
@@ -168,7 +185,11 @@ LIST_FIELD = {
 }
 CONNECTIONS = {"documents", "accessLog"}
 # The consent of the table is live; its event (a deposit) went through no establishment.
-NULLABLE = {("Consent", "revokedAt"), ("AccessEvent", "establishment")}
+NULLABLE = {
+    ("Consent", "revokedAt"),
+    ("AccessEvent", "establishment"),
+    ("Patient", "deleteBy"),  # no deletion requested of a live space
+}
 SUBSELECTION = {
     ("Patient", "documents"): "documents(first: 50) { totalCount edges { node { id } } }",
     ("Patient", "healthProfile"): "healthProfile { allergies }",
@@ -183,6 +204,7 @@ SUBSELECTION = {
     ("Patient", "reminders"): "reminders { totalCount }",
     ("Patient", "representatives"): "representatives { id }",
     ("Patient", "appGrants"): "appGrants { scopes }",
+    ("Patient", "blockedProfessionals"): "blockedProfessionals { id }",
     # __typename only: reading the author's names would be a read of the author's space.
     ("Document", "author"): "author { __typename }",
     ("Vaccination", "professional"): "professional { id }",
@@ -385,7 +407,7 @@ async def world(db_template: str, tmp_path_factory: pytest.TempPathFactory) -> A
         else:
             shutil.copyfile(db_template, folder / "db.sqlite3")
             url = f"sqlite://{folder / 'db.sqlite3'}"
-        app = create_app(_settings(folder, url))
+        app = create_app(_settings(folder, url, **UNLIMITED_BUDGET))
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app, client=("127.0.0.9", 4242))
             async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:

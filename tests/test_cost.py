@@ -231,7 +231,7 @@ def test_every_list_and_connection_of_the_schema_is_sized() -> None:
         is_list = isinstance(get_nullable_type(definition.type), GraphQLList)
         is_connection = named.name.endswith("Connection") and isinstance(named, GraphQLObjectType)
         composite = isinstance(named, GraphQLObjectType | GraphQLInterfaceType | GraphQLUnionType)
-        if coordinate.endswith("Connection.edges"):
+        if coordinate.endswith(("Connection.edges", "Connection.nodes")):
             continue  # sized by the field that returns the connection (`sizedFields`)
         if (is_list and composite) or is_connection:
             rule = model.size_rule(definition)
@@ -250,10 +250,13 @@ def test_every_list_and_connection_of_the_schema_is_sized() -> None:
         "Patient.conversations",
         "Patient.documents",
         "Patient.reminders",
+        "Professional.appointments",
         "Professional.conversations",
         "Professional.patients",
     ]
-    assert [value for value in connections.values() if value != (("first",), {"edges"})] == []
+    assert [
+        value for value in connections.values() if value != (("first", "last"), {"edges", "nodes"})
+    ] == []
 
 
 def test_every_mutation_weighs_a_write() -> None:

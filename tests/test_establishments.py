@@ -782,6 +782,7 @@ async def test_a_removed_member_loses_the_inbox_at_once_on_every_path(
             accounts=[(await Account.get(professional_id=world.caron.pk)).id],
             message_id=decode_as(sent["sendMessage"]["message"]["id"], "Message"),
             conversation_id=decode_as(cid, "Conversation"),
+            position=None,  # unknown: the subscriber looks
         )
 
         # then the remaining member receives it, Caron's socket nothing of the hospital's

@@ -9,6 +9,7 @@ from typing import Any, cast
 from uuid import UUID, uuid4
 
 import httpx
+from tortoise.expressions import Q
 
 from api.context import Info
 from models import message as messaging
@@ -21,16 +22,32 @@ from models.message import Conversation, Message
 from models.patient import Patient, Representation, SpaceStatus
 from models.session import authenticate
 from resolvers.ids import decode_as
-from resolvers.messaging import managed_patients
-from subscriptions.schema import _load_visible, _visible_messages
+from resolvers.messaging import conversation_filter, managed_patients
+from subscriptions.schema import _messages_of, _visible_after
 from tests.factories import Person, Staff, make_minor, make_patient, make_professional
 from tests.messaging_support import send, started
 
 
 def info_of(actor: Actor) -> Info:
     now = utcnow()
-    context = SimpleNamespace(actor=actor, now=now, today=paris_today(now))
+    primed = SimpleNamespace(prime=lambda *_: None)
+    context = SimpleNamespace(
+        actor=actor, now=now, today=paris_today(now), loaders=SimpleNamespace(conversation=primed)
+    )
     return cast(Info, SimpleNamespace(context=context))
+
+
+async def _visible_messages(info: Info, conversation_pk: UUID | None) -> Q | None:
+    return _messages_of(await conversation_filter(info), conversation_pk)
+
+
+async def _load_visible(info: Info, pk: UUID, conversation_pk: UUID | None) -> Message | None:
+    """The message `pk` through the delivery statement: the first past the one before it."""
+    message = await Message.get_or_none(id=pk)
+    if message is None or message.seq is None:
+        return None
+    rows = await _visible_after(info, message.seq - 1, conversation_pk)
+    return rows[0] if rows and rows[0].id == pk else None
 
 
 async def accounts_of(*patients: Person) -> set[UUID]:
@@ -91,6 +108,15 @@ async def test_delivery_decides_what_the_orm_filter_decides(client: httpx.AsyncC
                 )
                 found = await _load_visible(info, pk, conversation)
                 assert (found.id if found else None) == (expected.id if expected else None)
+                # and, past any position, the same messages in commit order
+                position = (await Message.get(id=pk)).seq if pk in world.messages else 0
+                past = await _visible_after(info, position or 0, conversation)
+                wanted = (
+                    await Message.filter(visible, seq__gt=position or 0).order_by("seq")
+                    if visible is not None
+                    else []
+                )
+                assert [m.id for m in past] == [m.id for m in wanted]
                 if found is not None:
                     # Loaded with its conversation, for the loader to be primed with.
                     assert isinstance(found.conversation, Conversation)

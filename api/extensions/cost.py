@@ -10,9 +10,10 @@ request runs, computed on the validated document before any resolver:
 - a field's selections count once per item of the list it returns. `@listSize` says how
   long that list is: the largest of its `slicingArguments` given (or defaulted in the
   schema), else its `assumedSize`; with `sizedFields`, that size is the one of those
-  sub-fields' lists (Relay connections: `edges`). A list the directives do not size counts
-  `UNSIZED_LIST` items, the largest page this API serves (the specification would say
-  infinite: every list of our schema is sized, tests/test_cost.py checks it);
+  sub-fields' lists (Relay connections: `edges` and `nodes`, by `first` or `last`). A list
+  the directives do not size counts `UNSIZED_LIST` items, the largest page this API serves
+  (the specification would say infinite: every list of our schema is sized,
+  tests/test_cost.py checks it);
 - `requireOneSlicingArgument` (true unless the directive says otherwise) makes a field that
   gets none or several of its slicing arguments a BAD_USER_INPUT (§8.4);
 - beyond §8.2, whose slicing arguments are integers, a slicing argument that takes a list

@@ -591,6 +591,51 @@ async def test_a_redis_outage_loses_nothing_and_duplicates_nothing(
     await nothing_else(outage, pro, socket, op_id, conversation)
 
 
+CURSORED = """
+subscription($after: String) {
+  messageReceived(after: $after) { id body cursor conversation { id } }
+}"""
+
+
+@pytest.mark.redis
+async def test_a_client_resumes_from_its_last_message_cursor_across_workers_and_conversations(
+    pair: list[ServerProcess], actors: Actors, patient: Actor, sockets: Any
+) -> None:
+    """Issue 18's resumption: the `cursor` of the last message received, over every
+    conversation of the viewer, then messages sent through both workers while it is away:
+    each arrives once, in commit order, then live."""
+    one, two = pair
+    pro = actors.professional
+    first, _, _ = await start_conversation(one.url, pro, patient)
+    second, _, _ = await start_conversation(two.url, pro, patient)
+    socket: LiveSocket = await sockets(two.ws_url)
+    assert (await socket.init(patient.token))["type"] == "connection_ack"
+    op_id = await socket.subscribe(CURSORED, {"after": None})
+    await send(one.url, pro, first, "seen1")
+    await send(two.url, pro, second, "seen2")
+    seen = [(await socket.next_data(op_id))["messageReceived"] for _ in range(2)]
+    assert [m["body"] for m in seen] == ["seen1", "seen2"]
+    await socket.close()
+
+    missed = []
+    for n in range(6):  # both workers, both conversations, while the client is away
+        server, conversation = pair[n % 2], (first, second)[n // 3]
+        missed.append(f"missed{n}")
+        await send(server.url, pro, conversation, missed[-1])
+    back: LiveSocket = await sockets(one.ws_url)
+    assert (await back.init(patient.token))["type"] == "connection_ack"
+    op_id = await back.subscribe(CURSORED, {"after": seen[-1]["cursor"]})
+    replayed = [(await back.next_data(op_id))["messageReceived"] for _ in missed]
+    await send(two.url, pro, first, "live")
+    live = (await back.next_data(op_id))["messageReceived"]
+
+    assert [m["body"] for m in replayed] == missed
+    assert live["body"] == "live"
+    cursors = [m["cursor"] for m in [*seen, *replayed, live]]
+    assert len(set(cursors)) == len(cursors)
+    assert await back.silent_for(0.2) == []
+
+
 async def wait_ready(server: ServerProcess) -> None:
     """/readyz answers 200 once the event bus made a round trip through Redis again."""
     import httpx
