@@ -169,11 +169,28 @@ class ReadMark(Entity):
     )
     side = fields.CharEnumField(SenderRole, max_length=16)
     read_at = fields.DatetimeField()
+    # Read up to this message position (commit order, models/clock.py): what was committed
+    # when the mark was set. A message committed later is unread, whatever its `sent_at`
+    # (taken when its request started, possibly before the mark). Null for a mark set before
+    # positions existed: `read_at` then compares with `sent_at`, as it did.
+    read_seq = fields.BigIntField(null=True)
     conversation_id: UUID
 
     class Meta:
         table = "read_mark"
         unique_together = (("conversation", "side"),)
+
+    def covers(self, position: int | None, sent_at: datetime) -> bool:
+        """Whether this mark reads a message (`UNREAD_BY` decides the same in SQL)."""
+        return covers(self.read_seq, self.read_at, position, sent_at)
+
+
+def covers(
+    read_seq: int | None, read_at: datetime, position: int | None, sent_at: datetime
+) -> bool:
+    if read_seq is not None and position is not None:
+        return read_seq >= position
+    return read_at >= sent_at
 
 
 class MemberReadMark(Entity):
@@ -188,6 +205,7 @@ class MemberReadMark(Entity):
         "models.Professional", related_name="member_read_marks", on_delete=fields.CASCADE
     )
     read_at = fields.DatetimeField()
+    read_seq = fields.BigIntField(null=True)  # as `ReadMark.read_seq`
     conversation_id: UUID
     professional_id: UUID
 
@@ -309,19 +327,25 @@ def unread_conversations(actor: Actor) -> Q | None:
 # establishment's, the member's own `MemberReadMark` ({pro}): each member's unread messages
 # are their own. The one definition of "unread": `Conversation.unreadCount` and the unread
 # totals of `Patient` and `Professional` all count it (`unread_count`).
+# `covers` in SQL: a mark `r` reads a message `m` by position, or, for a mark set before
+# positions existed, by moment.
+_COVERS = (
+    "(CASE WHEN r.read_seq IS NOT NULL AND m.seq IS NOT NULL THEN r.read_seq >= m.seq"
+    " ELSE r.read_at >= m.sent_at END)"
+)
 UNREAD_BY = {
     SenderRole.PATIENT: (
-        "m.sender_role <> 'PATIENT' AND NOT EXISTS (SELECT 1 FROM read_mark r"
+        "m.sender_role <> 'PATIENT' AND NOT EXISTS (SELECT 1 FROM read_mark r"  # noqa: S608
         " WHERE r.conversation_id = m.conversation_id AND r.side = 'PATIENT'"
-        " AND r.read_at >= m.sent_at)"
+        f" AND {_COVERS})"
     ),
     SenderRole.PROFESSIONAL: (
-        "m.sender_role <> 'PROFESSIONAL' AND NOT EXISTS (SELECT 1 FROM read_mark r"
+        "m.sender_role <> 'PROFESSIONAL' AND NOT EXISTS (SELECT 1 FROM read_mark r"  # noqa: S608
         " WHERE conversation.establishment_id IS NULL AND r.conversation_id = m.conversation_id"
-        " AND r.side = 'PROFESSIONAL' AND r.read_at >= m.sent_at) AND NOT EXISTS (SELECT 1"
+        f" AND r.side = 'PROFESSIONAL' AND {_COVERS}) AND NOT EXISTS (SELECT 1"
         " FROM member_read_mark r WHERE conversation.establishment_id IS NOT NULL"
         " AND r.conversation_id = m.conversation_id AND r.professional_id = {pro}"
-        " AND r.read_at >= m.sent_at)"
+        f" AND {_COVERS})"
     ),
 }
 _UNREAD_COUNT = (
@@ -621,28 +645,28 @@ async def mark_read(conversation: Conversation, *, actor: Actor, now: datetime) 
     side = viewer_side(actor)
     if side is None:
         raise Forbidden()
+    # Up to what has committed now: a message committing later stays unread.
+    mark = {"read_at": now, "read_seq": await committed_position()}
     if conversation.establishment_id is None or actor.professional_id is None:
-        await _mark_side(conversation, side, now)
+        await _mark_side(conversation, side, mark)
         return
     async with in_transaction():  # the member's mark and the establishment's side's together
-        await _mark_side(conversation, side, now)
+        await _mark_side(conversation, side, mark)
         mine = MemberReadMark.filter(
             conversation_id=conversation.id, professional_id=actor.professional_id
         )
-        if not await mine.update(read_at=now):
+        if not await mine.update(**mark):
             await MemberReadMark.get_or_create(
                 conversation_id=conversation.id,
                 professional_id=actor.professional_id,
-                defaults={"read_at": now},
+                defaults=mark,
             )
 
 
-async def _mark_side(conversation: Conversation, side: SenderRole, now: datetime) -> None:
-    updated = await ReadMark.filter(conversation_id=conversation.id, side=side).update(read_at=now)
+async def _mark_side(conversation: Conversation, side: SenderRole, mark: dict[str, Any]) -> None:
+    updated = await ReadMark.filter(conversation_id=conversation.id, side=side).update(**mark)
     if not updated:
-        await ReadMark.get_or_create(
-            conversation_id=conversation.id, side=side, defaults={"read_at": now}
-        )
+        await ReadMark.get_or_create(conversation_id=conversation.id, side=side, defaults=mark)
 
 
 def may_post(actor: Actor, conversation: Conversation, relation: Relation | None) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from uuid import UUID
@@ -125,7 +124,7 @@ class Loaders:
         return DataLoader(load_fn=self._attachments)
 
     @cached_property
-    def read_marks(self) -> DataLoader[UUID, dict[SenderRole, datetime]]:
+    def read_marks(self) -> DataLoader[UUID, dict[SenderRole, ReadMark]]:
         return DataLoader(load_fn=self._read_marks)
 
     @cached_property
@@ -196,11 +195,11 @@ class Loaders:
             out[block.patient_id].append(block.professional)
         return [out[key] for key in keys]
 
-    async def _read_marks(self, keys: Sequence[UUID]) -> list[dict[SenderRole, datetime]]:
+    async def _read_marks(self, keys: Sequence[UUID]) -> list[dict[SenderRole, ReadMark]]:
         rows = await ReadMark.filter(conversation_id__in=list(set(keys)))
-        out: dict[UUID, dict[SenderRole, datetime]] = {key: {} for key in keys}
+        out: dict[UUID, dict[SenderRole, ReadMark]] = {key: {} for key in keys}
         for row in rows:
-            out[row.conversation_id][row.side] = row.read_at
+            out[row.conversation_id][row.side] = row
         return [out[key] for key in keys]
 
     async def _memberships(self, keys: Sequence[UUID]) -> list[bool]:

@@ -209,7 +209,9 @@ class Message(Node):
             else (SenderRole.PROFESSIONAL)
         )
         mark = marks.get(other)
-        return mark if mark is not None and mark >= self.sent_at else None
+        if mark is None or not mark.covers(self.position, self.sent_at):
+            return None
+        return mark.read_at
 
     @classmethod
     def from_model(cls, row: MessageModel) -> Message:

@@ -33,13 +33,13 @@ from models import message as messaging
 from models.base import utcnow
 from models.blobs import BlobStore
 from models.clock import MESSAGES, Clock
-from models.message import Conversation, Message
+from models.message import Conversation, Message, ReadMark
 from models.session import authenticate
 from resolvers.ids import decode_as
 from resolvers.pagination import encode_cursor
 from tests.factories import make_patient, make_professional
 from tests.graphql import gql
-from tests.messaging_support import send, started
+from tests.messaging_support import MARK_READ, send, started
 from tests.test_ws_reauth import PROTOCOLS, socket_of
 
 PAGE = """query($id: ID!, $after: String) { node(id: $id) { ... on Conversation {
@@ -272,3 +272,41 @@ async def test_a_position_is_not_given_again_before_the_commit_of_the_one_before
 
     assert order == ["first commits", "second has its position"]
     assert positions[1] == positions[0] + 1
+
+
+UNREAD = """query($id: ID!) { node(id: $id) { ... on Conversation {
+  unreadCount messages(last: 5) { nodes { body readAt } } } } }"""
+
+
+async def test_a_message_committed_after_a_read_mark_is_unread_whatever_its_sent_at(
+    http: httpx.AsyncClient, app: Starlette
+) -> None:
+    """The read mark stands for what had committed when it was set: a message whose request
+    started before the mark but committed after it was never seen, and stays unread."""
+    pro, alice = await make_professional("Martin"), await make_patient("Alice")
+    cid = (await started(http, pro, alice))["conversation"]["id"]
+    (await gql(http, MARK_READ, {"id": cid}, token=alice.token)).ok()
+    mark = await ReadMark.get(conversation_id=decode_as(cid, "Conversation"))
+    conversation = await Conversation.get(id=decode_as(cid, "Conversation"))
+    await messaging.send_message(
+        conversation,
+        actor=await authenticate(pro.token),
+        relation=None,
+        body="late",
+        attachments=[],
+        blobs=app.state.services.blobs,
+        max_bytes=1_000_000,
+        now=mark.read_at - timedelta(seconds=1),
+    )
+
+    for_alice = (await gql(http, UNREAD, {"id": cid}, token=alice.token)).ok()["node"]
+    for_pro = (await gql(http, UNREAD, {"id": cid}, token=pro.token)).ok()["node"]
+    (await gql(http, MARK_READ, {"id": cid}, token=alice.token)).ok()
+    again = (await gql(http, UNREAD, {"id": cid}, token=pro.token)).ok()["node"]
+
+    assert for_alice["unreadCount"] == 1
+    assert [(m["body"], m["readAt"]) for m in for_pro["messages"]["nodes"]][-1] == ("late", None)
+    assert again["messages"]["nodes"][-1]["readAt"] is not None
+    assert (await gql(http, UNREAD, {"id": cid}, token=alice.token)).ok()["node"][
+        "unreadCount"
+    ] == 0

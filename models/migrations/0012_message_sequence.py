@@ -1,7 +1,8 @@
 """Positions in commit order (models/clock.py): each message gets its position (`seq`), and
 each reminder its alert position (`alert_seq`) as it falls due, taken under its clock's row
 lock as the last step before the commit; cursors encode them instead of moments taken when
-the request started.
+the request started. Read marks gain the position they read up to (null for those set
+before: they keep comparing moments).
 
 The messages already stored are numbered in the order their cursors had them (their moment,
 then their id), so that a cursor handed out before this migration stands for the same place
@@ -81,6 +82,10 @@ class Migration(migrations.Migration):
             model_name="Reminder",
             name="alert_seq",
             field=fields.BigIntField(null=True, unique=True),
+        ),
+        ops.AddField(model_name="ReadMark", name="read_seq", field=fields.BigIntField(null=True)),
+        ops.AddField(
+            model_name="MemberReadMark", name="read_seq", field=fields.BigIntField(null=True)
         ),
         ops.RunPython(number_existing, ops.RunPython.noop),
         ops.AddIndex(
