@@ -289,7 +289,12 @@ async def test_the_demo_professional_sees_what_the_readme_says(demo: Path) -> No
         viewer = (await post(http, {"query": dashboard}, token))["viewer"]
 
     patients = [edge["node"] for edge in viewer["patients"]["edges"]]
-    conversations = [edge["node"] for edge in viewer["conversations"]["edges"]]
+    conversations = viewer["conversations"]["nodes"]
+    unread = [c for c in conversations if c["unreadCount"] > 0]
+    assert viewer["unread"]["totalCount"] == len(unread)
+    assert viewer["unreadMessageCount"] == sum(c["unreadCount"] for c in unread)
+    assert all(c["lastMessage"]["cursor"] for c in conversations)
+    assert {e["access"] for e in viewer["patients"]["edges"]} <= {"READ", "READ_WRITE"}
     assert (viewer["firstName"], viewer["lastName"]) == ("Claire", "Martin")
     assert viewer["patients"]["totalCount"] == len(patients) == int(said[0])
     assert [f"{p['firstName']} {p['lastName']}" for p in patients] == said[1].split(", ")

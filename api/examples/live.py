@@ -9,8 +9,9 @@ a patient and posts in their latest open conversation. Only the standard library
 `websockets` are used: copy it into any project.
 
 No message is missed between the page read at start and the live stream: the subscription
-starts `after` the cursor of the newest message already there, so the server first replays
-anything sent since (the protocol never confirms that a subscription is active).
+starts `after` the `cursor` of the newest message already there, so the server first replays
+anything committed since (the protocol never confirms that a subscription is active). A
+client that loses its socket resubscribes the same way, `after` the last message it got.
 """
 
 from __future__ import annotations
@@ -49,15 +50,8 @@ DASHBOARD = """
 query Dashboard {
   viewer {
     ... on Professional {
-      conversations(first: 100) { totalCount edges { node { id unreadCount } } }
-    }
-  }
-}"""
-MESSAGES = """
-query Messages($id: ID!, $after: String) {
-  node(id: $id) {
-    ... on Conversation {
-      messages(first: 100, after: $after) { edges { cursor } pageInfo { hasNextPage } }
+      unreadMessageCount
+      conversations(first: 1) { totalCount nodes { lastMessage { cursor } } }
     }
   }
 }"""
@@ -128,20 +122,12 @@ def log_in(url: str, email: str, password: str) -> tuple[str, str]:
 def newest_cursor(url: str, token: str) -> tuple[str | None, int, int]:
     """The cursor of the newest message of the viewer's conversations (None when there is
     none), the number of conversations and of unread messages."""
-    conversations = post(url, DASHBOARD, {}, token)["viewer"]["conversations"]
-    edges = conversations["edges"]
-    unread = sum(edge["node"]["unreadCount"] for edge in edges)
+    viewer = post(url, DASHBOARD, {}, token)["viewer"]
+    conversations = viewer["conversations"]
     cursor = None
-    if edges:  # latest first: the newest message is the last one of the first conversation
-        after = None
-        while True:
-            node = post(url, MESSAGES, {"id": edges[0]["node"]["id"], "after": after}, token)
-            page = node["node"]["messages"]
-            if page["edges"]:
-                cursor = after = page["edges"][-1]["cursor"]
-            if not page["pageInfo"]["hasNextPage"]:
-                break
-    return cursor, conversations["totalCount"], unread
+    if conversations["nodes"]:  # latest first: its last message is the newest
+        cursor = (conversations["nodes"][0]["lastMessage"] or {}).get("cursor")
+    return cursor, conversations["totalCount"], viewer["unreadMessageCount"]
 
 
 def describe(message: dict[str, Any]) -> str:
