@@ -161,7 +161,13 @@ async def _client(
         errors.append("not every subscription live after 180 s")
     status(ready=sum(s.live.is_set() for s in everyone), seconds=time.monotonic() - started)
 
-    while (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "storm":
+    while (command := (await loop.run_in_executor(None, sys.stdin.readline)).strip()) in (
+        "storm",
+        "count",
+    ):
+        if command == "count":  # how many arrived so far: the orchestrator waits for a drain
+            status(received=len(received))
+            continue
         t0 = time.monotonic()
         for s in everyone:  # every socket drops at once, as on a network cut
             if s.reader is not None:
@@ -225,6 +231,10 @@ class Clients:
                 child.stdin.write(text + "\n")
                 child.stdin.flush()
 
+    def received(self) -> int:
+        self.command("count")
+        return sum(s["received"] for s in self.statuses())
+
     def finish(self) -> tuple[list[list[Any]], list[str]]:
         self.command("stop")
         received: list[list[Any]] = []
@@ -243,6 +253,21 @@ class Clients:
 
 
 # --- the orchestrator --------------------------------------------------------------------
+
+
+def drain(clients: list[Clients], limit: float, quiet: float = 10.0) -> float:
+    """Wait until nothing more arrives for `quiet` seconds (at most `limit`): what is still
+    queued when the load stops is late, not lost, and must not be counted lost."""
+    started = last_change = time.monotonic()
+    count = -1
+    while time.monotonic() - started < limit:
+        now = sum(batch.received() for batch in clients)
+        if now != count:
+            count, last_change = now, time.monotonic()
+        elif time.monotonic() - last_change >= quiet:
+            break
+        time.sleep(2.0)
+    return time.monotonic() - started
 
 
 def raise_nofile_to_hard() -> int:
@@ -429,7 +454,8 @@ def orchestrate(args: argparse.Namespace) -> int:
                 procs, work, servers, seed, conversations, args.rate, args.storm_seconds, "storm"
             )
             stormer.join(300)
-            time.sleep(3.0)
+            drained = drain(clients, args.drain)
+            print(f"drained in {drained:.0f} s", flush=True)
             received: list[list[Any]] = []
             for batch in clients:
                 got, more = batch.finish()
@@ -570,6 +596,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--work", type=Path, help="work directory: kept, its seed reused")
     parser.add_argument("--seed-only", action="store_true", help="seed --work, then stop")
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=300.0,
+        help="at most this many seconds, after the load, for queued deliveries to arrive",
+    )
     args = parser.parse_args(argv)
     if args.command == "_client":
         raise_nofile_to_hard()
