@@ -248,7 +248,7 @@ class Settings:
     apq_max_bytes: int = 16384
     apq_registrations_per_hour: int = 100
     # Compiled plans of documents (api/plans/): leaves read without per-field dispatch.
-    compiled_plans: bool = False
+    compiled_plans: bool = True
     # Document and attachment bytes (models/blobs.py): "" is file://DATA_DIR/blobs.
     blob_url: str = ""
     s3_endpoint_url: str | None = None

@@ -141,7 +141,8 @@ def main() -> None:
                     result.cpu_seconds += _cpu_seconds(proc.pid) - cpu
                     result.runs.append(run)
             if args.profile:
-                for name, proc, url, body in zip(names[:2], procs, urls, bodies, strict=True):
+                pairs = zip(names[:2], procs[:2], urls[:2], bodies[:2], strict=True)
+                for name, proc, url, body in pairs:
                     print(f"\n== {name}")
                     folder = args.profile / name.replace(", ", "-").replace(" ", "-")
                     where = argparse.Namespace(**{**vars(args), "profile": folder})

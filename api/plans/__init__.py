@@ -30,7 +30,7 @@ middleware), for subscriptions, and when `COMPILED_PLANS=false`.
 `PlannedExecutor` is the schema's `execution_context_class` (api/schema.py).
 
 Measured (bench/plans.py, bench/dossier.py's read): the plan reads 80 of the ~120 fields of
-the dossier page and takes 10 to 15% off graphql-core's execution of it, 3 to 5% of the server's
+the dossier page and takes 10 to 15% off graphql-core's execution of it, 1 to 5% of the server's
 CPU per request. The rest of the execution is graphql-core's completion of objects, lists
 and unions (paths, resolve infos, `is_type_of`, awaitable checks: ~20 µs per document of
 the page), strawberry's resolver wrapper for fields with resolvers, and the resolvers'
