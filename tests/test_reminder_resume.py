@@ -17,6 +17,7 @@ from api.config import Settings
 from api.jobs import alert
 from models.base import utcnow
 from models.reminder import Reminder, ReminderKind, ReminderStatus, raise_due
+from resolvers.positions import position_cursor
 from tests.factories import Person, make_patient
 from tests.test_ws_reauth import PROTOCOLS, socket_of
 
@@ -60,6 +61,11 @@ async def raised(app: Starlette, *titles_of: tuple[Person, str], push: bool) -> 
         await alert(app.state.services.bus, rows, utcnow())
 
 
+def alert_cursor(row: Reminder) -> str:
+    assert row.alert_seq is not None
+    return position_cursor(row.alert_seq)
+
+
 async def titles(socket: Any, op_id: str, count: int) -> list[dict[str, Any]]:
     got = []
     for _ in range(count):
@@ -78,8 +84,8 @@ async def test_what_fell_due_while_away_is_replayed_once_in_order_then_live(
     first = await Reminder.get(title="first")
     assert first.alert_seq is not None
     async with socket_of(app, protocol, alice.token) as socket:
-        op_id = await socket.start(ALERTS, {"after": None})
-        await raised(app, (alice, "seen"), push=True)
+        op_id = await socket.start(ALERTS, {"after": alert_cursor(first)})
+        await raised(app, (alice, "seen"), push=True)  # replayed or live: whichever comes first
         (seen,) = await titles(socket, op_id, 1)
     assert seen["title"] == "seen"
 
@@ -107,6 +113,15 @@ async def test_without_after_only_what_falls_due_from_now_and_a_bad_cursor_is_ba
     await raised(app, (alice, "before"), push=True)
     async with socket_of(app, PROTOCOLS[0], alice.token) as socket:
         op_id = await socket.start(ALERTS, {"after": None})
+        # The protocol never says when a subscription is live: probes until one arrives
+        # (those raised before it started are before its position, never sent).
+        for n in range(50):
+            await raised(app, (alice, f"probe{n}"), push=True)
+            message = await socket.silent_for(0.1)
+            if message:
+                break
+        got = [m["payload"]["data"]["reminderAlerts"]["title"] for m in message]
+        assert got and all(title.startswith("probe") for title in got)  # never "before"
         await raised(app, (alice, "after"), push=True)
         assert [r["title"] for r in await titles(socket, op_id, 1)] == ["after"]
         bad = await socket.start(ALERTS, {"after": "not-a-cursor"})

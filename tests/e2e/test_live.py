@@ -607,10 +607,12 @@ async def test_a_client_resumes_from_its_last_message_cursor_across_workers_and_
     one, two = pair
     pro = actors.professional
     first, _, _ = await start_conversation(one.url, pro, patient)
-    second, _, _ = await start_conversation(two.url, pro, patient)
+    second, _, started = await start_conversation(two.url, pro, patient)
     socket: LiveSocket = await sockets(two.ws_url)
     assert (await socket.init(patient.token))["type"] == "connection_ack"
-    op_id = await socket.subscribe(CURSORED, {"after": None})
+    # After the newest message there: what follows arrives, replayed or live (the protocol
+    # never says when a subscription is live).
+    op_id = await socket.subscribe(CURSORED, {"after": started})
     await send(one.url, pro, first, "seen1")
     await send(two.url, pro, second, "seen2")
     seen = [(await socket.next_data(op_id))["messageReceived"] for _ in range(2)]
