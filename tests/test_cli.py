@@ -103,6 +103,24 @@ def columns(database: Path) -> dict[str, set[str]]:
         }
 
 
+def indexes(database: Path) -> set[tuple[str, tuple[str, ...], bool]]:
+    """Each table's indexes, unique constraints included: (table, columns, unique)."""
+    with closing(sqlite3.connect(database)) as conn:
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name NOT LIKE 'sqlite_%' AND name <> 'tortoise_migrations'"
+            )
+        ]
+        found = set()
+        for table in tables:
+            for _, name, unique, *_ in conn.execute(f'PRAGMA index_list("{table}")'):
+                info = conn.execute(f'PRAGMA index_info("{name}")')
+                found.add((table, tuple(row[2] for row in info), bool(unique)))
+        return found
+
+
 def count(database: Path, table: str) -> int:
     with closing(sqlite3.connect(database)) as conn:
         (n,) = conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()
@@ -187,6 +205,7 @@ def test_migrated_columns_match_the_generated_schema(
     asyncio.run(generate())
 
     assert columns(migrated_template) == columns(generated)
+    assert indexes(migrated_template) == indexes(generated)
 
 
 # --- create-operator --------------------------------------------------------------------
