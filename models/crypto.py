@@ -103,7 +103,9 @@ class Vault:
         if key is None:
             key = _derive(self._secret, b"espace-sante/hmac-sha256/v1/" + purpose.encode())
             self._hash_keys[purpose] = key
-        return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+        # One-shot (OpenSSL's HMAC in C): the same digest as hmac.new(...).hexdigest(), without
+        # building an HMAC object in Python (every request's budget hashes two of them).
+        return hmac.digest(key, value.encode(), "sha256").hex()
 
 
 # Data migrations that re-encrypt stored columns need the key, which Tortoise's migration

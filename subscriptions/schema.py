@@ -29,7 +29,7 @@ from models.access import Actor
 from models.base import utcnow
 from models.message import Conversation as ConversationModel
 from models.message import Message as MessageModel
-from models.session import Session
+from models.session import Session, active_session, active_session_values
 from resolvers import ids
 from resolvers.messaging import (
     MESSAGE_ORDER,
@@ -70,8 +70,10 @@ _POSITION = 5_713_571_357_135_713  # no real position comes near it for centurie
 _PATIENT = UUID("5ec7e11e-0000-4000-8000-0000000000a1")
 _PROFESSIONAL = UUID("5ec7e11e-0000-4000-8000-0000000000b2")
 _CONVERSATION = UUID("5ec7e11e-0000-4000-8000-0000000000c3")
+_SESSION = UUID("5ec7e11e-0000-4000-8000-0000000000d4")
+_MOMENT = "5ec7e11e-moment"  # the moment the session must be live at
 _PLACEHOLDERS: dict[str, object] = {
-    str(v): v for v in (_POSITION, _PATIENT, _PROFESSIONAL, _CONVERSATION)
+    str(v): v for v in (_POSITION, _PATIENT, _PROFESSIONAL, _CONVERSATION, _SESSION, _MOMENT)
 }
 
 
@@ -87,7 +89,24 @@ _StatementKey = tuple[object, ...]
 _statements: dict[_StatementKey, _Statement | None] = {}
 
 
-def _statement(actor: Actor, conversation_pk: UUID | None, today: date) -> _Statement | None:
+def _with_session(sql: str, params: list[Any]) -> tuple[str, list[Any]]:
+    """The statement, returning rows only while the subscriber's session is live
+    (`active_session`, models/session.py): a delivery's session re-check in its own
+    statement. Its parameters go where the dialect numbers them: `$n` after the others, a
+    plain `?` in the order of the text (before LIMIT's)."""
+    where, order = sql.index(" WHERE "), sql.rindex(" ORDER BY ")
+    if "$1" in sql:
+        n = len(params)
+        check, at = active_session(f"${n + 1}", f"${n + 2}"), n
+    else:
+        check, at = active_session("?", "?"), len(params) - sql[order:].count("?")
+    sql = f"{sql[:where]} WHERE ({sql[where + 7 : order]}) AND EXISTS ({check}){sql[order:]}"
+    return sql, [*params[:at], str(_SESSION), _MOMENT, *params[at:]]
+
+
+def _statement(
+    actor: Actor, conversation_pk: UUID | None, today: date, session: bool = False
+) -> _Statement | None:
     key: _StatementKey = (
         actor.role,
         actor.patient_status,
@@ -95,6 +114,7 @@ def _statement(actor: Actor, conversation_pk: UUID | None, today: date) -> _Stat
         actor.professional_id is None,
         conversation_pk is None,
         today,
+        session,
     )
     if key in _statements:
         return _statements[key]
@@ -127,6 +147,11 @@ def _statement(actor: Actor, conversation_pk: UUID | None, today: date) -> _Stat
         if any(isinstance(v, datetime) for v in params):
             # A moment would be the template's, not the event's: never shared.
             raise RuntimeError("a delivery statement cannot depend on the moment")
+        if session:
+            sql, params = _with_session(sql, params)
+            slots = [
+                (n, _PLACEHOLDERS[str(v)]) for n, v in enumerate(params) if str(v) in _PLACEHOLDERS
+            ]
         statement = _Statement(sql, params, slots, query._select_related_idx)
     if len(_statements) >= 64:  # a few kinds of subscribers a day
         _statements.clear()
@@ -135,13 +160,15 @@ def _statement(actor: Actor, conversation_pk: UUID | None, today: date) -> _Stat
 
 
 async def _visible_after(
-    info: Info, position: int, conversation_pk: UUID | None
+    info: Info, position: int, conversation_pk: UUID | None, session_id: UUID | None = None
 ) -> list[MessageModel]:
     """The next messages past `position` the subscriber may see now, in commit order (at
-    most REPLAY_BATCH), each with its conversation."""
+    most REPLAY_BATCH), each with its conversation. With `session_id`, none unless that
+    session is live now, decided in the same statement (an empty answer then leaves open
+    whether it is: `Context.session_alive` tells)."""
     ctx = info.context
     actor = ctx.actor
-    statement = _statement(actor, conversation_pk, ctx.today)
+    statement = _statement(actor, conversation_pk, ctx.today, session_id is not None)
     if statement is None:
         return []
     real: dict[object, object] = {
@@ -150,10 +177,15 @@ async def _visible_after(
         _PROFESSIONAL: actor.professional_id,
         _CONVERSATION: conversation_pk,
     }
+    if session_id is not None:
+        real[_SESSION], real[_MOMENT] = active_session_values(session_id, utcnow())
     values = list(statement.params)
     for index, placeholder in statement.slots:
         value = real[placeholder]
-        values[index] = str(value) if isinstance(values[index], str) else value
+        if placeholder is _MOMENT:
+            values[index] = value
+        else:
+            values[index] = str(value) if isinstance(values[index], str) else value
     db = MessageModel._meta.db
     executor = db.executor_class(
         model=MessageModel, db=db, select_related_idx=statement.select_related_idx
@@ -242,9 +274,16 @@ class Subscription:
                     while True:
                         while catch_up:
                             ctx.refresh()
-                            if not await ctx.session_alive():
+                            # The session re-check is the statement's own: no row unless
+                            # it is live. No row: is it over, or was there nothing?
+                            session_id = ctx.actor.session_id
+                            batch = []
+                            if session_id is not None:  # none: session_alive says False
+                                batch = await _visible_after(
+                                    info, position, conversation_pk, session_id
+                                )
+                            if not batch and not await ctx.session_alive():
                                 return
-                            batch = await _visible_after(info, position, conversation_pk)
                             for row in batch:
                                 position = row.seq or position
                                 await _log_read(info, row)

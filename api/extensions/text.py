@@ -10,6 +10,7 @@ variable), and the operation does not run.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -68,10 +69,22 @@ def _path_to_nul(value: Any) -> list[str] | None:
     return None
 
 
+# What `_in_document` found in each document, by identity (a document is parsed once per
+# text and cached by ParserCache: each request would otherwise walk the same tree again).
+# The weak reference tells a document apart from a later one given the same id().
+_FOUND: dict[int, tuple[weakref.ref[DocumentNode], str | None]] = {}
+
+
 def _in_document(document: DocumentNode) -> str | None:
     """As `_in_variables`, for the string literals of the document."""
+    known = _FOUND.get(id(document))
+    if known is not None and known[0]() is document:
+        return known[1]
     finder = _NulFinder()
     visit(document, finder)
+    if len(_FOUND) >= 1024:
+        _FOUND.clear()
+    _FOUND[id(document)] = (weakref.ref(document), finder.found)
     return finder.found
 
 
