@@ -24,6 +24,9 @@ clock, loaders, audit trail and request id. Then:
 An idle subscription holds its operation's context (slotted, with the socket's own `Actor`
 object when re-authentication finds it unchanged): about 0.1-0.2 KB more traced heap per
 idle subscription than with the shared context (~33 KB), measured in process with 300.
+Nor does an idle socket keep the last message it read (strawberry's read loop would hold
+it: cleared once handled), the finished connection-init timeout task, or an empty dict of
+named documents (tests/test_idle_memory.py).
 """
 
 from __future__ import annotations
@@ -99,12 +102,20 @@ class _PersistedDocuments:
     to its run, where `GraphQLView.documents` resolves it (api/extensions/persisted.py)."""
 
     view: GraphQLView[Any, Any]
+    _named_documents: dict[str, DocumentRequest]  # made on the first document named
 
     def _named(self) -> dict[str, DocumentRequest]:
-        named: dict[str, DocumentRequest] | None = self.__dict__.get("_named_documents")
+        named: dict[str, DocumentRequest] | None = getattr(self, "_named_documents", None)
         if named is None:
-            named = self.__dict__["_named_documents"] = {}
+            named = {}
+            self._named_documents = named
         return named
+
+    def _unname(self, operation_id: str) -> DocumentRequest | None:
+        """Forgets what `operation_id` named (no dict made for a socket that never names)."""
+        # getattr, not `self.__dict__`: that would make the instance a dict of its own.
+        named: dict[str, DocumentRequest] | None = getattr(self, "_named_documents", None)
+        return None if named is None else named.pop(operation_id, None)
 
     def _name(self, operation_id: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Keeps what `payload` names; the payload strawberry's handler may then read."""
@@ -116,7 +127,7 @@ class _PersistedDocuments:
     async def _document(self, operation_id: str, query: str | None, context: Any) -> str:
         """The text an operation runs: its query, or the persisted document it names
         (a GraphQLError when refused, PERSISTED_QUERY_NOT_FOUND and the like)."""
-        named = self._named().pop(operation_id, None) or DocumentRequest(None)
+        named = self._unname(operation_id) or DocumentRequest(None)
         resolved = await self.view.documents.resolve(
             DocumentRequest(query, named.document_id, named.extensions), context
         )
@@ -142,18 +153,34 @@ class TransportWSHandler(_PersistedDocuments, BaseGraphQLTransportWSHandler[Any,
         named = {**message, "payload": self._name(operation_id, payload)}
         await super().handle_subscribe(named)  # type: ignore[arg-type]
         if self.operations.get(operation_id) in (None, before):  # refused: nothing to run
-            self._named().pop(operation_id, None)
+            self._unname(operation_id)
 
     async def cleanup_operation(self, operation_id: str) -> None:
-        self._named().pop(operation_id, None)
+        self._unname(operation_id)
         await super().cleanup_operation(operation_id)
+
+    async def handle_message(self, message: Any) -> None:
+        await super().handle_message(message)
+        # strawberry's `handle` loop keeps the last message it read (for a subscription, the
+        # subscribe message and its payload) in its frame while the socket idles: nothing
+        # reads it once handled (the operation has its own query and variables).
+        if isinstance(message, dict):
+            message.clear()
+
+    async def handle_connection_init(self, message: Any) -> None:
+        await super().handle_connection_init(message)
+        # The init timeout is over (cancelled above, or it closed the socket): not kept
+        # for the socket's life (a Task and its callbacks, ~0.3 KB).
+        task = self.connection_init_timeout_task
+        if task is not None and (task.done() or task.cancelling()):
+            self.connection_init_timeout_task = None
 
     async def run_operation(self, operation: Operation[Any, Any]) -> None:
         try:
             try:
                 context = await self.view.operation_context(self.context)
             except SessionEnded as ended:
-                self._named().pop(operation.id, None)
+                self._unname(operation.id)
                 await operation.send_initial_errors([ended.error])
                 await self._end_session(operation.id)
                 return
@@ -161,7 +188,7 @@ class TransportWSHandler(_PersistedDocuments, BaseGraphQLTransportWSHandler[Any,
                 await charge_operation(context)  # the request budget: api/budget.py
                 operation.query = await self._document(operation.id, operation.query, context)
             except GraphQLError as error:
-                self._named().pop(operation.id, None)
+                self._unname(operation.id)
                 await operation.send_initial_errors([error])
                 return
             refused = refusal(operation.query, operation.operation_name)
@@ -233,10 +260,10 @@ class LegacyWSHandler(_PersistedDocuments, BaseGraphQLWSHandler[Any, Any]):
         named = {**message, "payload": self._name(operation_id, payload)}
         await super().handle_start(named)  # type: ignore[arg-type]
         if operation_id not in self.tasks:  # refused: nothing to run
-            self._named().pop(operation_id, None)
+            self._unname(operation_id)
 
     async def cleanup_operation(self, operation_id: str) -> None:
-        self._named().pop(operation_id, None)
+        self._unname(operation_id)
         await super().cleanup_operation(operation_id)
 
     async def handle_async_results(
@@ -250,7 +277,7 @@ class LegacyWSHandler(_PersistedDocuments, BaseGraphQLWSHandler[Any, Any]):
             try:
                 context = await self.view.operation_context(self.context)
             except SessionEnded as ended:
-                self._named().pop(operation_id, None)
+                self._unname(operation_id)
                 await self._send_error(operation_id, ended.error)
                 await self._end_session(operation_id)
                 return
@@ -258,7 +285,7 @@ class LegacyWSHandler(_PersistedDocuments, BaseGraphQLWSHandler[Any, Any]):
                 await charge_operation(context)  # the request budget: api/budget.py
                 query = await self._document(operation_id, query, context)
             except GraphQLError as error:
-                self._named().pop(operation_id, None)
+                self._unname(operation_id)
                 await self._send_error(operation_id, error)
                 return
             refused = refusal(query, operation_name)

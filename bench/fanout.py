@@ -5,6 +5,7 @@
                                      [--low-seconds 5] [--clients 2] [--pin] [--disk]
                                      [--redis-url redis://127.0.0.1:6379/14]
                                      [--no-server-deflate] [--profile DIR] [--keep]
+                                     [--traced DIR]
 
 For each backend (memory://, redis://) and each number N of subscribers, on a fresh
 `python -m api.cli serve --no-migrate` (one uvicorn worker, as shipped):
@@ -34,7 +35,11 @@ measured; messages not sent in a measured phase (replays) are ignored.
 Clients: --clients processes of asyncio + `websockets` (graphql-transport-ws, the token in
 the `connection_init` payload). Nothing is pinned unless --pin (server on CPU 0, clients
 on CPU 1): on a shared two-CPU machine pinning mostly measures the neighbours. --profile
-DIR records the server with py-spy (raw collapsed stacks) during each --rate phase. Every
+DIR records the server with py-spy (raw collapsed stacks) during each --rate phase.
+--traced DIR runs the shipped server under tracemalloc and writes, per batch, the traced
+heap each idle connection added, by package and by allocation site (with its callers): what
+an idle subscription holds, e.g. `--subscribers 600 --backends memory --seconds 0
+--low-rate 0 --no-server-deflate --traced DIR` (a few minutes: tracing is slow). Every
 process started here is stopped on exit; the default run takes about 3 minutes.
 """
 
@@ -46,6 +51,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import resource
 import shutil
 import signal
@@ -468,9 +474,17 @@ class Processes:
 
 class Server:
     def __init__(
-        self, procs: Processes, env: dict[str, str], log: Path, *, deflate_on: bool = False
+        self,
+        procs: Processes,
+        env: dict[str, str],
+        log: Path,
+        *,
+        deflate_on: bool = False,
+        traced: Path | None = None,
     ) -> None:
         self.procs = procs
+        self.traced = traced
+        self.snapshots = 0
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/graphql"
@@ -480,6 +494,10 @@ class Server:
             args = [PYTHON, "-m", "uvicorn", "api.app:create_app", "--factory"]
             args += ["--port", str(self.port), "--ws-per-message-deflate", "true"]
             args += ["--ws-max-size", str(1024 * 1024), "--log-level", "warning"]
+        elif traced is not None:
+            # The shipped uvicorn options, in a process that traces its allocations.
+            args = [PYTHON, "-m", "bench.fanout", "_traced_serve", "--port", str(self.port)]
+            args += ["--dir", str(traced)]
         else:
             args = [PYTHON, "-m", "api.cli", "serve", "--no-migrate", "--port", str(self.port)]
         with log.open("ab") as output:
@@ -491,11 +509,26 @@ class Server:
     def pid(self) -> int:
         return int(self.process.pid)
 
+    def snapshot(self) -> Path:
+        """--traced: the server's tracemalloc snapshot now (after a full collection)."""
+        assert self.traced is not None
+        path = self.traced / f"{self.port}-{self.snapshots}.tracemalloc"
+        self.snapshots += 1
+        done = path.with_suffix(".done")
+        self.process.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 300
+        while not done.exists():
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError("no tracemalloc snapshot from the server")
+            time.sleep(0.2)
+        return path
+
     def wait_ready(self) -> None:
         import urllib.error
         import urllib.request
 
-        deadline = time.monotonic() + 30
+        # Tracing every allocation, start-up takes minutes.
+        deadline = time.monotonic() + (30 if self.traced is None else 600)
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited:\n{self.log.read_text()[-3000:]}")
@@ -605,6 +638,84 @@ def measure_rss(pid: int, settle: float) -> int:
     return int(statistics.median(samples))
 
 
+# --- --traced: where an idle subscription's memory goes (tracemalloc in the server) -------
+
+
+def _traced_serve(port: int, directory: Path, frames: int) -> None:
+    """`api.cli serve --no-migrate`'s uvicorn, tracing allocations (`frames` deep); on
+    SIGUSR1, a full collection then a snapshot in `directory`, named by port and count."""
+    import gc
+    import itertools
+    import tracemalloc
+
+    import uvicorn
+
+    tracemalloc.start(frames)
+    count = itertools.count()
+
+    def snapshot() -> None:
+        gc.collect()
+        path = directory / f"{port}-{next(count)}.tracemalloc"
+        tracemalloc.take_snapshot().dump(str(path))
+        path.with_suffix(".done").write_text(str(tracemalloc.get_traced_memory()))
+
+    config = uvicorn.Config(
+        "api.app:create_app",
+        factory=True,
+        host="127.0.0.1",
+        port=port,
+        proxy_headers=False,
+        ws_max_size=1024 * 1024,
+        ws_per_message_deflate=False,
+        ws="api.websocket:LeanWebSocketProtocol",
+        log_level="warning",
+    )  # as api/cli.py `serve`
+
+    async def serve() -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, snapshot)
+        await uvicorn.Server(config).serve()
+
+    asyncio.run(serve())
+
+
+def _site(frame: Any) -> str:
+    name = str(frame.filename)
+    for marker in ("site-packages/", f"{ROOT}/"):
+        if marker in name:
+            name = name.split(marker, 1)[1]
+    name = re.sub(r"^.*/lib/python3\.\d+/", "", name)  # the standard library's
+    return f"{name}:{frame.lineno}"
+
+
+def traced_report(before: Path, after: Path, sockets: int, out: Path, top: int = 40) -> str:
+    """Traced heap added per socket between two snapshots: by package (the allocating
+    frame's), and the `top` allocation sites with their callers, written to `out`."""
+    import tracemalloc
+
+    ignore = [tracemalloc.Filter(False, tracemalloc.__file__)]
+    old = tracemalloc.Snapshot.load(str(before)).filter_traces(ignore)
+    new = tracemalloc.Snapshot.load(str(after)).filter_traces(ignore)
+    diffs = new.compare_to(old, "traceback")
+    total = sum(d.size_diff for d in diffs) / sockets
+    packages: dict[str, float] = {}
+    for diff in diffs:
+        site = _site(diff.traceback[-1]).split(":")[0]
+        package = site.split("/")[0] if "/" in site else site
+        packages[package] = packages.get(package, 0) + diff.size_diff / sockets
+    lines = [f"traced heap per idle connection: {total / 1024:.2f} KB ({sockets} sockets)", ""]
+    lines += [
+        f"{size:8.0f} B  {name}" for name, size in sorted(packages.items(), key=lambda p: -p[1])
+    ]
+    lines.append("")
+    for diff in sorted(diffs, key=lambda d: -d.size_diff)[:top]:
+        callers = " < ".join(_site(f) for f in reversed(list(diff.traceback)[-8:]))
+        lines.append(
+            f"{diff.size_diff / sockets:7.0f} B {diff.count_diff / sockets:5.1f} obj  {callers}"
+        )
+    out.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines[: 2 + min(len(packages), 15)]) + f"\n(sites: {out})"
+
+
 def analyse(sent: list[list[Any]], received: list[list[Any]]) -> dict[str, Any]:
     by_id = {message_id: (conversation, t0, t1) for message_id, conversation, t0, t1 in sent}
     got: dict[str, float] = {}
@@ -696,7 +807,8 @@ def one_run(
     The comparison server (deflate on) gets the deflate-offering half only, and no load."""
     tag = f"{run.backend}-{run.subscribers}-{run.server}".replace("=", "")
     shipped = run.server == "shipped"
-    server = Server(procs, env, work / f"{tag}-server.log", deflate_on=not shipped)
+    traced = args.traced if shipped else None
+    server = Server(procs, env, work / f"{tag}-server.log", deflate_on=not shipped, traced=traced)
     clients: list[Clients] = []
     try:
         server.wait_ready()
@@ -708,6 +820,7 @@ def one_run(
         if shipped:
             batches.append((None, seed["patients"][half : run.subscribers]))
         rss = measure_rss(server.pid, 1.0)
+        snapshot = server.snapshot() if traced is not None else None
         for offer, subs in batches:
             memory = Memory(offer, len(subs))
             batch = Clients(
@@ -728,6 +841,11 @@ def one_run(
             after = measure_rss(server.pid, 1.5)
             memory.kb_per_connection = (after - rss) / len(subs)
             rss = after
+            if traced is not None and snapshot is not None:
+                taken = server.snapshot()
+                out = traced / f"{tag}-{offer or 'none'}.txt"
+                print(traced_report(snapshot, taken, len(subs), out), flush=True)
+                snapshot = taken
             run.memory.append(memory)
         if shipped and args.seconds > 0:
             load_run(procs, work, server, seed, clients, run, args, tag)
@@ -855,6 +973,9 @@ def orchestrate(args: argparse.Namespace) -> int:
     if args.pin:
         SERVER_CPU, CLIENT_CPU = 0, 1
     raise_nofile(max(args.subscribers) * 2 + 1024)
+    if args.traced is not None:
+        args.traced = args.traced.resolve()
+        args.traced.mkdir(parents=True, exist_ok=True)
     if args.profile and not shutil.which(PYSPY):
         print("py-spy not found", file=sys.stderr)
         return 2
@@ -970,6 +1091,10 @@ def main(argv: list[str] | None = None) -> int:
     seed = sub.add_parser("_seed")
     seed.add_argument("--patients", type=int, required=True)
     seed.add_argument("--out", type=Path, required=True)
+    traced_serve = sub.add_parser("_traced_serve")
+    traced_serve.add_argument("--port", type=int, required=True)
+    traced_serve.add_argument("--dir", type=Path, required=True)
+    traced_serve.add_argument("--frames", type=int, default=25)
     client = sub.add_parser("_client")
     client.add_argument("--url", required=True)
     client.add_argument("--spec", type=Path, required=True)
@@ -1004,7 +1129,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pin", action="store_true", help="server on CPU 0, clients on CPU 1")
     parser.add_argument("--profile", type=Path, help="py-spy raw profiles of each load here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--traced",
+        type=Path,
+        help=(
+            "the shipped server traces its allocations (tracemalloc): per batch, the traced "
+            "heap per idle connection by package and allocation site, written here (slow: "
+            "use with --seconds 0 --low-rate 0 --no-server-deflate; RSS figures are then "
+            "inflated by the tracing)"
+        ),
+    )
     args = parser.parse_args(argv)
+    if args.command == "_traced_serve":
+        _traced_serve(args.port, args.dir, args.frames)
+        return 0
     if args.command == "_seed":
         args.out.write_text(json.dumps(asyncio.run(_seed(args.patients))))
         return 0

@@ -14,9 +14,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
 
 from broadcaster import BroadcastBackend
@@ -42,21 +40,38 @@ _RESYNC: Final = _Signal()
 class Subscription:
     """Async iterator of the events of one channel, for one consumer.
 
-    Every open websocket holds one while it idles, so it is kept small: a deque and at most
-    one waiting future, where an `asyncio.Queue` costs ~3.5 KB (three deques and more).
+    Every open websocket holds one while it idles, so it is kept small: a list and at most
+    one waiting future, where an `asyncio.Queue` costs ~3.5 KB (three deques and more) and
+    even an empty `deque` ~0.7 KB (its first block). The list holds at most `queue_size`
+    items, and is usually empty or holds one.
     Wait for it under `asyncio.timeout`, not `asyncio.wait_for` (a task per call).
+
+    It is also the async context manager `EventBus.subscribe` returns (registered on entry,
+    forgotten on exit): an `@asynccontextmanager` would keep, for the socket's whole life,
+    its own object, a suspended async generator and the loop's weak reference to it.
     """
 
-    __slots__ = ("_closed", "_dropped", "_items", "_size", "_waiter", "channel")
+    __slots__ = ("_bus", "_closed", "_dropped", "_items", "_size", "_waiter", "channel")
 
-    def __init__(self, channel: str, queue_size: int) -> None:
+    def __init__(self, channel: str, queue_size: int, bus: EventBus | None = None) -> None:
         self.channel = channel
+        self._bus = bus
         # Raw JSON is queued and decoded by the consumer: each gets its own dict to mutate.
-        self._items: deque[str | _Signal] = deque()
+        self._items: list[str | _Signal] = []
         self._size = queue_size
         self._waiter: asyncio.Future[None] | None = None
         self._dropped = False
         self._closed = False
+
+    async def __aenter__(self) -> Subscription:
+        if self._bus is None:
+            raise RuntimeError("a subscription is entered through EventBus.subscribe()")
+        await self._bus._enter(self)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._bus is not None:
+            await self._bus._leave(self)
 
     def __aiter__(self) -> Subscription:
         return self
@@ -70,7 +85,7 @@ class Subscription:
             if not self._items:
                 await self._wait()
                 continue
-            item = self._items.popleft()
+            item = self._items.pop(0)
             if item is _RESYNC:
                 return dict(RESYNC)
             if isinstance(item, str):
@@ -189,7 +204,7 @@ class EventBus:
 
     def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]:
         """On entry the subscription is live (or will get RESYNC once the backend is back)."""
-        return self._subscribe(channel)
+        return Subscription(channel, self._queue_size, self)
 
     async def ping(self) -> bool:
         """True when an event just made the round trip through the backend and the listener."""
@@ -197,20 +212,22 @@ class EventBus:
             return False
         return await self._probe()
 
-    @asynccontextmanager
-    async def _subscribe(self, channel: str) -> AsyncIterator[Subscription]:
+    async def _enter(self, subscription: Subscription) -> None:
         if self._supervisor is None:
             raise RuntimeError("EventBus.connect() was not called")
-        subscription = Subscription(channel, self._queue_size)
+        channel = subscription.channel
         # Registered before the backend subscribes: nothing arriving after SUBSCRIBE is missed.
         self._subscribers.setdefault(channel, set()).add(subscription)
         try:
             await self._backend_subscribe(channel)
-            yield subscription
-        finally:
-            subscription._close()
-            self._forget(subscription)
-            await self._backend_unsubscribe(channel)
+        except BaseException:
+            await self._leave(subscription)
+            raise
+
+    async def _leave(self, subscription: Subscription) -> None:
+        subscription._close()
+        self._forget(subscription)
+        await self._backend_unsubscribe(subscription.channel)
 
     async def _backend_subscribe(self, channel: str) -> None:
         # The lock makes concurrent first subscribers wait until the channel is really live.

@@ -87,6 +87,7 @@ class ReminderSubscription:
             try:
                 async with ctx.services.bus.subscribe(account_channel(actor.account_id)) as sub:
                     events = sub.__aiter__()
+                    row: ReminderModel | None = None
                     catch_up = True
                     while True:
                         while catch_up:
@@ -98,6 +99,7 @@ class ReminderSubscription:
                                 position = row.alert_seq or position
                                 yield Reminder.from_model(row)
                             catch_up = len(batch) == REPLAY_BATCH
+                            batch, row = [], None  # not held while idle
                         try:
                             async with asyncio.timeout(RECHECK_SECONDS):
                                 event = await events.__anext__()

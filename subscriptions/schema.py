@@ -270,6 +270,7 @@ class Subscription:
                     # and every RESYNC (events may have been lost).
                     catch_up = True
                     heard = 0  # the position of the event that started this catch-up
+                    row: MessageModel | None = None
                     events = sub.__aiter__()
                     while True:
                         while catch_up:
@@ -289,6 +290,7 @@ class Subscription:
                                 await _log_read(info, row)
                                 yield Message.from_model(row)
                             catch_up = len(batch) == REPLAY_BATCH
+                            row = None  # the last one delivered: not held while idle
                             if not catch_up:
                                 # All up to the event's message had committed (or died) when
                                 # it was published, and none of the rest is the subscriber's:
