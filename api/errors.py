@@ -143,6 +143,10 @@ def unavailable(exc: BaseException | None) -> ServiceUnavailable | None:
             return ServiceUnavailable()
         if isinstance(exc, asyncpg.InterfaceError) and "connection" in str(exc):
             return ServiceUnavailable()  # "connection is closed", after a server restart
+        if isinstance(exc, asyncpg.InternalClientError) and "another operation" in str(exc):
+            # A pooled connection whose server went away mid-operation (seen while PostgreSQL
+            # shut down: "cannot switch to state 12; another operation (2) is in progress").
+            return ServiceUnavailable()
         exc = exc.__cause__ or exc.__context__
         seen += 1
     return None
