@@ -53,15 +53,6 @@ from subscriptions.channels import publish_conversation, publish_message
 MESSAGE_ORDER = Order((("seq", False),))
 
 
-def message_cursor(position: int) -> str:
-    return position_cursor(position)
-
-
-def message_position(cursor: str, field: str = "after") -> int:
-    """The position a message cursor stands for; BAD_USER_INPUT for anything else."""
-    return position_of(cursor, field)
-
-
 async def current_message_cursor(cursor: str | None, field: str = "after") -> str | None:
     """A message cursor as this version writes it. One handed out before messages had a
     position (their moment, then their id) stands for that message's position, or, if it
@@ -70,14 +61,14 @@ async def current_message_cursor(cursor: str | None, field: str = "after") -> st
         return None
     raw = decoded(cursor)
     if not (isinstance(raw, list) and len(raw) == 2):
-        message_position(cursor, field)  # validated: a malformed one says so now
+        position_of(cursor, field)  # validated: a malformed one says so now
         return cursor
     legacy = Order((("sent_at", False), ("id", False)))
     up_to = ~after_filter(MessageModel, legacy, cursor)  # validates it, too
     last = await MessageModel.get_or_none(id=raw[1]) or (
         await MessageModel.filter(up_to, seq__not_isnull=True).order_by("-seq").first()
     )
-    return message_cursor(last.seq if last is not None and last.seq is not None else 0)
+    return position_cursor(last.seq if last is not None and last.seq is not None else 0)
 
 
 CONVERSATION_ORDER = Order((("last_message_at", True), ("id", True)))
@@ -164,7 +155,7 @@ class Message(Node):
         )
     )
     def cursor(self) -> str:
-        return message_cursor(self.position or 0)
+        return position_cursor(self.position or 0)
 
     @strawberry.field(description="Who wrote it: the patient (or a representative) or the pro.")
     async def sender(self, info: Info) -> Sender | None:

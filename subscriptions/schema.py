@@ -38,8 +38,8 @@ from resolvers.messaging import (
     current_message_cursor,
     log_member_read,
     managed_patients_query,
-    message_position,
 )
+from resolvers.positions import position_of
 from subscriptions.broadcast import SubscriberDropped
 from subscriptions.channels import account_channel
 
@@ -257,7 +257,7 @@ class Subscription:
         # after an event or a RESYNC, misses nothing and repeats nothing.
         cursor = await current_message_cursor(after)
         if cursor is not None:
-            position = message_position(cursor)
+            position = position_of(cursor)
         else:
             position = await messaging.committed_position()
         expires_at = await _session_expiry(actor.session_id)
