@@ -11,8 +11,9 @@ clock, loaders, audit trail and request id. Then:
   operation with UNAUTHENTICATED and closes the socket with 4401, so the client knows to
   authenticate again; the legacy protocol also gets a `connection_error` first. A
   subscription that finds its session ended at a delivery (`Context.session_alive`) closes
-  the socket the same way. (A token refused at `connection_init` closes with 4403, as
-  strawberry does.)
+  the socket the same way. A token refused at `connection_init` (unknown, revoked or
+  expired) closes with 4403 on both protocols (strawberry's legacy handler would close
+  with 1011, a server error; the legacy protocol gets its `connection_error` first).
 - **Queries and mutations are refused** with BAD_USER_INPUT: the websocket carries
   subscriptions only. Reads and writes go through `POST /graphql` (or GET for queries), the
   one path with every HTTP control (body and media-type limits, response headers, and
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from graphql import GraphQLError
 from graphql import OperationType as DocumentOperation
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
@@ -54,6 +56,7 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
 )
 from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
+from strawberry.types.unset import UnsetType
 from strawberry.utils.aio import aclosing
 
 from api.budget import charge_operation, charge_operation_cost
@@ -69,6 +72,7 @@ SUBSCRIPTIONS_ONLY_MESSAGE = (
     "The websocket carries subscriptions only: send queries and mutations to POST /graphql."
 )
 SESSION_ENDED_CLOSE = 4401
+TOKEN_REFUSED_CLOSE = 4403  # at connection_init: graphql-transport-ws's code, for both
 SESSION_ENDED_MESSAGE = "The session is invalid or has expired."
 
 
@@ -266,6 +270,30 @@ class LegacyWSHandler(_PersistedDocuments, BaseGraphQLWSHandler[Any, Any]):
         self._unname(operation_id)
         await super().cleanup_operation(operation_id)
 
+    async def handle_connection_init(self, message: Any) -> None:
+        """strawberry's, but a token refused here (unknown, revoked or expired) closes the
+        socket with 4403 after the protocol's `connection_error`, as graphql-transport-ws
+        does, rather than with 1011 (a server error, which clients retry as such)."""
+        payload = message.get("payload")
+        if payload is not None and not isinstance(payload, dict):
+            await self.send_message({"type": "connection_error"})
+            await self.websocket.close(code=1000, reason="")
+            return
+        self.context.connection_params = payload
+        try:
+            acknowledged = await self.view.on_ws_connect(self.context)
+        except ConnectionRejectionError as rejected:
+            await self.send_message({"type": "connection_error", "payload": rejected.payload})
+            await self.websocket.close(code=TOKEN_REFUSED_CLOSE, reason="Forbidden")
+            return
+        if isinstance(acknowledged, UnsetType) or acknowledged is None:
+            await self.send_message({"type": "connection_ack"})
+        else:
+            await self.send_message({"type": "connection_ack", "payload": acknowledged})
+        self.connection_acknowledged = True
+        if self.keep_alive:
+            self.keep_alive_task = asyncio.create_task(self.handle_keep_alive())
+
     async def handle_async_results(
         self,
         operation_id: str,
@@ -348,6 +376,7 @@ class LegacyWSHandler(_PersistedDocuments, BaseGraphQLWSHandler[Any, Any]):
 __all__ = [
     "SESSION_ENDED_CLOSE",
     "SUBSCRIPTIONS_ONLY_MESSAGE",
+    "TOKEN_REFUSED_CLOSE",
     "LegacyWSHandler",
     "SessionEnded",
     "TransportWSHandler",

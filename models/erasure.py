@@ -15,13 +15,17 @@ from collections.abc import Iterable
 from uuid import UUID
 
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.expressions import Q, Subquery
 from tortoise.fields.base import OnDelete
 from tortoise.fields.relational import BackwardFKRelation, ForeignKeyFieldInstance
 from tortoise.models import Model
 
+from models.account import Account
+from models.appointment import Appointment
 from models.blobs import BlobStore
 from models.document import Document, release_blob
-from models.message import Attachment
+from models.idempotency import IdempotencyKey
+from models.message import Attachment, Conversation, Message
 from models.patient import Patient
 
 logger = logging.getLogger(__name__)
@@ -66,15 +70,40 @@ async def space_blobs(patient_id: UUID, *, using_db: BaseDBAsyncClient) -> set[s
     return {str(sha) for sha in [*documents, *attachments]}
 
 
+async def erase_idempotency_keys(patient_id: UUID, *, using_db: BaseDBAsyncClient) -> int:
+    """Delete the idempotency keys that name the space or what was created in it: no
+    foreign key reaches them (models/idempotency.py), yet each keeps, for a day, the id of a
+    document, appointment, conversation or message of the space, a digest of its input, and
+    for a partner app the patient's id. Run before the rows they name go."""
+    created = (
+        Q(object_id__in=Subquery(Document.filter(patient_id=patient_id).values("id")))
+        | Q(object_id__in=Subquery(Appointment.filter(patient_id=patient_id).values("id")))
+        | Q(object_id__in=Subquery(Conversation.filter(patient_id=patient_id).values("id")))
+        | Q(
+            object_id__in=Subquery(Message.filter(conversation__patient_id=patient_id).values("id"))
+        )
+    )
+    accounts = (
+        await Account.filter(patient_id=patient_id).using_db(using_db).values_list("id", flat=True)
+    )
+    whose = Q(viewer__in=[f"account:{account}" for account in accounts]) | Q(
+        viewer__endswith=f":{patient_id}"  # a partner app's, "app:<app id>:<patient id>"
+    )
+    deleted: int = await IdempotencyKey.filter(created | whose).using_db(using_db).delete()
+    return deleted
+
+
 async def erase_space_rows(patient_id: UUID, *, using_db: BaseDBAsyncClient) -> set[str]:
     """Delete every row of the space but the patient row itself, inside the caller's
     transaction: exactly what deleting the patient row would remove (its dossier, health
     profile, vaccinations, screenings, consents, blocks, emergency accesses, access log,
     appointments and reminders, conversations with their messages and attachments, calendar
-    feed, activation codes, account and sessions, representation links both ways), and the
-    references it would clear. Returns the digests of the bytes to release after the commit.
+    feed, activation codes, account and sessions, representation links both ways), the
+    references it would clear, and the idempotency keys naming the space or its objects.
+    Returns the digests of the bytes to release after the commit.
     """
     digests = await space_blobs(patient_id, using_db=using_db)
+    await erase_idempotency_keys(patient_id, using_db=using_db)
     for model, column, on_delete in _references():
         rows = model.filter(**{column: patient_id}).using_db(using_db)
         if on_delete is OnDelete.CASCADE:

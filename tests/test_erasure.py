@@ -29,6 +29,7 @@ from models.audit import AccessEvent
 from models.base import paris_today, utcnow
 from models.blobs import PDF as PDF_TYPE
 from models.blobs import Blob
+from models.idempotency import IdempotencyKey
 from models.message import Attachment, Conversation, Message, ReadMark, SenderRole
 from models.outbox import OutboxMessage
 from models.patient import Patient, Sex, SpaceStatus
@@ -231,6 +232,7 @@ async def _fill(
             "createAppointment(input: $i) { appointment { id } }",
             {
                 **scoped,
+                "idempotencyKey": "appointment-of-the-child",  # kept a day: erased too
                 "startsAt": (utcnow() + timedelta(days=3)).isoformat(),
                 "endsAt": (utcnow() + timedelta(days=3, hours=1)).isoformat(),
                 "title": "Pédiatre",
@@ -246,9 +248,14 @@ async def _fill(
     )
     assert feed["patient"]["calendarFeedUrl"]
     for data, name, who, extra in (
-        (SHARED, "a.pdf", token, {}),
+        (SHARED, "a.pdf", token, {"idempotencyKey": "document-of-the-child"}),
         (CHILD_ONLY, "b.pdf", token, {}),
-        (DOCTOR_ONLY, "c.txt", doctor.token, {"hiddenFromRepresentatives": True}),
+        (
+            DOCTOR_ONLY,
+            "c.txt",
+            doctor.token,
+            {"hiddenFromRepresentatives": True, "idempotencyKey": "doctor-s-document"},
+        ),
     ):
         (await upload(client, who, data, name, **scoped, **extra)).ok()
     # A conversation needs an active space: made directly, to show that one goes too.
@@ -291,14 +298,16 @@ async def test_opposing_a_minors_space_erases_all_written_to_it_but_the_proof(
     doctor = await make_professional("Zylberstein")
     other = await make_professional("Urgentiste")
     operator = await make_operator()
-    (await upload(client, parent.token, SHARED, "own.pdf")).ok()
+    (await upload(client, parent.token, SHARED, "own.pdf", idempotencyKey="own-document")).ok()
     baseline = await table_counts()
+    assert baseline["idempotency_key"] == 1  # the parent's own: kept
     parents_rows = await rows_about(parent.patient.id)
     # and the child's pending space, to which the representative and professionals wrote
     data, child, code = await _pending_minor(client, mailbox, parent, operator)
     await _fill(client, settings, parent, doctor, other, child)
     child_pk = decode_as(child, "Patient")
     written = await rows_about(child_pk)
+    assert await IdempotencyKey.all().count() == 4  # the parent's own, and three of the child's
     assert set(written) >= {
         "access_event.patient_id",
         "activation_code.patient_id",
