@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cross_web import AsyncHTTPRequestAdapter, FormData, HTTPException, StarletteRequestAdapter
 from graphql import GraphQLError
+from graphql import OperationType as GraphQLOperationType
 from starlette import datastructures
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -75,6 +76,7 @@ from api.extensions.errors import PARSE_FAILED, VALIDATION_FAILED, error_code, m
 from api.extensions.limits import is_parse_aborted, limits_of
 from api.extensions.persisted import DocumentRegistry, DocumentRequest, http_status
 from api.extensions.post_only import PostOnlyFields
+from api.extensions.subscriptions import operation_type
 from api.security_headers import graphiql_csp
 from api.ws_operations import LegacyWSHandler, TransportWSHandler
 from models.errors import DomainError
@@ -83,6 +85,7 @@ if TYPE_CHECKING:
     from starlette.types import Message, Receive, Scope, Send
     from strawberry.http.base import BaseRequestProtocol
     from strawberry.http.ides import GraphQL_IDE
+    from strawberry.http.types import QueryParams
     from strawberry.schema import BaseSchema
 
 logger = logging.getLogger(__name__)
@@ -95,6 +98,8 @@ GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 MULTIPART = "multipart/form-data"
 
 PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name")
+# A GET's optional parameters: the empty string is the parameter left out.
+OPTIONAL_GET_PARAMETERS = frozenset({"operationName", "variables", "extensions", "documentId"})
 
 # Status codes (GraphQL-over-HTTP, "Status Codes").
 PARTIAL_SUCCESS = 294  # a result with `data` and `errors`, under graphql-response+json
@@ -526,6 +531,7 @@ class GraphQLView(GraphQL[ContextT, RootT]):
         allowed = OperationType.from_http(request_adapter.method) - {OperationType.SUBSCRIPTION}
         if request_adapter.method == "GET":  # before an APQ text is registered
             self._refuse_post_only(request_data.query, context)
+            _refuse_apq_mutation(request_data)
         request_data = await self.resolve_document(request, context, request_data)
         if request_adapter.method == "GET":  # the persisted document it names
             self._refuse_post_only(request_data.query, context)
@@ -589,7 +595,7 @@ class GraphQLView(GraphQL[ContextT, RootT]):
         which strawberry's parsing leaves out: a GET parameter or a member of the JSON body
         (decoded again only when the body holds the word)."""
         if request.method == "GET":
-            return request.query_params.get("documentId")
+            return request.query_params.get("documentId") or None  # "": left out
         if _media_type(request.content_type or "") != JSON:
             return None
         body = await request.get_body()  # read once by strawberry already: Starlette keeps it
@@ -644,6 +650,30 @@ class GraphQLView(GraphQL[ContextT, RootT]):
                 "(or a non-empty `X-Apollo-Operation-Name`).",
             )
 
+    def parse_query_params(self, params: QueryParams) -> dict[str, Any]:
+        """The parameters of a GET (GraphQL-over-HTTP, "GET"): "Specifying the empty string
+        for optional request parameters is equivalent to not specifying them at all", and
+        `variables` and `extensions` are JSON (one that is not makes the request not
+        well-formed: 422; a JSON `null` is the parameter left out)."""
+        parsed: dict[str, Any] = {}
+        for name, text in dict(params).items():
+            if text == "" and name in OPTIONAL_GET_PARAMETERS:
+                continue
+            value: Any = text
+            if name in ("variables", "extensions") and text is not None:
+                try:
+                    value = self.decode_json(text)
+                except (ValueError, RecursionError) as exc:
+                    raise TransportError(
+                        UNPROCESSABLE,
+                        BadUserInput.code,
+                        f"The GraphQL operation's `{name}` parameter must be JSON.",
+                    ) from exc
+                if value is None:
+                    continue
+            parsed[name] = value
+        return parsed
+
     def parse_json(self, data: str | bytes) -> Any:
         try:
             value = self.decode_json(data)
@@ -693,6 +723,22 @@ class GraphQLView(GraphQL[ContextT, RootT]):
         response = super().create_response(response_data, sub_response)
         response.headers["content-type"] = sub_response.media_type or JSON
         return response
+
+
+def _refuse_apq_mutation(request_data: GraphQLRequestData) -> None:
+    """A GET that would register a mutation's text by APQ: 405 before it is registered (a
+    GET changes nothing, and the mutation would be refused right after anyway)."""
+    extensions = request_data.extensions
+    if (
+        request_data.query is not None
+        and isinstance(extensions, Mapping)
+        and extensions.get("persistedQuery") is not None
+        and operation_type(request_data.query, request_data.operation_name)
+        is GraphQLOperationType.MUTATION
+    ):
+        raise TransportError(
+            405, BadUserInput.code, "mutations are not allowed when using GET", {"Allow": "POST"}
+        )
 
 
 # strawberry's reasons for a request whose parameters have the wrong type, or a batch.

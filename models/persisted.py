@@ -51,6 +51,7 @@ _HEX = re.compile(r"[0-9a-fA-F]+")
 _CUSTOM_ID = re.compile(r"(x-[A-Za-z0-9._~-]+:)?[A-Za-z0-9._~-]+")
 _CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@/+-]*")
 _BY_HEX_LENGTH = {40: "sha1", 32: "md5"}  # the other hash ids a manifest may carry
+_ALGORITHM_NAMES = {"sha1": "SHA-1", "md5": "MD5"}
 
 
 class DocumentSource(StrEnum):
@@ -314,8 +315,8 @@ def _entry(document_id: str, text: str, name: str | None) -> ManifestEntry:
     if algorithm is not None:
         if hashlib.new(algorithm, text.encode()).hexdigest() != document_id.lower():
             raise Invalid(
-                f"Document {label}: its id is not the {algorithm.upper()} of its text. The "
-                "manifest was altered or is corrupt; nothing was loaded.",
+                f"Document {label}: its id is not the {_ALGORITHM_NAMES[algorithm]} of its "
+                "text. The manifest was altered or is corrupt; nothing was loaded.",
                 field="manifest",
             )
     elif len(document_id) > MAX_ALIAS_LENGTH or _CUSTOM_ID.fullmatch(document_id) is None:

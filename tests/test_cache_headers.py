@@ -123,7 +123,7 @@ def bad_token(call: Call) -> Call:
         (post({"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}}}), 200),
         (post({"variables": {}}), 422),
         (get("mutation { logout }"), 405),
-        (get("{ viewer { __typename } }", variables="{not json"), 400),
+        (get("{ viewer { __typename } }", variables="{not json"), 422),  # not well-formed
         (raw(b"{not json", "application/json"), 400),
         (raw(b"query=%7B%20viewer%20%7D", "application/x-www-form-urlencoded"), 415),
         (raw(json.dumps({"query": VIEWER + " " * 300 * KIB}).encode(), "application/json"), 413),

@@ -457,7 +457,7 @@ def load_in_process(monkeypatch: pytest.MonkeyPatch, data_dir: Path, *args: str)
     return code, stderr.getvalue()
 
 
-@pytest.mark.parametrize("kind", ["apollo", "relay"])
+@pytest.mark.parametrize("kind", ["apollo", "codegen", "relay"])
 def test_a_tampered_manifest_is_refused_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
@@ -473,7 +473,7 @@ def test_a_tampered_manifest_is_refused_whole(
     code, stderr = load_in_process(monkeypatch, tmp_path / "data", str(path))
 
     assert code == 1
-    algorithm = "SHA-256" if kind == "apollo" else "MD5"
+    algorithm = {"apollo": "SHA-256", "codegen": "SHA-1", "relay": "MD5"}[kind]
     label = f"FirstName ({ids['FirstName']})" if kind == "apollo" else ids["FirstName"]
     assert stderr.splitlines() == [
         f"error: {path}: Document {label}: its id is not the {algorithm} of its text. "
