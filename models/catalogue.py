@@ -81,6 +81,12 @@ SCOPE_MEANINGS: dict[AppScope, str] = {
     ),
 }
 
+# Why a partner app's token opens no subscription: reminders, messages and the access log
+# are the patient's (an app reads the agenda over HTTP, within its scopes).
+APP_STREAMS = (
+    "A partner app has no live stream: alerts, messages and the access log are the patient's."
+)
+
 ACCESS_TOKEN_TTL = timedelta(minutes=10)
 REFRESH_TOKEN_TTL = timedelta(days=30)
 CODE_TTL = timedelta(minutes=2)
@@ -733,6 +739,7 @@ async def grants_in_force(patient_id: UUID, *, today: date) -> list[AppGrant]:
 
 __all__ = [
     "ACCESS_TOKEN_TTL",
+    "APP_STREAMS",
     "CODE_KEPT",
     "CODE_TTL",
     "REFRESH_TOKEN_TTL",

@@ -29,11 +29,12 @@ from uuid import UUID
 import strawberry
 
 from api.context import Info
-from api.errors import BadUserInput, NotFound, Unauthenticated
+from api.errors import BadUserInput, Forbidden, NotFound, Unauthenticated
 from models.access import Relation
 from models.audit import AccessEvent as AccessEventModel
 from models.audit import AccessLogHead, readable_log
 from models.base import utcnow
+from models.catalogue import APP_STREAMS
 from resolvers import ids
 from resolvers.audit import record_access
 from resolvers.consent import ACCESS_LOG_ORDER, AccessEvent
@@ -112,6 +113,8 @@ class AccessLogSubscription:
     ) -> AsyncGenerator[AccessEvent, None]:
         ctx = info.context
         actor = ctx.actor
+        if actor.is_app:  # a valid token, but no stream is a partner app's
+            raise Forbidden(APP_STREAMS)
         if actor.anonymous or actor.account_id is None:
             raise Unauthenticated()
         pk, relation = await patient_scope(info, patient_id)

@@ -39,6 +39,7 @@ from api.context import Info
 from api.errors import Forbidden, NotFound, Unauthenticated
 from models import message as messaging
 from models.base import utcnow
+from models.catalogue import APP_STREAMS
 from models.message import Conversation as ConversationModel
 from models.message import ReadMark
 from resolvers import ids
@@ -126,6 +127,8 @@ async def conversation_updates(
 ) -> AsyncGenerator[Conversation, None]:
     ctx = info.context
     actor = ctx.actor
+    if actor.is_app:  # a valid token, but no stream is a partner app's
+        raise Forbidden(APP_STREAMS)
     if actor.anonymous or actor.account_id is None:
         raise Unauthenticated()
     if not (actor.is_patient or actor.is_professional):

@@ -21,6 +21,7 @@ from api.context import Info
 from api.errors import Forbidden, Unauthenticated
 from models import clock
 from models.access import live_managed_patient_ids
+from models.catalogue import APP_STREAMS
 from models.reminder import Reminder as ReminderModel
 from models.reminder import ReminderStatus
 from resolvers.agenda import Reminder
@@ -61,6 +62,8 @@ class ReminderSubscription:
     ) -> AsyncGenerator[Reminder, None]:
         ctx = info.context
         actor = ctx.actor
+        if actor.is_app:  # a valid token, but no stream is a partner app's
+            raise Forbidden(APP_STREAMS)
         if actor.anonymous or actor.account_id is None or actor.session_id is None:
             raise Unauthenticated()
         if not actor.is_patient:

@@ -27,6 +27,7 @@ from api.errors import Forbidden, NotFound, Unauthenticated
 from models import message as messaging
 from models.access import Actor
 from models.base import utcnow
+from models.catalogue import APP_STREAMS
 from models.message import Conversation as ConversationModel
 from models.message import Message as MessageModel
 from models.session import Session, active_session, active_session_values
@@ -238,6 +239,8 @@ class Subscription:
     ) -> AsyncGenerator[Message, None]:
         ctx = info.context
         actor = ctx.actor
+        if actor.is_app:  # a valid token, but no stream is a partner app's
+            raise Forbidden(APP_STREAMS)
         if actor.anonymous or actor.account_id is None:
             raise Unauthenticated()
         if not (actor.is_patient or actor.is_professional):

@@ -143,11 +143,13 @@ async def token_request(
     http: httpx.AsyncClient, app: App, form: dict[str, str], *, basic: bool = True
 ) -> httpx.Response:
     data = dict(form)
-    auth = None
+    auth: httpx.BasicAuth | None = None
     if app.secret is not None and basic:
         auth = app.basic()
     elif app.secret is None:
         data["client_id"] = app.client_id
+    if auth is None:
+        return await http.post("/oauth/token", data=data)
     return await http.post("/oauth/token", data=data, auth=auth)
 
 
