@@ -9,6 +9,10 @@ Both answer 404 while the settings are unset.
 
 The state is also bound to the browser that asked for it (a cookie named after its hash):
 a callback URL carried to another browser logs nobody in there.
+
+Starting a login writes a row (and its callback makes requests to the provider), so it costs
+the caller's request budget (api/budget.py) LOGIN_REQUESTS requests, not the 1 of any
+other request: the per-address budget bounds how many pending logins an address makes.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from api.errors import NotFound
+from api.budget import STATE_KEY, Caller, rate_limited_response
+from api.errors import NotFound, RateLimited
 from api.franceconnect_client import CALLBACK_PATH, FranceConnect, ProviderError
 from models.base import utcnow
 from models.franceconnect import REQUEST_VALIDITY, complete_login, start_login, take_request
@@ -32,6 +37,8 @@ from resolvers import ids
 logger = logging.getLogger(__name__)
 
 PREFIX = "/auth/franceconnect"
+# What starting a login costs the caller's request budget, BudgetMiddleware's 1 included.
+LOGIN_REQUESTS = 10
 
 
 def franceconnect_of(conn: HTTPConnection) -> FranceConnect | None:
@@ -67,8 +74,21 @@ def _patient_hint(request: Request) -> UUID | None:
         raise HTTPException(400, "patientHint is not a patient id.") from None
 
 
+async def _charge_login(request: Request) -> None:
+    """The rest of LOGIN_REQUESTS (the middleware charged 1), or RATE_LIMITED."""
+    budget = request.app.state.services.budget
+    caller = request.scope.get("state", {}).get(STATE_KEY)
+    if not isinstance(caller, Caller):
+        caller = budget.caller_of(request)
+    await budget.charge(caller, requests=LOGIN_REQUESTS - 1)
+
+
 async def login(request: Request) -> Response:
     client = _enabled(request)
+    try:
+        await _charge_login(request)
+    except RateLimited as refused:
+        return rate_limited_response(refused)
     hint = _patient_hint(request)
     try:
         metadata = await client.metadata()

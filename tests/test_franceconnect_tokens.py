@@ -5,6 +5,9 @@ nothing; the provider's keys are cached and fetched again for an unknown key id.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -17,10 +20,11 @@ from joserfc.jwk import OctKey
 from starlette.applications import Starlette
 
 from api.app import create_app
+from api.budget import MemoryBuckets
 from api.config import Settings
-from models.franceconnect import AuthorizationRequest
+from models.franceconnect import AuthorizationRequest, LoginTicket
 from models.patient import Patient, SpaceStatus
-from tests.conftest import free_port
+from tests.conftest import UNLIMITED_BUDGET, free_port
 from tests.graphql import gql
 from tests.oidc.support import (
     CLIENT_SECRET,
@@ -145,6 +149,17 @@ def _wrong(provider: StandInProvider, case: str) -> None:
         provider.userinfo_changes = {"iss": "https://impostor.example/api/v2"}
     elif case == "a userinfo without the birth date":
         provider.userinfo_changes = {"birthdate": None}
+    elif case == "a userinfo signed by another key":
+        provider.userinfo_key = signing_key(str(provider.key.kid))
+    elif case == "a userinfo signed by a key the provider does not publish":
+        provider.userinfo_key = signing_key("an-intruder")
+    elif case == "a userinfo without signature (alg none)":
+        provider.userinfo_alg = "none"
+    elif case == "a userinfo signed HS256 with the client secret":
+        provider.userinfo_key = OctKey.import_key(CLIENT_SECRET.encode())
+        provider.userinfo_alg = "HS256"
+    elif case == "an expired userinfo":
+        provider.userinfo_changes = {"iat": _now() - 660, "exp": _now() - 600}
     else:
         raise AssertionError(case)
 
@@ -169,6 +184,11 @@ WRONG = [
     "a userinfo for another audience",
     "a userinfo from another issuer",
     "a userinfo without the birth date",
+    "a userinfo signed by another key",
+    "a userinfo signed by a key the provider does not publish",
+    "a userinfo without signature (alg none)",
+    "a userinfo signed HS256 with the client secret",
+    "an expired userinfo",
 ]
 
 
@@ -282,3 +302,151 @@ async def test_any_worker_takes_the_callback_of_a_login_another_one_started(
 
         # then the second completes the login
         assert set(landing(response.headers["location"])) == {"ticket"}
+
+
+async def test_an_id_token_and_userinfo_signed_rs256_with_a_published_key_log_in(
+    browser: httpx.AsyncClient, provider: StandInProvider, person: Patient
+) -> None:
+    # given a provider that signs with RS256, its RSA key published beside its EC one
+    rsa = signing_key("stand-in-rsa", "RSA")
+    provider.published = [provider.key, rsa]
+    provider.id_token_key, provider.id_token_alg = rsa, "RS256"
+    provider.userinfo_key, provider.userinfo_alg = rsa, "RS256"
+
+    landed = landing(await browse(browser, LOGIN_URL))
+
+    assert set(landed) == {"ticket"}
+    assert _header(provider.tokens_issued[0]) == {
+        "alg": "RS256",
+        "kid": "stand-in-rsa",
+        "typ": "JWT",
+    }
+
+
+def _header(token: str) -> dict[str, Any]:
+    part = token.split(".")[0]
+    return dict(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))))
+
+
+async def test_a_discovery_document_naming_another_issuer_starts_no_login(
+    browser: httpx.AsyncClient, provider: StandInProvider
+) -> None:
+    # given a provider whose discovery document names another issuer (OIDC Discovery, 4.3)
+    provider.metadata_changes = {"issuer": "https://impostor.example/api/v2"}
+    before = await rows()
+
+    response = await browser.get(LOGIN_URL)
+
+    # then the browser is never sent there, and nothing is written
+    assert response.status_code == 302
+    assert landing(response.headers["location"]) == {"error": "PROVIDER_ERROR"}
+    assert await rows() == before
+    assert await AuthorizationRequest.all().count() == 0
+
+
+async def test_a_state_is_used_once_even_by_the_browser_that_holds_its_cookie(
+    browser: httpx.AsyncClient, provider: StandInProvider, person: Patient
+) -> None:
+    # given one login, for which the provider gave two codes (the same authorisation
+    # request sent twice), and the browser's cookie kept aside
+    to_provider = (await browser.get(LOGIN_URL)).headers["location"]
+    first = (await browser.get(to_provider)).headers["location"]
+    second = (await browser.get(to_provider)).headers["location"]
+    cookies = httpx.Cookies(browser.cookies)
+    assert set(landing((await browser.get(first)).headers["location"])) == {"ticket"}
+    before = await rows()
+
+    # when the second code comes back with the same state, the cookie restored
+    browser.cookies = cookies
+    replay = await browser.get(second)
+
+    # then the state is spent: nobody is logged in, and the code is never redeemed
+    assert landing(replay.headers["location"]) == {"error": "PROVIDER_ERROR"}
+    assert await rows() == before
+    assert len(provider.tokens_issued) == 1
+
+
+async def test_of_two_concurrent_callbacks_with_one_state_one_logs_in(
+    browser: httpx.AsyncClient, provider: StandInProvider, person: Patient
+) -> None:
+    to_provider = (await browser.get(LOGIN_URL)).headers["location"]
+    backs = [(await browser.get(to_provider)).headers["location"] for _ in range(2)]
+
+    responses = await asyncio.gather(*(browser.get(back) for back in backs))
+
+    landed = sorted(next(iter(landing(r.headers["location"]))) for r in responses)
+    assert landed == ["error", "ticket"]
+    assert await LoginTicket.all().count() == 1
+
+
+async def test_a_provider_without_pkce_is_sent_no_challenge_and_no_verifier(
+    browser: httpx.AsyncClient, provider: StandInProvider, person: Patient
+) -> None:
+    # given a provider whose discovery offers no PKCE
+    provider.metadata_changes = {"code_challenge_methods_supported": None}
+
+    to_provider = (await browser.get(LOGIN_URL)).headers["location"]
+    landed = landing(await browse(browser, to_provider))
+
+    # then the login goes through without either half of PKCE
+    query = parse_qs(urlsplit(to_provider).query)
+    assert "code_challenge" not in query and "code_challenge_method" not in query
+    assert set(landed) == {"ticket"}
+    assert "code_verifier" not in provider.token_requests[0]
+
+
+async def test_the_code_is_redeemed_with_pkce_and_client_secret_post(
+    browser: httpx.AsyncClient, provider: StandInProvider, person: Patient
+) -> None:
+    to_provider = (await browser.get(LOGIN_URL)).headers["location"]
+
+    assert set(landing(await browse(browser, to_provider))) == {"ticket"}
+
+    (form,) = provider.token_requests
+    assert len(form["code_verifier"]) >= 43
+    assert (form["client_id"], form["client_secret"]) == (CLIENT_ID, CLIENT_SECRET)
+    assert form["authorization"] == ""
+
+
+async def test_a_provider_offering_only_http_basic_gets_the_secret_that_way(
+    browser: httpx.AsyncClient, provider: StandInProvider, person: Patient
+) -> None:
+    provider.metadata_changes = {"token_endpoint_auth_methods_supported": ["client_secret_basic"]}
+
+    landed = landing(await browse(browser, LOGIN_URL))
+
+    assert set(landed) == {"ticket"}
+    (form,) = provider.token_requests
+    assert "client_secret" not in form and form["authorization"].startswith("Basic ")
+
+
+async def test_starting_a_login_spends_ten_requests_of_the_address_budget(
+    settings: Settings, provider: StandInProvider
+) -> None:
+    # given an address allowed 25 requests (no refill during the test)
+    budget: dict[str, Any] = {
+        **UNLIMITED_BUDGET,
+        "rate_limit_address_requests_per_minute": 1,
+        "rate_limit_burst_seconds": 25 * 60,
+    }
+    app = create_app(replace(configured(settings, provider.issuer), **budget))
+    app.state.services.budget.buckets = MemoryBuckets(clock=lambda: 1000.0)
+    async with app.router.lifespan_context(app), _browser(app) as browser:
+        # when it starts logins: two pass (20 requests); the third's 1 request passes the
+        # middleware, its other 9 would need 5 more than the 4 left
+        started = [await browser.get(LOGIN_URL) for _ in range(3)]
+        other_requests = [await gql(browser, "{ __typename }") for _ in range(5)]
+        written = await AuthorizationRequest.all().count()
+
+    # then the third is refused before anything is written, with the budget's answer
+    assert [r.status_code for r in started] == [302, 302, 429]
+    assert started[2].json()["errors"][0]["extensions"] == {
+        "code": "RATE_LIMITED",
+        "retryAfter": 300,
+    }
+    assert started[2].headers["retry-after"] == "300"
+    assert "set-cookie" not in started[2].headers
+    assert written == 2
+    # and the 4 requests left still serve other requests, then nothing does
+    assert [r.data for r in other_requests[:4]] == [{"__typename": "Query"}] * 4
+    assert other_requests[4].codes == ["RATE_LIMITED"]

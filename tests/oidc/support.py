@@ -156,17 +156,16 @@ def b64url(data: bytes) -> str:
 
 
 def signing_key(kid: str, kind: str = "EC") -> Key:
-    parameters: dict[str, Any] = {"kid": kid, "use": "sig"}
     if kind == "EC":
-        return ECKey.generate_key("P-256", parameters={**parameters, "alg": "ES256"})
-    return RSAKey.generate_key(2048, parameters={**parameters, "alg": "RS256"})
+        return ECKey.generate_key("P-256", parameters={"kid": kid, "use": "sig", "alg": "ES256"})
+    return RSAKey.generate_key(2048, parameters={"kid": kid, "use": "sig", "alg": "RS256"})
 
 
 def sign(claims: dict[str, Any], key: Key | None, alg: str) -> str:
     """A JWS compact token; with key None, alg `none` (no signature at all)."""
     if key is None:
-        header = b64url(json.dumps({"alg": "none"}).encode())
-        return f"{header}.{b64url(json.dumps(claims).encode())}."
+        unsigned = b64url(json.dumps({"alg": "none"}).encode())
+        return f"{unsigned}.{b64url(json.dumps(claims).encode())}."
     header: dict[str, Any] = {"alg": alg, "typ": "JWT"}
     if key.kid:
         header["kid"] = key.kid
@@ -190,6 +189,12 @@ class StandInProvider:
     id_token_alg: str = "ES256"
     userinfo_changes: dict[str, Any] = field(default_factory=dict)
     userinfo_signed: bool = True
+    userinfo_key: Key | None = None
+    userinfo_alg: str = "ES256"
+    # Per test: what its discovery document says otherwise (None removes a member).
+    metadata_changes: dict[str, Any] = field(default_factory=dict)
+    # Every form the token endpoint received, with the Authorization header it came with.
+    token_requests: list[dict[str, str]] = field(default_factory=list)
     jwks_fetches: int = 0
     tokens_issued: list[str] = field(default_factory=list)
     codes: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -225,10 +230,13 @@ class StandInProvider:
         }
         if not self.userinfo_signed:
             return "application/json", json.dumps(claims)
-        return "application/jwt", sign(claims, self.key, "ES256")
+        if self.userinfo_alg == "none":
+            return "application/jwt", sign(claims, None, "none")
+        key = self.userinfo_key if self.userinfo_key is not None else self.key
+        return "application/jwt", sign(claims, key, self.userinfo_alg)
 
     def metadata(self) -> dict[str, Any]:
-        return {
+        published = {
             "issuer": self.issuer,
             "authorization_endpoint": self.issuer + "/authorize",
             "token_endpoint": self.issuer + "/token",
@@ -242,6 +250,21 @@ class StandInProvider:
             "userinfo_signing_alg_values_supported": ["ES256", "RS256"],
             "acr_values_supported": ["eidas1"],
         }
+        changed = {**published, **self.metadata_changes}
+        return {k: v for k, v in changed.items() if v is not None}
+
+    def client_authenticated(self, form: dict[str, str], authorization: str) -> bool:
+        """client_secret_post, or HTTP Basic when the discovery offers only that."""
+        methods = self.metadata()["token_endpoint_auth_methods_supported"]
+        if "client_secret_post" in methods:
+            return (form.get("client_id"), form.get("client_secret")) == (
+                self.client_id,
+                CLIENT_SECRET,
+            )
+        pair = f"{self.client_id}:{CLIENT_SECRET}".encode()
+        return "client_secret" not in form and authorization == (
+            "Basic " + base64.b64encode(pair).decode()
+        )
 
 
 def _handler(provider: StandInProvider) -> type[BaseHTTPRequestHandler]:
@@ -290,15 +313,19 @@ def _handler(provider: StandInProvider) -> type[BaseHTTPRequestHandler]:
             if route(self.path) != "/token":
                 self.answer(404, "text/plain", "not found")
                 return
+            authorization = self.headers.get("Authorization", "")
+            provider.token_requests.append({**form, "authorization": authorization})
             grant = provider.codes.pop(form.get("code", ""), None)
-            verifier = form.get("code_verifier", "")
-            challenge = b64url(hashlib.sha256(verifier.encode()).digest())
+            if grant is not None and "code_challenge" in grant:
+                verifier = form.get("code_verifier", "")
+                pkce = b64url(hashlib.sha256(verifier.encode()).digest()) == grant["code_challenge"]
+            else:  # a provider without PKCE: nothing to prove, nothing expected
+                pkce = grant is not None and "code_verifier" not in form
             if (
                 grant is None
-                or form.get("client_id") != provider.client_id
-                or form.get("client_secret") != CLIENT_SECRET
+                or not provider.client_authenticated(form, authorization)
                 or form.get("redirect_uri") != grant["redirect_uri"]
-                or challenge != grant.get("code_challenge")
+                or not pkce
             ):
                 self.answer(400, "application/json", json.dumps({"error": "invalid_grant"}))
                 return
