@@ -342,9 +342,23 @@ def _documents_list(settings: Settings) -> int:
     return asyncio.run(_with_db(settings, work))
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse measures a command's name without the indent it prints it at, so the longest
+    (`create-operator`) got its summary on the next line; measured as printed, each command
+    and its summary share one line."""
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if action.help is not argparse.SUPPRESS:
+            for subaction in self._iter_indented_subactions(action):
+                printed = len(self._format_action_invocation(subaction)) + self._current_indent
+                self._action_max_length = max(self._action_max_length, printed)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="espace-sante",
+        formatter_class=_HelpFormatter,
         description="Mon espace santé: a personal health record behind one GraphQL API.",
         epilog=(
             "Settings come from environment variables (DATABASE_URL, BROADCAST_URL, "
@@ -355,7 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
 
     def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=summary, description=description)
+        return sub.add_parser(
+            name, help=summary, description=description, formatter_class=_HelpFormatter
+        )
 
     serve = command(
         "serve",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from uuid import uuid4
 
+from tortoise.transactions import in_transaction
+
 from models.account import Account, Role
 from models.base import utcnow
 from models.blobs import BlobStore
@@ -58,7 +60,19 @@ async def seed_demo(
     reminder_hours: tuple[int, ...] = (48, 2),
 ) -> list[str]:
     """The demo people, then the year of care they went through (models/demo_world.py);
-    each part is loaded once."""
+    each part is loaded once. All of it in one transaction: a seed interrupted (Ctrl-C during
+    the first `./scripts/demo`) leaves nothing behind, and the next one loads it all."""
+    async with in_transaction():
+        return await _seed(vault, blobs, now=now, reminder_hours=reminder_hours)
+
+
+async def _seed(
+    vault: Vault,
+    blobs: BlobStore,
+    *,
+    now: datetime | None,
+    reminder_hours: tuple[int, ...],
+) -> list[str]:
     from models.demo_world import load_world
 
     async def world() -> bool:

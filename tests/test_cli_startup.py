@@ -66,10 +66,12 @@ def test_help_says_what_each_command_does_in_one_line(
     out = help_of(capsys)
 
     assert out.startswith("usage: espace-sante [-h] COMMAND ...\n\nMon espace santé: ")
-    listed = dict(re.findall(r"^    (\S+)\s+(.+)$", out, re.MULTILINE))
+    listed = dict(re.findall(r"^    (\S+) +(\S.*)$", out, re.MULTILINE))
     assert COMMANDS is not None
-    # Every command, its whole summary on one line of an 80-column terminal.
+    # Every command and its whole summary on one line of an 80-column terminal (the name
+    # alone on a line, its summary below, would not be listed).
     assert listed == {action.dest: action.help for action in COMMANDS._choices_actions}
+    assert max(map(len, out.splitlines())) <= 80
     assert {name: listed[name] for name in SUMMARIES} == SUMMARIES
 
 
@@ -89,7 +91,7 @@ def test_every_command_help_describes_it_and_each_option(
         assert " ".join(description.split()) == DESCRIPTIONS[name]
     assert description.strip()
     if nested is not None:  # its own commands, each summed up on one line
-        listed = dict(re.findall(r"^    (\S+)\s+(.+)$", out, re.MULTILINE))
+        listed = dict(re.findall(r"^    (\S+) +(\S.*)$", out, re.MULTILINE))
         assert listed == {action.dest: action.help for action in nested._choices_actions}
     for each in [parser, *(nested.choices.values() if nested else [])]:
         options = [a for a in each._actions if not isinstance(a, argparse._SubParsersAction)]

@@ -3,6 +3,7 @@ and the README's examples answer what the README says."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -23,7 +24,8 @@ import models.passwords
 from api.app import create_app
 from api.cli import main
 from api.config import Settings
-from models.blobs import sniff_mime
+from models.blobs import ACCEPTED_MIME_TYPES, sniff_mime
+from models.demo import DEMO_PASSWORD
 from tests.test_cli import development_env
 
 README = Path(__file__).parent.parent / "README.md"
@@ -477,3 +479,66 @@ async def test_jeans_year_reads_as_a_story(demo: Path) -> None:
         {"name": "Hôpital des Tilleuls (fictif)"}
     ] * 2
     assert {e["establishment"] is None for e in events[2:]} == {True}
+
+
+# --- a year of a family's care, every file real ------------------------------------------
+
+FILES = """
+fragment Files on Patient {
+  firstName
+  documents(first: 10) { edges { node { title mimeType size sha256 contentUrl } } }
+  appointments(first: 1) { edges { node { startsAt } } }
+  conversations(first: 5) { edges { node {
+    messages(first: 5) { edges { node {
+      attachments { filename mimeType size sha256 contentUrl }
+    } } }
+  } } }
+}
+{ viewer { ... on Patient { ...Files dependents { ...Files } } } }"""
+
+
+async def test_the_familys_year_has_real_files_and_reaches_today(demo: Path) -> None:
+    """Every document and attachment of the world downloads as bytes of its type (its size
+    and SHA-256), the story spans a year up to the day it was loaded, and each of the four
+    has something to read."""
+    now = datetime.now(UTC)
+    with closing(sqlite3.connect(demo / "espace-sante.sqlite3")) as conn:
+        first, last = (
+            datetime.fromisoformat(at)
+            for at in conn.execute("SELECT min(at), max(at) FROM access_event").fetchone()
+        )
+    files: dict[str, dict[str, Any]] = {}
+    people: dict[str, dict[str, Any]] = {}
+    async with api() as http:
+        for holder in ("camille", "thomas", "jean"):
+            token = await log_in(http, f"{holder}@demo.espace-sante.localhost", DEMO_PASSWORD)
+            viewer = (await post(http, {"query": FILES}, token))["viewer"]
+            for person in [viewer, *viewer["dependents"]]:
+                people[person["firstName"]] = person
+                found = [edge["node"] for edge in person["documents"]["edges"]] + [
+                    attachment
+                    for conversation in person["conversations"]["edges"]
+                    for message in conversation["node"]["messages"]["edges"]
+                    for attachment in message["node"]["attachments"]
+                ]
+                for item in found:
+                    response = await http.get(
+                        item["contentUrl"].removeprefix("http://127.0.0.1:8000"),
+                        headers={"Authorization": f"Bearer {token}"},
+                    )
+                    assert response.status_code == 200, item
+                    data = response.content
+                    assert sniff_mime(data) == item["mimeType"], item
+                    assert len(data) == item["size"] > 500, item  # real files, not stubs
+                    assert hashlib.sha256(data).hexdigest() == item["sha256"], item
+                    files[item["sha256"]] = item
+
+    assert 360 <= (now - first).days <= 400  # a year of care
+    assert (now - last).days <= 7  # up to the day it was loaded
+    assert sorted(people) == ["Camille", "Jean", "Léo", "Thomas"]
+    for name, person in people.items():
+        assert person["appointments"]["edges"], name
+        assert person["documents"]["edges"] or person["conversations"]["edges"], name
+    assert {item["mimeType"] for item in files.values()} == ACCEPTED_MIME_TYPES
+    # the 14 documents and 9 attachments, some attachments saved into the dossier (one blob)
+    assert len(files) == WORLD["blob files"]
