@@ -11,12 +11,14 @@ from datetime import timedelta
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
+from starlette.exceptions import HTTPException, WebSocketException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
 from tortoise import Tortoise
@@ -24,7 +26,7 @@ from tortoise.contrib.starlette import RegisterTortoise
 
 from api.attachments import attachment_content
 from api.auth import bearer_from_header, bearer_from_params, client_address
-from api.budget import BudgetMiddleware, RequestBudget
+from api.budget import BudgetMiddleware, RequestBudget, admit_socket
 from api.calendar import calendar_feed
 from api.config import Settings
 from api.context import Context, Services
@@ -37,7 +39,7 @@ from api.franceconnect_client import FranceConnect
 from api.jobs import Scheduler
 from api.oauth import oauth_routes
 from api.schema import schema
-from api.security_headers import SecureStarlette, security_headers
+from api.security_headers import SecureStarlette, SecurityHeaders, security_headers
 from api.view import GraphQLView, json_error_response
 from api.ws_operations import SessionEnded
 from models.access import ANONYMOUS
@@ -223,12 +225,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     await franceconnect.aclose()
                 await budget.close()
 
+    headers = security_headers(settings)  # on every response: api/security_headers.py
+    graphql_socket = GraphQLSocket(view, budget, SecurityHeaders(view, headers))
     app = SecureStarlette(
-        security_headers=security_headers(settings),  # on every response: api/security_headers.py
+        security_headers=headers,
+        sockets={"/graphql": graphql_socket},
         routes=[
             # Every method reaches the view, which answers 405 with `Allow: GET, POST`.
-            Route("/graphql", view),
-            WebSocketRoute("/graphql", view),
+            Route("/graphql", view),  # its websocket: `GraphQLSocket`, below
             Route("/documents/{id}/content", document_content, methods=["GET"]),
             Route("/export/{patient_id}.fhir.json", export_space, methods=["GET"]),
             Route("/attachments/{id}/content", attachment_content, methods=["GET"]),
@@ -270,4 +274,51 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     app.state.services = services
     app.state.franceconnect = franceconnect
+    graphql_socket.handle_errors_as(app)
     return app
+
+
+class GraphQLSocket:
+    """The GraphQL websocket's way through the application, instead of Starlette's whole
+    stack. Every ASGI layer a socket passes through stays suspended, with its frame, for as
+    long as the socket lives: through Starlette's stack (security headers, error
+    middleware, CORS, budget, exception middleware, router, route) that was ~2.5 KB of
+    each idle subscription (bench.fanout). A socket gets what applies to it, with the same
+    objects, in one frame: the security headers of a refused handshake's answer, the
+    budget's charge of a handshake (`admit_socket`), the application's exception handlers
+    as Starlette's exception middleware applies them to a websocket (looked up by the
+    error's class; the 500 handler is HTTP's). CORS is HTTP's too. Another websocket path
+    still goes through the whole stack (and finds nothing)."""
+
+    __slots__ = ("budget", "handlers", "headers", "view")
+
+    def __init__(self, view: ASGIApp, budget: RequestBudget, headers: SecurityHeaders) -> None:
+        self.view = view
+        self.budget = budget
+        self.headers = headers
+        self.handlers: dict[type[BaseException], Any] = {}
+
+    def handle_errors_as(self, app: Starlette) -> None:
+        """The exception handlers of `app`'s stack (all but its 500 one), after Starlette's
+        own for `WebSocketException`, as its exception middleware orders them."""
+        defaults = ExceptionMiddleware(self.view)
+        self.handlers = {WebSocketException: defaults.websocket_exception}
+        for key, handler in app.exception_handlers.items():
+            if isinstance(key, type) and key is not Exception:
+                self.handlers[key] = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        send = self.headers.sending(send)
+        if not await admit_socket(self.budget, scope, receive, send):
+            return
+        try:
+            await self.view(scope, receive, send)
+        except Exception as exc:
+            handler = next(
+                (self.handlers[cls] for cls in type(exc).__mro__ if cls in self.handlers), None
+            )
+            if handler is None:
+                raise
+            response = await handler(WebSocket(scope, receive, send), exc)
+            if response is not None:
+                await response(scope, receive, send)

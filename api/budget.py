@@ -362,17 +362,24 @@ class BudgetMiddleware:
         await self.app(scope, receive, send)
 
     async def _handshake(self, scope: Scope, receive: Receive, send: Send) -> None:
-        address = client_address(HTTPConnection(scope), self.budget.settings)
-        try:
-            await self.budget.charge(self.budget.caller(None, address), requests=1)
-        except RateLimited as refused:
-            websocket = WebSocket(scope, receive, send)
-            if "websocket.http.response" in scope.get("extensions", {}):
-                await websocket.send_denial_response(rate_limited_response(refused))
-            else:
-                await websocket.close(code=1013, reason="Try again later.")
-            return
-        await self.app(scope, receive, send)
+        if await admit_socket(self.budget, scope, receive, send):
+            await self.app(scope, receive, send)
+
+
+async def admit_socket(budget: RequestBudget, scope: Scope, receive: Receive, send: Send) -> bool:
+    """Charges a websocket handshake 1 request of its address; a refused one is denied with
+    429 where the server can send it (uvicorn can), else closed before it opens (False)."""
+    address = client_address(HTTPConnection(scope), budget.settings)
+    try:
+        await budget.charge(budget.caller(None, address), requests=1)
+    except RateLimited as refused:
+        websocket = WebSocket(scope, receive, send)
+        if "websocket.http.response" in scope.get("extensions", {}):
+            await websocket.send_denial_response(rate_limited_response(refused))
+        else:
+            await websocket.close(code=1013, reason="Try again later.")
+        return False
+    return True
 
 
 def budget_of(context: object) -> RequestBudget | None:

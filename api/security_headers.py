@@ -24,9 +24,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from starlette._utils import get_route_path
 from starlette.applications import Starlette
 
 if TYPE_CHECKING:
@@ -88,6 +89,10 @@ class SecurityHeaders:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        await self.app(scope, receive, self.sending(send))
+
+    def sending(self, send: Send) -> Send:
+        """`send`, adding the headers a response start lacks."""
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] in ("http.response.start", "websocket.http.response.start"):
@@ -97,15 +102,34 @@ class SecurityHeaders:
                     message = {**message, "headers": [*message.get("headers", ()), *missing]}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        return send_with_headers
 
 
 class SecureStarlette(Starlette):
-    """Starlette with `SecurityHeaders` outermost, around its error middleware too."""
+    """Starlette with `SecurityHeaders` outermost, around its error middleware too.
 
-    def __init__(self, *args: Any, security_headers: Sequence[tuple[str, str]], **kwargs: Any):
+    `sockets` maps a path to the app that serves websockets there instead of Starlette's
+    whole stack (api/app.py's `GraphQLSocket`: what applies to a socket, in fewer layers)."""
+
+    def __init__(
+        self,
+        *args: Any,
+        security_headers: Sequence[tuple[str, str]],
+        sockets: Mapping[str, ASGIApp] | None = None,
+        **kwargs: Any,
+    ):
         self.security_headers = list(security_headers)
+        self.sockets = dict(sockets or {})
         super().__init__(*args, **kwargs)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            socket = self.sockets.get(get_route_path(scope))
+            if socket is not None:
+                scope["app"] = self  # as Starlette.__call__ does
+                await socket(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
     def build_middleware_stack(self) -> ASGIApp:
         return SecurityHeaders(super().build_middleware_stack(), self.security_headers)
