@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.context import Services
-from api.downloads import caller_and_id, stream_blob
+from api.downloads import caller_and_id, open_bytes, stream_blob
 from api.view import json_error_response
 from models.audit import AccessAction, AccessBasis, AuditTrail
 from models.base import paris_today, utcnow
@@ -32,7 +32,9 @@ async def attachment_content(request: Request) -> Response:
     if attachment is None:
         return json_error_response(404, "NOT_FOUND", "Not found.")
     # Opened before the access event and the headers: a missing object fails here.
-    chunks = await services.blobs.open(attachment.sha256)
+    chunks = await open_bytes(services, attachment.sha256, f"attachment {attachment.id}")
+    if isinstance(chunks, Response):
+        return chunks
     message = attachment.message
     conversation = message.conversation
     if member_read(actor, conversation.establishment_id, message.sender_role):

@@ -60,6 +60,25 @@ async def caller_and_id(
         return json_error_response(404, "NOT_FOUND", "Not found.")
 
 
+async def open_bytes(
+    services: Services, sha256: str, owner: str
+) -> AsyncIterator[bytes] | Response:
+    """The stored bytes of `owner`, or the 500 answered when they are missing (logged with
+    the request id the client sees: bytes lost from the store are an incident, not a 404).
+    An unreachable store raises StoreUnavailable: 503 (api/app.py)."""
+    try:
+        return await services.blobs.open(sha256)
+    except BlobNotFound:
+        request_id = uuid.uuid4().hex
+        logger.error("%s has no bytes (request_id=%s)", owner, request_id)
+        return json_error_response(
+            500,
+            InternalError.code,
+            InternalError.default_message,
+            extensions={"requestId": request_id},
+        )
+
+
 async def document_content(request: Request) -> Response:
     services: Services = request.app.state.services
     called = await caller_and_id(request, services, "Document")
@@ -71,19 +90,10 @@ async def document_content(request: Request) -> Response:
     if found is None:
         return json_error_response(404, "NOT_FOUND", "Not found.")
     document, relation = found
-    try:
-        # Opened before the access event and the headers: no JSON error can follow those. An
-        # unreachable store raises StoreUnavailable: 503 (api/app.py).
-        chunks = await services.blobs.open(document.sha256)
-    except BlobNotFound:
-        request_id = uuid.uuid4().hex
-        logger.error("document %s has no bytes (request_id=%s)", document.id, request_id)
-        return json_error_response(
-            500,
-            InternalError.code,
-            InternalError.default_message,
-            extensions={"requestId": request_id},
-        )
+    # Opened before the access event and the headers: no JSON error can follow those.
+    chunks = await open_bytes(services, document.sha256, f"document {document.id}")
+    if isinstance(chunks, Response):
+        return chunks
     basis = read_basis(relation)
     if basis is not None:
         trail = AuditTrail(
