@@ -8,15 +8,17 @@ from uuid import uuid4
 from tortoise.transactions import in_transaction
 
 from models.account import Account, Role
-from models.base import utcnow
+from models.base import paris_today, utcnow
 from models.blobs import BlobStore
 from models.crypto import Vault
 from models.operators import create_operator
 from models.passwords import hash_password
-from models.patient import Patient, Representation, Sex, SpaceStatus, seal_nir
+from models.patient import Patient, Representation, Sex, SpaceStatus, age_on, seal_nir
 from models.professional import Profession, Registration, Sector, register_professional
 
 DEMO_PASSWORD = "demo-password-2026"
+LEO_BORN = date(2016, 9, 3)  # Camille's son: the minor of the demo
+JEAN_BORN = date(1958, 2, 20)  # her father
 
 
 def _nir(sex: Sex, birth: date, serial: str) -> str:
@@ -104,13 +106,13 @@ async def _seed(
         "123",
         "camille@demo.espace-sante.localhost",
     )
-    child = await _patient(vault, "Léo", "Durand", date(2016, 9, 3), Sex.MALE, "456", None)
+    child = await _patient(vault, "Léo", "Durand", LEO_BORN, Sex.MALE, "456", None)
     await Representation.create(representative_id=parent.id, dependent_id=child.id)
     await _patient(
         vault,
         "Jean",
         "Petit",
-        date(1958, 2, 20),
+        JEAN_BORN,
         Sex.MALE,
         "789",
         "jean@demo.espace-sante.localhost",
@@ -120,6 +122,8 @@ async def _seed(
 
 
 def _logins() -> list[str]:
+    today = paris_today(utcnow())
+    leo, jean = age_on(LEO_BORN, today), age_on(JEAN_BORN, today)
     return [
         f"demo logins (password for all: {DEMO_PASSWORD}):",
         "  operator      operateur@demo.espace-sante.localhost",
@@ -128,7 +132,7 @@ def _logins() -> list[str]:
         "  professional  e.garnier@demo.espace-sante.localhost   (hospital admissions nurse)",
         "  professional  s.lambert@demo.espace-sante.localhost   (physio, consent expired)",
         "  professional  dr.moreau@demo.espace-sante.localhost   (blocked by Camille)",
-        "  patient       camille@demo.espace-sante.localhost     (represents her son Léo, 10)",
+        f"  patient       camille@demo.espace-sante.localhost     (represents her son Léo, {leo})",
         "  patient       thomas@demo.espace-sante.localhost      (her husband, represents Léo too)",
-        "  patient       jean@demo.espace-sante.localhost        (her father, 68)",
+        f"  patient       jean@demo.espace-sante.localhost        (her father, {jean})",
     ]

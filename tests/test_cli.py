@@ -8,7 +8,9 @@ import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -244,6 +246,13 @@ def test_create_operator_refuses_a_taken_email_without_a_traceback(
 
 # --- seed-demo --------------------------------------------------------------------------
 
+
+def _age(month: int, day: int, year: int) -> int:
+    """Years completed by someone born on that day, today in Paris."""
+    today = datetime.now(ZoneInfo("Europe/Paris")).date()
+    return today.year - year - ((today.month, today.day) < (month, day))
+
+
 DEMO_LOGINS = [
     f"demo logins (password for all: {DEMO_PASSWORD}):",
     "  operator      operateur@demo.espace-sante.localhost",
@@ -252,9 +261,10 @@ DEMO_LOGINS = [
     "  professional  e.garnier@demo.espace-sante.localhost   (hospital admissions nurse)",
     "  professional  s.lambert@demo.espace-sante.localhost   (physio, consent expired)",
     "  professional  dr.moreau@demo.espace-sante.localhost   (blocked by Camille)",
-    "  patient       camille@demo.espace-sante.localhost     (represents her son Léo, 10)",
+    "  patient       camille@demo.espace-sante.localhost     (represents her son Léo,"
+    f" {_age(9, 3, 2016)})",
     "  patient       thomas@demo.espace-sante.localhost      (her husband, represents Léo too)",
-    "  patient       jean@demo.espace-sante.localhost        (her father, 68)",
+    f"  patient       jean@demo.espace-sante.localhost        (her father, {_age(2, 20, 1958)})",
 ]
 
 
