@@ -17,6 +17,7 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from argon2 import PasswordHasher
+from starlette.applications import Starlette
 
 import models.passwords
 from api.app import create_app
@@ -175,6 +176,23 @@ def settings(tmp_path: Path, database_url: str, smtp: tuple[str, CaughtMail]) ->
 @pytest.fixture
 def mailbox(smtp: tuple[str, CaughtMail]) -> CaughtMail:
     return smtp[1]
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Starlette]:
+    """The application, started (its lifespan run), for tests that also open websockets
+    on it (tests/asgi_websocket.py) or reach its services."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def http(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of `app` (the same application as its websockets)."""
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.9", 4242))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from api.app import create_app
 from api.config import Settings
 from api.jobs import run_jobs
 from models.audit import AccessEvent
@@ -34,13 +33,6 @@ APP_ALERTS = "subscription AppAlerts { reminderAlerts { title } }"
 ALERTS = """subscription($after: String) {
   reminderAlerts(after: $after) { kind title status appointment { title source } } }"""
 REVOKE = "mutation($app: ID!) { revokeAppAccess(input: {appId: $app}) { patient { id } } }"
-
-
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Starlette]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
 
 
 @pytest.fixture

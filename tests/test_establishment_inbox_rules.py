@@ -8,14 +8,12 @@ removal, receiving nothing more on both websocket protocols.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from starlette.applications import Starlette
 
-from api.app import create_app
 from api.config import Settings
 from models.account import Account
 from models.audit import AccessAction, AccessBasis
@@ -51,20 +49,6 @@ OWN_LAST = """{ viewer { ... on Professional { conversations(first: 10) {
   totalCount edges { node { id lastMessage { body } } } } } } }"""
 SEND_FILE = """mutation($input: SendMessageInput!) { sendMessage(input: $input) {
   message { id attachments { id } } } }"""
-
-
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Starlette]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
-
-
-@pytest.fixture
-async def http(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.9", 4242))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield client
 
 
 def listed(result: Any) -> list[str]:

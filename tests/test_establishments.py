@@ -7,7 +7,6 @@ patient's message by a member is an access event naming the member and the estab
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +14,6 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from api.app import create_app
 from api.config import Settings
 from models.account import Account
 from models.audit import AccessAction, AccessBasis, AccessEvent
@@ -79,20 +77,6 @@ RECEIVED = """subscription($after: String, $conversationId: ID) {
 
 
 # --- harness ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Starlette]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
-
-
-@pytest.fixture
-async def http(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.9", 4242))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield client
 
 
 async def ok(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import tracemalloc
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -22,8 +21,6 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from uvicorn.server import ServerState
 from websockets.asyncio.client import connect
 
-from api.app import create_app
-from api.config import Settings
 from api.websocket import LeanWebSocketProtocol
 from api.ws_operations import TransportWSHandler
 from subscriptions.broadcast import EventBus, Subscription
@@ -106,20 +103,6 @@ def test_the_bus_subscription_is_its_own_context_manager() -> None:
 
 
 # --- a live subscription over the real app (tests/test_ws_reauth.py's harness) ------------
-
-
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Starlette]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
-
-
-@pytest.fixture
-async def http(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.9", 4242))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield client
 
 
 async def test_an_idle_subscription_keeps_no_init_task_nor_document_names(

@@ -13,7 +13,6 @@ import base64
 import importlib
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,6 @@ from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.config import TortoiseConfig
 from tortoise.migrations.api import migrate as migrate_api
 
-from api.app import create_app
-from api.config import Settings
 from api.db import tortoise_config
 from models import message as messaging
 from models.base import utcnow
@@ -46,20 +43,6 @@ PAGE = """query($id: ID!, $after: String) { node(id: $id) { ... on Conversation 
   messages(first: 50, after: $after) { edges { cursor node { body cursor } } } } } }"""
 RECEIVED = """subscription($after: String) {
   messageReceived(after: $after) { body cursor } }"""
-
-
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Starlette]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
-
-
-@pytest.fixture
-async def http(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.9", 4242))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield client
 
 
 async def page(http: httpx.AsyncClient, token: str, cid: str, after: str | None) -> list[Any]:

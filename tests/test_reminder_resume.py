@@ -4,7 +4,6 @@ next ones live; never another space's."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -12,8 +11,6 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from api.app import create_app
-from api.config import Settings
 from api.jobs import alert
 from models.base import utcnow
 from models.reminder import Reminder, ReminderKind, ReminderStatus, raise_due
@@ -23,20 +20,6 @@ from tests.test_ws_reauth import PROTOCOLS, socket_of
 
 ALERTS = """subscription($after: String) {
   reminderAlerts(after: $after) { title alertCursor } }"""
-
-
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Starlette]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
-
-
-@pytest.fixture
-async def http(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.9", 4242))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield client
 
 
 async def due(person: Person, title: str) -> Reminder:

@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any, cast
 
 import httpx
-import pytest
 from starlette.applications import Starlette
 
-from api.app import create_app
-from api.config import Settings
 from models.access import Actor
 from models.base import utcnow
 from models.message import Message
@@ -58,20 +54,6 @@ async def send(
 
 def _work(statements: list[str]) -> list[str]:
     return [s for s in statements if not s.lstrip().upper().startswith(TRANSACTION)]
-
-
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Starlette]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
-
-
-@pytest.fixture
-async def http(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.9", 4242))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield client
 
 
 async def test_a_send_and_its_delivery_run_a_fixed_set_of_statements(

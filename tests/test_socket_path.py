@@ -8,7 +8,6 @@ and that what applies to a socket still applies on the short way: the handshake'
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from types import CoroutineType
 from typing import Any
 
@@ -17,8 +16,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.exceptions import WebSocketException
 
-from api.app import GraphQLSocket, create_app
-from api.config import Settings
+from api.app import GraphQLSocket
 from tests.factories import make_patient, make_professional
 from tests.test_ws_reauth import MESSAGE_RECEIVED, TRANSPORT_WS, conversation_with, socket_of
 
@@ -32,20 +30,6 @@ HTTP_LAYERS = {
     "WebSocketRoute.handle",
     "SecurityHeaders.__call__",
 }
-
-
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Starlette]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
-
-
-@pytest.fixture
-async def http(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.9", 4242))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield client
 
 
 def _awaited_chain(coroutine: Any) -> list[str]:

@@ -9,7 +9,6 @@ Against the real app and database, in process (tests/asgi_websocket.py).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -17,8 +16,6 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from api.app import create_app
-from api.config import Settings
 from models.base import utcnow
 from models.crypto import token_hash
 from models.session import Session
@@ -34,20 +31,6 @@ from tests.test_ws_reauth import (
 from tests.test_ws_reauth import end_session as end_over_http
 
 REFUSED = {"close": 4403, "reason": "Forbidden"}
-
-
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Starlette]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
-
-
-@pytest.fixture
-async def http(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.9", 4242))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield client
 
 
 async def ended_token(http: httpx.AsyncClient, ending: str) -> str:

@@ -10,14 +10,11 @@ the first would bear the connection's time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 from starlette.applications import Starlette
 
-from api.app import create_app
-from api.config import Settings
 from models.audit import AccessAction, AccessEvent
 from models.base import utcnow
 from resolvers.ids import encode
@@ -26,13 +23,6 @@ from tests.test_ws_reauth import PROTOCOLS, socket_of
 
 ACCESS_LOGGED = """subscription($id: ID) { accessLogged(patientId: $id) { id action } }"""
 WAIT = 10.0
-
-
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Starlette]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
 
 
 async def events_about(patient_pk: object, count: int) -> list[AccessEvent]:

@@ -22,7 +22,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.websockets import WebSocket
 
-from api.app import EspaceSanteGraphQL, create_app
+from api.app import EspaceSanteGraphQL
 from api.config import Settings
 from api.context import Context
 from api.ws_operations import SessionEnded
@@ -79,20 +79,6 @@ CLOSE_SPACE = """mutation($p: String!) { closeSpace(input: {password: $p}) {
 
 
 # --- harness ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Starlette]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
-
-
-@pytest.fixture
-async def http(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.9", 4242))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield client
 
 
 class Socket:
