@@ -16,8 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import free_port
-from tests.e2e.live_support import ServerProcess, command, server_env
+from tests.e2e.live_support import ServerProcess, serve_demo
 
 pytestmark = [
     pytest.mark.e2e,
@@ -44,23 +43,8 @@ def readme_script() -> str:
 
 @pytest.fixture(scope="module")
 def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    data_dir = tmp_path_factory.mktemp("partner-curl")
-    database_url = f"sqlite://{data_dir / 'espace-sante.sqlite3'}"
-    seeded = subprocess.run(
-        command("seed-demo"),
-        env=server_env(data_dir, database_url, "memory://"),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert seeded.returncode == 0, seeded.stderr
-    server = ServerProcess("partner-curl", data_dir, database_url, "memory://", free_port())
-    try:
-        server.wait_healthy()
+    with serve_demo(tmp_path_factory.mktemp("partner-curl"), "partner-curl") as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _json_lines(output: str) -> list[Any]:

@@ -22,8 +22,7 @@ import pytest
 
 from api.config import VARIABLES
 from models.blobs import sniff_mime
-from tests.conftest import free_port
-from tests.e2e.live_support import WAIT, ServerProcess, command, server_env
+from tests.e2e.live_support import WAIT, ServerProcess, serve_demo
 
 pytestmark = pytest.mark.e2e
 
@@ -56,27 +55,8 @@ def fenced(text: str, language: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    data_dir = tmp_path_factory.mktemp("readme-verbatim")
-    database_url = f"sqlite://{data_dir / 'espace-sante.sqlite3'}"
-    port = free_port()
-    public = f"http://127.0.0.1:{port}"
-    seeded = subprocess.run(
-        command("seed-demo"),
-        env=server_env(data_dir, database_url, "memory://", PUBLIC_URL=public),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert seeded.returncode == 0, seeded.stderr
-    server = ServerProcess(
-        "demo", data_dir, database_url, "memory://", port, env={"PUBLIC_URL": public}
-    )
-    try:
-        server.wait_healthy()
+    with serve_demo(tmp_path_factory.mktemp("readme-verbatim"), "demo", public_url=True) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def shell_env(url: str) -> dict[str, str]:

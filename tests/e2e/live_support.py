@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -472,3 +473,30 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+@contextlib.contextmanager
+def serve_demo(data_dir: Path, name: str, *, public_url: bool = False) -> Iterator[ServerProcess]:
+    """`espace-sante seed-demo`, then `espace-sante serve` on a free port, as `./scripts/demo`
+    runs them (with `PUBLIC_URL` the server's own address if `public_url`: the links it
+    answers then work as printed)."""
+    from tests.conftest import free_port
+
+    database_url = f"sqlite://{data_dir / 'espace-sante.sqlite3'}"
+    port = free_port()
+    extra = {"PUBLIC_URL": f"http://127.0.0.1:{port}"} if public_url else {}
+    seeded = subprocess.run(
+        command("seed-demo"),
+        env=server_env(data_dir, database_url, "memory://", **extra),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert seeded.returncode == 0, seeded.stderr
+    server = ServerProcess(name, data_dir, database_url, "memory://", port, env=extra)
+    try:
+        server.wait_healthy()
+        yield server
+    finally:
+        server.stop()

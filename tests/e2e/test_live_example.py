@@ -18,7 +18,7 @@ import pytest
 
 from api.config import VARIABLES
 from tests.conftest import free_port
-from tests.e2e.live_support import WAIT, ServerProcess, command, server_env
+from tests.e2e.live_support import WAIT, ServerProcess, serve_demo
 
 pytestmark = pytest.mark.e2e
 
@@ -26,23 +26,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """`espace-sante seed-demo`, then `espace-sante serve`, as `./scripts/demo` runs them."""
-    data_dir = tmp_path_factory.mktemp("live-example")
-    database_url = f"sqlite://{data_dir / 'espace-sante.sqlite3'}"
-    seeded = subprocess.run(
-        command("seed-demo"),
-        env=server_env(data_dir, database_url, "memory://"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert seeded.returncode == 0, seeded.stderr
-    server = ServerProcess("demo", data_dir, database_url, "memory://", free_port())
-    try:
-        server.wait_healthy()
+    with serve_demo(tmp_path_factory.mktemp("live-example"), "demo") as server:
         yield server
-    finally:
-        server.stop()
 
 
 def example(*args: str) -> list[str]:
