@@ -304,20 +304,25 @@ class Verification:
         return self.broken is None
 
 
-async def _chain(patient_id: UUID) -> AsyncIterator[dict[str, Any]]:
-    """One space's events in chain order, a batch at a time (a long log never sits whole
-    in memory)."""
-    last: int | None = None
+async def _chain(patient_id: UUID, after: int = 0) -> AsyncIterator[dict[str, Any]]:
+    """One space's events past position `after`, in chain order, a batch at a time (a long
+    log never sits whole in memory)."""
+    last = after
     while True:
-        query = AccessEvent.filter(patient_id=patient_id)
-        if last is not None:
-            query = query.filter(seq__gt=last)
+        query = AccessEvent.filter(patient_id=patient_id, seq__gt=last)
         rows = await query.order_by("seq").limit(VERIFY_BATCH).values(*CHAINED, "chain_hash")
         for row in rows:
             yield row
         if len(rows) < VERIFY_BATCH:
             return
         last = int(rows[-1]["seq"])
+
+
+ALTERED = "this event was altered, or does not follow the previous one"
+
+
+async def _head(patient_id: UUID) -> AccessLogHead | None:
+    return await AccessLogHead.get_or_none(patient_id=patient_id)
 
 
 async def verify_chain(patient_id: UUID) -> Verification:
@@ -331,28 +336,53 @@ async def verify_chain(patient_id: UUID) -> Verification:
     - events removed from the end, or the head altered: the head names a later or other
       last event (at the head's moment, that of the last event it recorded);
     - events without a head: at the last event.
+
+    Safe while the log grows: the head and the events are read by separate statements, and
+    an event with its head may commit between them. An event beyond the head first read is
+    judged against the head read again (an event and its head commit together: a head read
+    after an event was seen covers it), and once the events run out the head is read again
+    and the events past the last one checked with it, until a head covers no more than what
+    was checked. What commits during a check is then checked too, never taken for a break.
     """
-    head = await AccessLogHead.get_or_none(patient_id=patient_id)
+    head = await _head(patient_id)
     head_seq = int(head.seq) if head is not None else 0
-    previous, expected, count = GENESIS, 1, 0
+    previous, expected, count, walked = GENESIS, 1, 0, 0
     broken: Break | None = None
     last: dict[str, Any] | None = None
-    async for row in _chain(patient_id):
-        count += 1
-        last = row
-        if broken is not None:
-            continue
-        seq = int(row["seq"])
-        where = (seq, row["at"], UUID(str(row["id"])))
-        if seq != expected:
-            reason = "an event is missing before this one" if seq > expected else "out of order"
-            broken = Break(*where, reason)
-        elif head is not None and seq > head_seq:
-            broken = Break(*where, "an event past the end of the chain")
-        elif link(previous, row) != row["chain_hash"]:
-            broken = Break(*where, "this event was altered, or does not follow the previous one")
-        else:
-            previous, expected = str(row["chain_hash"]), seq + 1
+    headless = False  # the head, read again, is gone: reported at the end, not per event
+    first_walk = True
+    while True:
+        found = 0
+        async for row in _chain(patient_id, walked):
+            found += 1
+            count += 1
+            last = row
+            seq = walked = int(row["seq"])
+            if broken is not None:
+                continue
+            where = (seq, row["at"], UUID(str(row["id"])))
+            if seq > head_seq and not headless:
+                # Committed, with its head, since the head was read? Read it again.
+                head = await _head(patient_id)
+                head_seq = int(head.seq) if head is not None else 0
+                headless = head is None
+            if seq != expected:
+                reason = "an event is missing before this one" if seq > expected else "out of order"
+                broken = Break(*where, reason)
+            elif head is not None and seq > head_seq:
+                broken = Break(*where, "an event past the end of the chain")
+            elif link(previous, row) != row["chain_hash"]:
+                broken = Break(*where, ALTERED)
+            else:
+                previous, expected = str(row["chain_hash"]), seq + 1
+        if not first_walk and found == 0:
+            break  # the head last read names events that are not there
+        first_walk = False
+        # Every event committed before this read is covered by it, and visible to the next.
+        head = await _head(patient_id)
+        head_seq = int(head.seq) if head is not None else 0
+        if head_seq <= walked:
+            break
     if broken is None:
         if head is None:
             if last is not None:
