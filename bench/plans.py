@@ -13,7 +13,11 @@ measured in one run, in interleaved rounds (each pinned to CPU 0, the load to CP
   validation caches hit, as for a persisted document);
 - `plain Starlette + SQL`: bench/plain_app.py.
 
-All four answers are compared before the load, and the access events each writes per
+--baseline DIR adds a fifth server, `compiled, persisted` run from another copy of the
+project (its packages first on sys.path: e.g. a copy whose api/plans/ is an earlier
+version), so that a change of the plans is measured before and after in one run.
+
+All answers are compared before the load, and the access events each writes per
 request counted (1.00). The server's own CPU time per request (/proc, all threads) is the
 steadiest figure; req/s is bounded by the load generator on a 2-CPU machine. --profile
 records both GraphQL servers with py-spy and prints where their time goes (the areas of
@@ -70,6 +74,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--profile", type=Path, help="also record the GraphQL servers here")
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
+    parser.add_argument(
+        "--baseline", type=Path, help="a copy of the project: a fifth server, run from it"
+    )
     args = parser.parse_args()
 
     shm = Path("/dev/shm")
@@ -114,15 +121,27 @@ def main() -> None:
         urls = [f"http://127.0.0.1:{p}/graphql" for p in ports[:3]]
         urls.append(f"http://127.0.0.1:{ports[3]}/dossier")
         bodies = [persisted, persisted, text, text]
+        if args.baseline:
+            port = _free_port()
+            names.append("baseline (HEAD plans)")
+            logs.append(data_dir / "server4.log")
+            commands.append(_from_copy(args.baseline, port))
+            envs.append({**env, "COMPILED_PLANS": "true"})
+            urls.append(f"http://127.0.0.1:{port}/graphql")
+            bodies.append(persisted)
+            ports.append(port)
         with contextlib.ExitStack() as stack:
             procs = [
                 stack.enter_context(_server(cmd, e, log))
                 for cmd, e, log in zip(commands, envs, logs, strict=True)
             ]
-            for port, proc, log in zip(ports[:3], procs[:3], logs[:3], strict=True):
-                _wait_ready(f"http://127.0.0.1:{port}/healthz", proc, log)
+            graphql = [0, 1, 2, *range(4, len(procs))]
+            for n in graphql:
+                _wait_ready(f"http://127.0.0.1:{ports[n]}/healthz", procs[n], logs[n])
             _wait_for_port(ports[3], procs[3], logs[3])
             registered = _post(urls[0], register, token)  # APQ: hash and text, once
+            if args.baseline:
+                _post(urls[4], register, token)
             answers = [_post(url, body, token) for url, body in zip(urls, bodies, strict=True)]
             if registered.get("errors") or any(a != registered for a in answers):
                 sys.exit(f"the answers differ:\n{json.dumps(answers)[:3000]}")
@@ -170,16 +189,26 @@ def _report(results: list[Result], edges: int, args: argparse.Namespace) -> None
             f"{r.name:24} {r.rps:7.0f} {r.latency_ms(0.5):7.1f} {r.latency_ms(0.99):7.1f} "
             f"{r.cpu_ms:10.2f} {r.errors:6d} {r.events_per_request:10.2f}"
         )
-    compiled, standard, free, plain = results
+    compiled, standard, free, plain = results[:4]
     print(
         f"compiled / standard (persisted): {100 * standard.cpu_ms / compiled.cpu_ms - 100:+.1f}% "
         f"requests per CPU second, {100 * compiled.rps / standard.rps - 100:+.1f}% req/s"
     )
-    for r in (compiled, standard, free):
+    for r in (compiled, standard, free, *results[4:]):
         print(
             f"{r.name} / plain: {100 * plain.cpu_ms / r.cpu_ms:.1f}% by server CPU per request, "
             f"{100 * r.rps / plain.rps:.1f}% of the plain throughput"
         )
+
+
+def _from_copy(root: Path, port: int) -> list[str]:
+    """`espace-sante serve` with the packages of another copy of the project first."""
+    argv = ["api.cli", "serve", "--port", str(port), "--no-migrate"]
+    code = (
+        f"import runpy, sys; sys.path.insert(0, {str(root.resolve())!r}); sys.argv = {argv!r}; "
+        "runpy.run_module('api.cli', run_name='__main__', alter_sys=True)"
+    )
+    return [PYTHON, "-c", code]
 
 
 if __name__ == "__main__":

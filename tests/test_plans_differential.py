@@ -54,7 +54,7 @@ import models.blobs
 import models.passwords
 from api.app import create_app
 from api.plans import PLANS, PlanCache, PlannedExecutor, schema_fingerprint
-from api.plans.plan import LeafReader
+from api.plans.plan import LeafReader, ResolverReader
 from api.schema import schema
 from models.audit import AccessEvent
 from tests.conftest import PG_URL, _settings, _truncate_all
@@ -444,7 +444,8 @@ def test_plans_are_keyed_by_the_schema_fingerprint() -> None:
     query_plain, query_resolved = plain.query_type, resolved.query_type
     assert query_plain is not None and query_resolved is not None
     assert isinstance(first.reader(query_plain, node), LeafReader)
-    assert second.reader(query_resolved, node) is None  # a resolver: graphql-core runs it
+    # A resolver: called as strawberry's wrapper would (nothing around it to run).
+    assert isinstance(second.reader(query_resolved, node), ResolverReader)
     assert cache.plan_for(plain, operation) is first  # same schema, same document: reused
     # The same SDL in another schema object (another deployment of the same code): the
     # key is the same, the plan is rebuilt for that object.

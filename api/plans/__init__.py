@@ -14,29 +14,53 @@ field node of the document and the object type it is read on, either a reader or
 A reader exists only where it is provably what the standard executor would do:
 
 - `__typename`: the name of the object type (graphql-core's `MetaFields.type_name`);
-- a strawberry "basic" field (no resolver, no field extension such as a permission, no
-  exception handler: strawberry's own `_get_basic_result`, which ignores its info) without
-  arguments, whose type is a scalar or an enum, possibly non-null, not a list: the value
-  is read by that same function (or, when the field's default resolver is `getattr`, as
-  strawberry's default is, by `getattr(source, python_name)`, which is what it calls) and
-  serialised by the type's own `coerce_output_value`.
+- `LeafReader`, a strawberry "basic" field (no resolver, no field extension such as a
+  permission, no exception handler: strawberry's own `_get_basic_result`, which ignores its
+  info) without arguments, whose type is a scalar or an enum, possibly non-null, not a
+  list: the value is read by that same function (or, when the field's default resolver is
+  `getattr`, as strawberry's default is, by `getattr(source, python_name)`, which is what
+  it calls) and serialised by the type's own `coerce_output_value`;
+- `ObjectReader`, a basic field without arguments whose type is an object type or a list
+  of one (`Connection.edges`, `Edge.node`): read the same way, then completed by the plan
+  when the value is an object its type accepts (no `is_type_of`, or strawberry's, which
+  ignores its info and is called as graphql-core calls it) or a `list` of such objects,
+  none null, an error or awaitable;
+- `ResolverReader`, a field strawberry resolves through its synchronous wrapper
+  (`from_resolver`'s `_resolver`) with no argument, no exception handler and no extension
+  that reshapes arguments: the plan builds the resolve info and strawberry's Info with
+  strawberry's own function (taken from the wrapper), and calls the field's extension
+  chain (the very functions strawberry chained: a `PermissionExtension`'s `resolve`, hence
+  the same `has_permission`, the same refusal and the same `fail_silently`) around
+  `field.get_result`, as the wrapper does; graphql-core completes the value.
 
-Any other field (resolvers, permissions, lists, objects, unions) runs through graphql-core
-unchanged, and so does a read field whose value is null, an exception, an awaitable or not
-serialisable: that value is completed by graphql-core's `complete_value` (the same errors,
-paths and codes). The whole plan is off when schema extensions wrap resolvers (graphql-core
-middleware), for subscriptions, and when `COMPILED_PLANS=false`.
+The completion of an object whose type the plan knows (`complete_object_value`) runs its
+sub-fields in one loop over precomputed entries (graphql-core's own `collect_subfields`,
+memoised per execution, each field with its reader): leaves are read and serialised in
+place, without a response path, resolve info or dispatch; lists of objects are completed
+item by item with the paths graphql-core would give them. A strawberry union none of whose
+members is generic resolves a value whose `__strawberry_definition__` is one of its
+members' (not `strawberry.cast`) to that member, as strawberry's `_resolve_union_type`
+does ("exact type match"). Errors go through graphql-core's `handle_field_error` with the
+same path, return type and field nodes as there (null propagation, error paths and codes
+identical), pending awaitables are settled as graphql-core settles them, and any value the
+plan does not complete exactly as graphql-core would (null, an error, an awaitable, an
+object refused by `is_type_of`, a list that is not a `list`, a value a leaf type does not
+serialise) is completed by graphql-core's `complete_value` with a resolve info built for
+it. Anything else (field arguments, asynchronous resolvers, `@defer`/`@stream`, directives
+on an object field, middleware) runs through graphql-core unchanged. The whole plan is off
+when schema extensions wrap resolvers (graphql-core middleware), for subscriptions, and
+when `COMPILED_PLANS=false`; tests/test_plans_differential.py and
+tests/test_plans_completion.py compare both paths.
 
 `PlannedExecutor` is the schema's `execution_context_class` (api/schema.py).
 
-Measured (bench/plans.py, bench/dossier.py's read): the plan reads 80 of the ~120 fields of
-the dossier page and takes 10 to 15% off graphql-core's execution of it, 1 to 5% of the server's
-CPU per request. The rest of the execution is graphql-core's completion of objects, lists
-and unions (paths, resolve infos, `is_type_of`, awaitable checks: ~20 µs per document of
-the page), strawberry's resolver wrapper for fields with resolvers, and the resolvers'
-own work (SQL, permissions, the access event): a plan that bypassed those would have to
-re-implement graphql-core's completion, null propagation and error paths, which this
-first slice deliberately does not.
+Measured (bench/plans.py, the dossier read): the list of 20 documents costs ~18% of the
+app's time on the plan against ~32% on graphql-core's completion (py-spy, in-process), so
+the server spends 12 to 17% less CPU per request than on the standard executor. What is
+left of the execution is the resolvers' own work (the page's statement, the relation and
+its permission decisions, the access event, the author's resolve info and Info) and
+strawberry's operation hooks; the HTTP layer, authentication and the aiosqlite hand-off
+are outside the executor.
 """
 
 from api.plans.executor import PlannedExecutor, plans_enabled

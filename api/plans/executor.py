@@ -3,17 +3,35 @@ for every field the plan has no reader for."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import graphql
-from graphql import GraphQLObjectType, OperationType, Undefined
+from graphql import (
+    GraphQLAbstractType,
+    GraphQLField,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    OperationType,
+    Undefined,
+)
 from graphql.execution.collect_fields import FieldDetailsList
 from graphql.execution.executor import to_nodes
-from graphql.pyutils import AwaitableOrValue, Path
+from graphql.pyutils import AwaitableOrValue, Path, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.types.cast import TYPE_CAST_ATTRIBUTE
 
 from api.config import Settings
-from api.plans.plan import PLANS, TYPENAME, DocumentPlan, LeafReader
+from api.plans.plan import (
+    NO_CHECK,
+    PLANS,
+    TYPENAME,
+    DocumentPlan,
+    LeafReader,
+    ObjectReader,
+    ResolverReader,
+)
 
 # The executor overrides graphql-core's `execute_field` and mirrors its error handling:
 # checked against this version (tests/test_plans_differential.py); another runs unplanned.
@@ -28,6 +46,11 @@ def plans_enabled(context: object) -> bool:
     return isinstance(settings, Settings) and settings.compiled_plans
 
 
+Entry = tuple[str, FieldDetailsList, Any]  # response name, field group, reader (or None)
+
+_BASE = StrawberryGraphQLCoreExecutionContext
+
+
 class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
     """strawberry's execution context, reading the fields its plan has a reader for."""
 
@@ -36,6 +59,8 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._plan = None
+        # (object type, id of its field group) -> (the group, kept alive; its entries)
+        self._entries: dict[tuple[str, int], tuple[FieldDetailsList, list[Entry] | None]] = {}
         middleware = self.middleware_manager
         if (
             _SUPPORTED
@@ -58,58 +83,419 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             reader = plan.reader(parent_type, field_details_list[0].node)
             if reader is TYPENAME:
                 return parent_type.name
-            if isinstance(reader, LeafReader):
-                try:
-                    if reader.attribute is None:
-                        result = reader.resolve(source, None)  # strawberry's: no info
-                    else:
-                        result = getattr(source, reader.attribute)  # what it does
-                except Exception as raw_error:
-                    self.handle_field_error(raw_error, reader.field.type, field_details_list, path)
-                    return None
-                if (
-                    result is not None
-                    and result is not Undefined
-                    and not isinstance(result, Exception)
-                    and not self.is_awaitable(result)
-                ):
-                    try:
-                        coerced = reader.coerce(result)
-                    except Exception:
-                        coerced = None  # graphql-core's completion raises it again, located
-                    if coerced is not None and coerced is not Undefined:
-                        return coerced
-                return self._complete(
-                    reader, parent_type, field_details_list, path, result, position_context
-                )
+            if type(reader) is LeafReader:
+                return self._read_leaf(reader, parent_type, source, field_details_list, path)
+            if position_context is None:
+                if type(reader) is ObjectReader:
+                    return self._read_object(reader, parent_type, source, field_details_list, path)
+                if type(reader) is ResolverReader:
+                    return self._call_resolver(
+                        reader, parent_type, source, field_details_list, path
+                    )
         return super().execute_field(
             parent_type, source, field_details_list, path, position_context
         )
 
-    def _complete(
+    # --- leaves --------------------------------------------------------------------------
+
+    def _read_leaf(
+        self,
+        reader: LeafReader,
+        parent_type: GraphQLObjectType,
+        source: Any,
+        field_details_list: FieldDetailsList,
+        path: Path,
+    ) -> Any:
+        try:
+            if reader.attribute is None:
+                result = reader.resolve(source, None)  # strawberry's: no info
+            else:
+                result = getattr(source, reader.attribute)  # what it does
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, reader.field.type, field_details_list, path)
+            return None
+        return self._leaf_value(reader, parent_type, field_details_list, path, result)
+
+    def _leaf_value(
         self,
         reader: LeafReader,
         parent_type: GraphQLObjectType,
         field_details_list: FieldDetailsList,
         path: Path,
         result: Any,
-        position_context: Any,
+    ) -> Any:
+        """A leaf's value read: serialised, or completed by graphql-core (`_complete`)."""
+        if (
+            result is not None
+            and result is not Undefined
+            and not isinstance(result, Exception)
+            and not self.is_awaitable(result)
+        ):
+            try:
+                coerced = reader.coerce(result)
+            except Exception:
+                coerced = None  # graphql-core's completion raises it again, located
+            if coerced is not None and coerced is not Undefined:
+                return coerced
+        return self._complete(reader.field, parent_type, field_details_list, path, result)
+
+    def _complete(
+        self,
+        field: GraphQLField,
+        parent_type: GraphQLObjectType,
+        field_details_list: FieldDetailsList,
+        path: Path,
+        result: Any,
     ) -> AwaitableOrValue[Any]:
         """graphql-core's `execute_field` once the resolver has returned `result`: null,
-        an error or anything its leaf type does not serialise is completed (and refused)
+        an error or anything the plan does not complete itself is completed (and refused)
         exactly as there."""
-        field = reader.field
         return_type = field.type
         info = self.build_resolve_info(field, to_nodes(field_details_list), parent_type, path)
         try:
             if self.is_awaitable(result):
                 return self.complete_awaitable_value(
-                    return_type, field_details_list, info, path, result, position_context
+                    return_type, field_details_list, info, path, result, None
                 )
             completed = self.complete_value(
-                return_type, field_details_list, info, path, result, position_context
+                return_type, field_details_list, info, path, result, None
             )
         except Exception as raw_error:
             self.handle_field_error(raw_error, return_type, field_details_list, path)
             return None
+        if self.is_awaitable(completed):
+            return self._await_completed(completed, return_type, field_details_list, path)
         return completed
+
+    async def _await_completed(
+        self,
+        completed: Awaitable[Any],
+        return_type: GraphQLOutputType,
+        field_details_list: FieldDetailsList,
+        path: Path,
+    ) -> Any:
+        """graphql-core's `await_completed` (of `execute_field` and of a list's items)."""
+        try:
+            return await completed
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, return_type, field_details_list, path)
+            return None
+
+    def _call_resolver(
+        self,
+        reader: ResolverReader,
+        parent_type: GraphQLObjectType,
+        source: Any,
+        field_details_list: FieldDetailsList,
+        path: Path,
+    ) -> Any:
+        """graphql-core's `execute_field` around strawberry's `_resolver`, without the
+        layers that have nothing to do for this field (ResolverReader)."""
+        field = reader.field
+        return_type = field.type
+        info = self.build_resolve_info(field, to_nodes(field_details_list), parent_type, path)
+        try:
+            strawberry_info = reader.info_of(info)
+            kwargs: dict[str, Any] = {}
+            for name in reader.source_names:
+                kwargs[name] = source
+            if reader.info_name is not None:
+                kwargs[reader.info_name] = strawberry_info
+            if reader.chain:
+                result = _chain(reader, source, strawberry_info, kwargs)
+            else:
+                if reader.info_requested:
+                    kwargs["info"] = strawberry_info
+                result = reader.definition.get_result(
+                    source,
+                    info=strawberry_info,
+                    args=[source] if reader.self_parameter else [],
+                    kwargs=kwargs,
+                )
+            if self.is_awaitable(result):
+                return self.complete_awaitable_value(
+                    return_type, field_details_list, info, path, result, None
+                )
+            completed = self.complete_value(
+                return_type, field_details_list, info, path, result, None
+            )
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, return_type, field_details_list, path)
+            return None
+        if self.is_awaitable(completed):
+            return self._await_completed(completed, return_type, field_details_list, path)
+        return completed
+
+    # --- objects and lists of objects ----------------------------------------------------
+
+    def complete_object_value(
+        self,
+        return_type: GraphQLObjectType,
+        field_details_list: FieldDetailsList,
+        info: Any,
+        path: Path,
+        result: Any,
+        position_context: Any,
+    ) -> AwaitableOrValue[dict[str, Any]]:
+        plan = self._plan
+        if plan is not None and position_context is None:
+            check = plan.type_check(return_type)  # first, as graphql-core calls is_type_of
+            if check is NO_CHECK or (callable(check) and check(result, None) is True):
+                entries = self._entries_of(return_type, field_details_list)
+                if entries is not None:
+                    return self._execute_entries(return_type, result, path, entries)
+        return super().complete_object_value(
+            return_type, field_details_list, info, path, result, position_context
+        )
+
+    def complete_abstract_value(
+        self,
+        return_type: GraphQLAbstractType,
+        field_details_list: FieldDetailsList,
+        info: Any,
+        path: Path,
+        result: Any,
+        position_context: Any,
+    ) -> AwaitableOrValue[dict[str, Any]]:
+        plan = self._plan
+        if plan is not None and position_context is None:
+            members = plan.union_members(return_type)
+            if members is not None and getattr(result, TYPE_CAST_ATTRIBUTE, None) is None:
+                definition = getattr(result, "__strawberry_definition__", None)
+                member = members.get(id(definition)) if definition is not None else None
+                if member is not None and member[0] is definition:
+                    return self.complete_object_value(
+                        member[1], field_details_list, info, path, result, position_context
+                    )
+        return super().complete_abstract_value(
+            return_type, field_details_list, info, path, result, position_context
+        )
+
+    def _entries_of(
+        self, object_type: GraphQLObjectType, field_details_list: FieldDetailsList
+    ) -> list[Entry] | None:
+        """The sub-fields of an object, as graphql-core collects them (its own memoised
+        `collect_subfields`), each with its reader; None when they defer anything."""
+        key = (object_type.name, id(field_details_list))
+        cached = self._entries.get(key)
+        if cached is not None and cached[0] is field_details_list:
+            return cached[1]
+        grouped_field_set, new_defer_usages, _forbidden = self.collect_subfields(
+            object_type, field_details_list
+        )
+        entries: list[Entry] | None = None
+        plan = self._plan
+        if not new_defer_usages and plan is not None:
+            entries = []
+            for response_name, group in grouped_field_set.items():
+                reader = plan.reader(object_type, group[0].node)
+                if type(reader) is ObjectReader and any(
+                    details.node.directives for details in group
+                ):
+                    reader = None  # @stream, or anything else a directive may ask
+                entries.append((response_name, group, reader))
+        self._entries[key] = (field_details_list, entries)
+        return entries
+
+    def _execute_entries(
+        self,
+        parent_type: GraphQLObjectType,
+        source: Any,
+        path: Path,
+        entries: list[Entry],
+    ) -> AwaitableOrValue[dict[str, Any]]:
+        """graphql-core's `execute_fields`, the plan's readers called in place."""
+        results: dict[str, Any] = {}
+        is_awaitable = self.is_awaitable
+        awaitable_fields: list[str] = []
+        type_name = parent_type.name
+        try:
+            for response_name, group, reader in entries:
+                if reader is TYPENAME:
+                    results[response_name] = type_name
+                    continue
+                if type(reader) is LeafReader:
+                    try:
+                        if reader.attribute is None:
+                            value = reader.resolve(source, None)
+                        else:
+                            value = getattr(source, reader.attribute)
+                    except Exception as raw_error:
+                        field_path = Path(path, response_name, type_name)
+                        self.handle_field_error(raw_error, reader.field.type, group, field_path)
+                        results[response_name] = None
+                        continue
+                    if type(value) in reader.plain:  # not null, an error nor awaitable
+                        try:
+                            coerced = reader.coerce(value)
+                        except Exception:
+                            coerced = None
+                        if coerced is not None and coerced is not Undefined:
+                            results[response_name] = coerced
+                            continue
+                    field_path = Path(path, response_name, type_name)
+                    value = self._leaf_value(reader, parent_type, group, field_path, value)
+                    results[response_name] = value
+                    if is_awaitable(value):
+                        awaitable_fields.append(response_name)
+                    continue
+                field_path = Path(path, response_name, type_name)
+                if type(reader) is ResolverReader:
+                    result = self._call_resolver(reader, parent_type, source, group, field_path)
+                elif type(reader) is ObjectReader:
+                    result = self._read_object(reader, parent_type, source, group, field_path)
+                else:
+                    result = _BASE.execute_field(self, parent_type, source, group, field_path, None)
+                if result is not Undefined:
+                    results[response_name] = result
+                    if is_awaitable(result):
+                        awaitable_fields.append(response_name)
+        except Exception:
+            if awaitable_fields:
+                self.settle_in_background([results[field] for field in awaitable_fields])
+            raise
+        if not awaitable_fields:
+            return results
+        return _gather_fields(results, awaitable_fields)
+
+    def _read_object(
+        self,
+        reader: ObjectReader,
+        parent_type: GraphQLObjectType,
+        source: Any,
+        field_details_list: FieldDetailsList,
+        path: Path,
+    ) -> Any:
+        """A basic field of an object type or of a list of one: read, then completed by
+        the plan when graphql-core would complete the value without a detour (an object
+        its type accepts; a `list` of them, none null, awaitable or an error), else by
+        graphql-core (`_complete`)."""
+        try:
+            if reader.attribute is None:
+                result = reader.resolve(source, None)
+            else:
+                result = getattr(source, reader.attribute)
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, reader.field.type, field_details_list, path)
+            return None
+        plan = self._plan
+        object_type = reader.object_type
+        check = plan.type_check(object_type) if plan is not None else None
+        entries = None
+        if check is not None and self._completes(result, check, reader.item_type is not None):
+            entries = self._entries_of(object_type, field_details_list)
+        if entries is None:
+            return self._complete(reader.field, parent_type, field_details_list, path, result)
+        return_type = reader.field.type
+        completed: Any
+        try:
+            if reader.item_type is None:
+                completed = self._execute_entries(object_type, result, path, entries)
+            else:
+                completed = self._complete_items(
+                    reader.item_type, object_type, field_details_list, path, result, entries
+                )
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, return_type, field_details_list, path)
+            return None
+        if self.is_awaitable(completed):
+            return self._await_completed(completed, return_type, field_details_list, path)
+        return completed
+
+    def _completes(self, result: Any, check: Any, is_list: bool) -> bool:
+        """Whether the plan completes `result` exactly as graphql-core would: an object
+        (not null, not an error, not awaitable) its type's check accepts, or a `list` of
+        such objects."""
+        is_awaitable = self.is_awaitable
+        values: Any
+        if not is_list:
+            values = (result,)
+        elif type(result) is list:
+            values = result
+        else:
+            return False
+        for value in values:
+            if value is None or isinstance(value, Exception) or is_awaitable(value):
+                return False
+            if check is not NO_CHECK and check(value, None) is not True:
+                return False
+        return True
+
+    def _complete_items(
+        self,
+        item_type: GraphQLOutputType,
+        object_type: GraphQLObjectType,
+        field_details_list: FieldDetailsList,
+        path: Path,
+        items: list[Any],
+        entries: list[Entry],
+    ) -> AwaitableOrValue[list[Any]]:
+        """graphql-core's `complete_iterable_value` and `complete_list_item_value` over a
+        list of objects (none awaitable: `_completes`), each completed by the plan."""
+        is_awaitable = self.is_awaitable
+        completed_results: list[Any] = []
+        append_completed = completed_results.append
+        awaitable_indices: list[int] = []
+        try:
+            for index, item in enumerate(items):
+                item_path = path.add_key(index, None)
+                try:
+                    completed = self._execute_entries(object_type, item, item_path, entries)
+                except Exception as raw_error:
+                    self.handle_field_error(raw_error, item_type, field_details_list, item_path)
+                    completed = None
+                else:
+                    if is_awaitable(completed):
+                        completed = self._await_completed(
+                            completed, item_type, field_details_list, item_path
+                        )
+                        awaitable_indices.append(index)
+                append_completed(completed)
+        except Exception:
+            if awaitable_indices:
+                self.settle_in_background([completed_results[i] for i in awaitable_indices])
+            raise
+        if not awaitable_indices:
+            return completed_results
+        return _gather_items(completed_results, awaitable_indices)
+
+
+def _chain(reader: ResolverReader, source: Any, info: Any, kwargs: dict[str, Any]) -> Any:
+    """strawberry's `extension_resolver` once its arguments are known (none converted):
+    the field's extension functions chained around `field.get_result`, as it chains them."""
+    definition = reader.definition
+    args = [source] if reader.self_parameter else []
+    requested = reader.info_requested
+
+    def wrapped_get_result(_source: Any, info: Any, **kwargs: Any) -> Any:
+        if requested:
+            kwargs["info"] = info
+        return definition.get_result(_source, info=info, args=args, kwargs=kwargs)
+
+    resolve: Callable[..., Any] = wrapped_get_result
+    for function in reader.chain:
+        resolve = partial(function, resolve)
+    return resolve(source, info, **kwargs)
+
+
+async def _gather_fields(results: dict[str, Any], awaitable_fields: list[str]) -> dict[str, Any]:
+    """graphql-core's `get_results` of `execute_fields`."""
+    if len(awaitable_fields) == 1:
+        field = awaitable_fields[0]
+        results[field] = await results[field]
+    else:
+        awaited = await gather_with_cancel(*(results[field] for field in awaitable_fields))
+        results.update(zip(awaitable_fields, awaited, strict=True))
+    return results
+
+
+async def _gather_items(completed: list[Any], awaitable_indices: list[int]) -> list[Any]:
+    """graphql-core's `get_completed_results` of `complete_iterable_value`."""
+    if len(awaitable_indices) == 1:
+        index = awaitable_indices[0]
+        completed[index] = await completed[index]
+    else:
+        awaited = await gather_with_cancel(*(completed[index] for index in awaitable_indices))
+        for index, value in zip(awaitable_indices, awaited, strict=True):
+            completed[index] = value
+    return completed

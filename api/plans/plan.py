@@ -8,19 +8,28 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import date, datetime
+from enum import Enum
+from typing import Any, cast
 
 from graphql import (
+    GraphQLEnumType,
     GraphQLField,
     GraphQLLeafType,
     GraphQLObjectType,
+    GraphQLOutputType,
     GraphQLSchema,
+    GraphQLUnionType,
     OperationDefinitionNode,
     is_leaf_type,
     is_list_type,
     is_non_null_type,
+    is_object_type,
     print_schema,
 )
+from graphql.pyutils import is_awaitable
+from strawberry.extensions.field_extension import FieldExtension
+from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
 PLAN_ENTRIES = 1024  # documents whose plans are kept, least recently used out first
@@ -48,9 +57,201 @@ class LeafReader:
     field: GraphQLField
     coerce: Callable[[Any], Any]
     attribute: str | None  # read with getattr: what strawberry's default resolver does
+    plain: frozenset[type] = frozenset()  # types of values neither null, errors nor awaitable
 
 
-Reader = LeafReader | TypeName
+# Values of these types are serialised on the plan's tight loop (api/plans/executor.py);
+# any other (None, an error, an awaitable, anything else) takes the careful path.
+PLAIN: frozenset[type] = frozenset({str, int, float, bool, date, datetime})
+
+
+def _plain_types(leaf: GraphQLLeafType) -> frozenset[type]:
+    """PLAIN, and for a strawberry enum its Python enum when none of its members is an
+    error or awaitable (they are fixed: decided once)."""
+    definition = (leaf.extensions or {}).get("strawberry-definition")
+    enum = getattr(definition, "wrapped_cls", None)
+    if (
+        isinstance(leaf, GraphQLEnumType)
+        and isinstance(enum, type)
+        and issubclass(enum, Enum)
+        and not issubclass(enum, BaseException)
+        and enum not in PLAIN
+        and not any(is_awaitable(member) for member in enum)
+    ):
+        return PLAIN | {enum}
+    return PLAIN
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectReader:
+    """A basic field whose type is an object type or a list of one (each level possibly
+    non-null): read as a LeafReader is, then completed by the plan (api/plans/executor.py)
+    when the value is what graphql-core would complete without a detour (a dict of the
+    sub-selection for an object, a `list` of such objects for a list)."""
+
+    resolve: Callable[..., Any]
+    field: GraphQLField
+    attribute: str | None
+    object_type: GraphQLObjectType  # the named object type
+    item_type: GraphQLOutputType | None  # a list's item type (with its non-null), or None
+
+
+@dataclass(frozen=True, slots=True)
+class ResolverReader:
+    """A field strawberry resolves through its wrapper (`from_resolver`'s synchronous
+    `_resolver`), without arguments, exception handlers or extensions that reshape
+    arguments: the wrapper would build the Info (its own `_strawberry_info_from_graphql`,
+    called here too), convert no argument, and call the field's extension chain (its own
+    functions, a permission's `resolve` among them, taken from the wrapper) around
+    `field.get_result` with the source and the Info where the resolver asks for them, as
+    the plan does (api/plans/executor.py, `_call_resolver`). graphql-core completes the
+    value."""
+
+    field: GraphQLField
+    definition: StrawberryField
+    info_of: Callable[[Any], Any]  # strawberry's own, from the wrapper's closure
+    chain: tuple[Callable[..., Any], ...]  # the field extensions' resolvers, outermost last
+    self_parameter: bool
+    source_names: tuple[str, ...]  # the resolver's root / parent parameters
+    info_name: str | None  # the resolver's info parameter, but one named `info`
+    info_requested: bool  # it is named `info` (strawberry passes it back last)
+
+
+Reader = LeafReader | ObjectReader | ResolverReader | TypeName
+
+_RESOLVER = "GraphQLCoreConverter.from_resolver.<locals>._resolver"
+
+
+def _closure(function: Callable[..., Any]) -> dict[str, Any]:
+    code = getattr(function, "__code__", None)
+    cells = getattr(function, "__closure__", None) or ()
+    if code is None:
+        return {}
+    try:
+        return {
+            name: cell.cell_contents for name, cell in zip(code.co_freevars, cells, strict=True)
+        }
+    except ValueError:  # an empty cell, or not one per free variable
+        return {}
+
+
+def resolver_reader(field: GraphQLField) -> ResolverReader | None:
+    """The ResolverReader of a field, or None (api/plans/__init__.py says when)."""
+    resolve = field.resolve
+    if (
+        resolve is None
+        or field.args
+        or getattr(resolve, "__qualname__", None) != _RESOLVER
+        or getattr(resolve, "__module__", None) != "strawberry.schema.schema_converter"
+    ):
+        return None
+    cells = _closure(resolve)
+    info_of = cells.get("_strawberry_info_from_graphql")
+    if not callable(info_of):
+        return None
+    found = _closure(info_of).get("field")  # the field the wrapper was built for
+    if (field.extensions or {}).get("strawberry-definition") is not found:
+        return None  # not that field's wrapper
+    if not isinstance(found, StrawberryField):
+        return None
+    definition: StrawberryField = found
+    chain = _closure(cells.get("_get_result_with_extensions") or _closure).get(
+        "extension_functions"
+    )
+    if (
+        cells.get("field_exception_handlers")
+        or "field_exception_handlers" not in cells
+        or definition.arguments
+        or definition.is_async
+        or not isinstance(chain, list)
+        or not all(callable(function) for function in chain)
+        or any(
+            type(extension).map_arguments is not FieldExtension.map_arguments
+            for extension in definition.extensions
+        )
+    ):
+        return None
+    base = definition.base_resolver
+    source_names: tuple[str, ...] = ()
+    info_name = None
+    if base is not None:
+        source_names = tuple(
+            parameter.name
+            for parameter in (base.parent_parameter, base.root_parameter)
+            if parameter is not None
+        )
+        info = base.info_parameter
+        info_name = info.name if info is not None else None
+    return ResolverReader(
+        field=field,
+        definition=definition,
+        info_of=info_of,
+        chain=tuple(chain),
+        self_parameter=base is not None and base.self_parameter is not None,
+        source_names=source_names,
+        info_name=None if info_name == "info" else info_name,
+        info_requested=info_name == "info",
+    )
+
+
+# Strawberry's `is_type_of` of an object type implementing interfaces
+# (strawberry/schema/schema_converter.py, `_get_is_type_of`): it ignores its info.
+_STRAWBERRY_IS_TYPE_OF = "_get_is_type_of.<locals>.is_type_of"
+
+
+class NoCheck:
+    """An object type without `is_type_of`: graphql-core completes any value as it."""
+
+
+NO_CHECK = NoCheck()
+
+
+def type_check(object_type: GraphQLObjectType) -> Callable[[Any, Any], Any] | NoCheck | None:
+    """How the plan tests a value for `object_type` without a resolve info: NO_CHECK, the
+    type's own `is_type_of` when it is strawberry's (which ignores its info), or None
+    (another predicate: graphql-core completes the value)."""
+    is_type_of = object_type.is_type_of
+    if is_type_of is None:
+        return NO_CHECK
+    if (
+        getattr(is_type_of, "__qualname__", "").endswith(_STRAWBERRY_IS_TYPE_OF)
+        and getattr(is_type_of, "__module__", None) == "strawberry.schema.schema_converter"
+    ):
+        return is_type_of
+    return None
+
+
+Members = dict[int, tuple[Any, GraphQLObjectType]]
+
+_UNION_RESOLVER = "StrawberryUnion.get_type_resolver.<locals>._resolve_union_type"
+
+
+def union_members(schema: GraphQLSchema, abstract_type: Any) -> Members | None:
+    """For a strawberry union none of whose members is generic: its members by (the id
+    of) their strawberry definition. strawberry's `_resolve_union_type` answers, for a
+    value not cast (`strawberry.cast`) whose `__strawberry_definition__` is one of those,
+    that member's name (`is_implemented_by`: "exact type match"), which graphql-core then
+    finds valid; anything else is resolved by them."""
+    if not isinstance(abstract_type, GraphQLUnionType):
+        return None
+    resolve_type = abstract_type.resolve_type
+    if (
+        getattr(resolve_type, "__qualname__", None) != _UNION_RESOLVER
+        or getattr(resolve_type, "__module__", None) != "strawberry.types.union"
+    ):
+        return None
+    members: Members = {}
+    for member in abstract_type.types:
+        definition = (member.extensions or {}).get("strawberry-definition")
+        if (
+            not isinstance(definition, StrawberryObjectDefinition)
+            or definition.concrete_of is not None
+            or definition.is_graphql_generic
+            or schema.get_type(member.name) is not member
+        ):
+            return None
+        members[id(definition)] = (definition, cast("GraphQLObjectType", member))
+    return members
 
 
 def leaf_reader(parent_type: GraphQLObjectType, field_name: str) -> Reader | None:
@@ -61,6 +262,8 @@ def leaf_reader(parent_type: GraphQLObjectType, field_name: str) -> Reader | Non
     if field is None or field.args:
         return None
     resolve = field.resolve
+    if resolve is not None and getattr(resolve, "__name__", None) == "_resolver":
+        return resolver_reader(field)
     if (
         resolve is None
         or getattr(resolve, "__name__", None) != _BASIC_RESOLVER
@@ -70,10 +273,6 @@ def leaf_reader(parent_type: GraphQLObjectType, field_name: str) -> Reader | Non
     definition = (field.extensions or {}).get("strawberry-definition")
     if definition is None or not getattr(definition, "is_basic_field", False):
         return None
-    named = field.type.of_type if is_non_null_type(field.type) else field.type
-    if is_list_type(named) or not is_leaf_type(named):
-        return None
-    leaf: GraphQLLeafType = named
     attribute = None
     if (
         type(definition).get_result is StrawberryField.get_result
@@ -81,8 +280,24 @@ def leaf_reader(parent_type: GraphQLObjectType, field_name: str) -> Reader | Non
         and definition.base_resolver is None
     ):
         attribute = definition.python_name
+    named = field.type.of_type if is_non_null_type(field.type) else field.type
+    if is_list_type(named):
+        item_type = named.of_type
+        item = item_type.of_type if is_non_null_type(item_type) else item_type
+        if is_object_type(item):
+            return ObjectReader(resolve, field, attribute, item, item_type)
+        return None
+    if is_object_type(named):
+        return ObjectReader(resolve, field, attribute, named, None)
+    if not is_leaf_type(named):
+        return None
+    leaf: GraphQLLeafType = named
     return LeafReader(
-        resolve=resolve, field=field, coerce=leaf.coerce_output_value, attribute=attribute
+        resolve=resolve,
+        field=field,
+        coerce=leaf.coerce_output_value,
+        attribute=attribute,
+        plain=_plain_types(leaf),
     )
 
 
@@ -102,6 +317,8 @@ def schema_fingerprint(schema: GraphQLSchema) -> str:
                     reader = leaf_reader(named_type, field_name)
                     kind = type(reader).__name__ if reader else "-"
                     digest.update(f"\n{name}.{field_name}:{kind}".encode())
+                check = type(type_check(named_type)).__name__
+                digest.update(f"\n{name}:is_type_of:{check}".encode())
         fingerprint = digest.hexdigest()
         _FINGERPRINTS[schema] = fingerprint
     return fingerprint
@@ -112,7 +329,7 @@ class DocumentPlan:
     type) and kept with the document. A decision is keyed by the node's identity and kept
     with the node itself, so that it is never taken for another node at a reused address."""
 
-    __slots__ = ("_readers", "fingerprint", "operation", "schema", "sha256")
+    __slots__ = ("_checks", "_readers", "_unions", "fingerprint", "operation", "schema", "sha256")
 
     def __init__(
         self,
@@ -126,6 +343,8 @@ class DocumentPlan:
         self.sha256 = sha256
         self.operation = operation
         self._readers: dict[tuple[int, str], tuple[Any, Reader | None]] = {}
+        self._checks: dict[str, Callable[[Any, Any], Any] | NoCheck | None] = {}
+        self._unions: dict[str, Members | None] = {}
 
     def reader(self, parent_type: GraphQLObjectType, node: Any) -> Reader | None:
         key = (id(node), parent_type.name)
@@ -136,6 +355,26 @@ class DocumentPlan:
         if len(self._readers) < PLAN_FIELDS:
             self._readers[key] = (node, reader)
         return reader
+
+    def type_check(
+        self, object_type: GraphQLObjectType
+    ) -> Callable[[Any, Any], Any] | NoCheck | None:
+        """`type_check` of an object type, decided once per plan."""
+        name = object_type.name
+        try:
+            return self._checks[name]
+        except KeyError:
+            check = self._checks[name] = type_check(object_type)
+            return check
+
+    def union_members(self, abstract_type: Any) -> Members | None:
+        """`union_members` of an abstract type, decided once per plan."""
+        name = abstract_type.name
+        try:
+            return self._unions[name]
+        except KeyError:
+            members = self._unions[name] = union_members(self.schema, abstract_type)
+            return members
 
     def __len__(self) -> int:
         return len(self._readers)
