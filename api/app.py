@@ -37,6 +37,8 @@ from api.export import export_space
 from api.franceconnect import franceconnect_routes
 from api.franceconnect_client import FranceConnect
 from api.jobs import Scheduler
+from api.log_privacy import install as keep_client_values_out_of_logs
+from api.log_privacy import request_target
 from api.oauth import oauth_routes
 from api.schema import schema
 from api.security_headers import SecureStarlette, SecurityHeaders, security_headers
@@ -103,6 +105,7 @@ class EspaceSanteGraphQL(GraphQLView[Context, None]):
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
+    keep_client_values_out_of_logs()  # uvicorn's access log, our error logs: api/log_privacy.py
     services = Services(
         settings=settings,
         vault=Vault(settings.secret_key),
@@ -172,7 +175,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         down = unavailable(exc)
         if down is None:
             return await server_error(request, exc)
-        logger.warning("dependency unreachable (%s): %r", request.url.path, exc)
+        logger.warning("dependency unreachable (%s): %r", request_target(request.url.path), exc)
         return json_error_response(
             503,
             down.code,

@@ -21,6 +21,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types import StreamExecutionResult
 
 from api.errors import ApiError, BadUserInput, InternalError, from_domain, unavailable
+from api.log_privacy import redact
 from models.errors import DomainError
 
 logger = logging.getLogger(__name__)
@@ -78,11 +79,11 @@ def located(coded: GraphQLError, error: GraphQLError) -> GraphQLError:
 def mask_error(error: GraphQLError, request_id: str) -> GraphQLError:
     """Log `error` with its traceback and return what the client may see of it."""
     original = error.original_error or error
-    logger.error(
+    logger.error(  # redacted, traceback included, by api/log_privacy.py's filter
         "Internal error (request_id=%s, path=%s): %s",
         request_id,
         ".".join(str(key) for key in error.path or ()) or "-",
-        error.message,
+        redact(error.message),
         exc_info=original,
     )
     return GraphQLError(
@@ -128,7 +129,9 @@ class MaskInternalErrors(SchemaExtension):
             # An extension hook failed (ParserCache raises parse errors from on_parse):
             # Schema.execute turns the exception into the result after our hooks ran,
             # so the exception itself must already be safe.
-            raise self._process(_as_graphql_error(exc), data_is_null=False) from None
+            error = self._process(_as_graphql_error(exc), data_is_null=False)
+            self._log([error])
+            raise error from None
         if self._stream_result_processed:
             return
         result = self.execution_context.result
@@ -136,6 +139,7 @@ class MaskInternalErrors(SchemaExtension):
         if errors:
             data_is_null = getattr(result, "data", None) is None
             result.errors = [self._process(e, data_is_null=data_is_null) for e in errors]  # type: ignore[union-attr]
+            self._log(result.errors)  # type: ignore[union-attr]
 
     def on_execute(self) -> Iterator[None]:
         self._executing = True
@@ -148,7 +152,19 @@ class MaskInternalErrors(SchemaExtension):
             data_is_null = getattr(result, "data", None) is None
             processed = [self._process(e, data_is_null=data_is_null) for e in errors]
             result.errors = processed  # type: ignore[union-attr]
+            self._log(processed)
         yield
+
+    def _log(self, errors: list[GraphQLError]) -> None:
+        """One line for the errors a client gets: codes, paths, fields, never a message (a
+        message may repeat what the client sent: api/log_privacy.py)."""
+        operation = self.execution_context.operation_name
+        logger.info(
+            "GraphQL errors (request_id=%s, operation=%s): %s",
+            self.request_id,
+            redact(operation) if isinstance(operation, str) and operation else "-",
+            "; ".join(error_summary(error) for error in errors),
+        )
 
     def _process(self, error: GraphQLError, *, data_is_null: bool) -> GraphQLError:
         if _is_api_error(error) or _is_coded_graphql_error(error):
@@ -181,6 +197,15 @@ class MaskInternalErrors(SchemaExtension):
         ):
             return _variable_error(error)
         return mask_error(error, self.request_id)
+
+
+def error_summary(error: GraphQLError) -> str:
+    """`CODE at path (field name)`: what a log may hold of an error answered to a client."""
+    code = error_code(error) or "-"
+    path = ".".join(str(key) for key in error.path or ()) or "-"
+    field = (error.extensions or {}).get("field")
+    summary = f"{code} at {path}" + (f" (field {field})" if isinstance(field, str) else "")
+    return redact(summary)  # an alias or a variable's name is the client's text
 
 
 def _variable_error(error: GraphQLError) -> GraphQLError:
