@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from api.config import Settings
-from models import catalogue, idempotency, lifecycle, ratelimit
+from models import catalogue, idempotency, lifecycle, ratelimit, session
 from models.appointment import mark_done
 from models.audience import managing_accounts
 from models.base import paris_today, utcnow
@@ -77,6 +77,8 @@ async def run_jobs(
         "blobs_reaped": lambda: reap_blobs(now, blobs=blobs),
         "app_credentials_purged": lambda: catalogue.purge_expired(now),
         "idempotency_keys_purged": lambda: idempotency.purge_expired(now),
+        "sessions_purged": lambda: session.purge_ended_sessions(now),
+        "login_challenges_purged": lambda: session.purge_ended_challenges(now),
     }
     report: dict[str, int] = {}
     for name, job in jobs.items():

@@ -42,6 +42,8 @@ class Session(Entity):
 
     class Meta:
         table = "session"
+        # The purge's WHERE (`purge_ended_sessions`), on a table of every login.
+        indexes = (("expires_at",), ("revoked_at",))
 
 
 class LoginChallenge(Entity):
@@ -58,6 +60,7 @@ class LoginChallenge(Entity):
 
     class Meta:
         table = "login_challenge"
+        indexes = (("expires_at",),)  # the purge's WHERE (`purge_ended_challenges`)
 
 
 # --- operations -------------------------------------------------------------------------
@@ -349,3 +352,61 @@ async def session_active(session_id: UUID, *, now: datetime | None = None) -> bo
 
 async def logout(session_id: UUID, *, now: datetime | None = None) -> None:
     await Session.filter(id=session_id, revoked_at=None).update(revoked_at=now or utcnow())
+
+
+# --- purges (run-jobs) ------------------------------------------------------------------
+
+ENDED_KEPT = timedelta(days=1)
+PURGE_BATCH = 10_000
+
+
+async def purge_ended_sessions(now: datetime) -> int:
+    """Deletes the sessions that expired or were revoked more than ENDED_KEPT ago (run-jobs);
+    how many rows went. A FranceConnect session's stored ID token (ProviderSession) goes
+    with its session (ON DELETE CASCADE).
+
+    Why a day: nothing reads an ended session. `authenticate`, `session_active` and the
+    live streams want it unrevoked and unexpired, logout and the closing of a space touch
+    only unrevoked ones, and the access log keeps no session. Its token is stored as a
+    hash and could not authenticate again; the row would only keep who logged in when,
+    longer than needed, and grow the table by every login. The day is a margin, not a
+    reader's need: a machine whose clock runs ahead (or a `run-jobs --now` typed ahead)
+    must not delete a session the other machines still take as live.
+    """
+    return await _purge(Session, "expires_at <= {p}1 OR revoked_at <= {p}1", now - ENDED_KEPT)
+
+
+async def purge_ended_challenges(now: datetime) -> int:
+    """Deletes the two-factor challenges that expired more than ENDED_KEPT ago (run-jobs);
+    how many rows went. A used one goes with them: it is used before it expires (a code is
+    compared only while its challenge is live), so it goes at most CHALLENGE_VALIDITY later
+    than a day after its use, and the WHERE stays on one indexed column. Nothing reads an
+    ended challenge (`verify_login` wants it unused and unexpired); its code is a keyed hash.
+    """
+    return await _purge(LoginChallenge, "expires_at <= {p}1", now - ENDED_KEPT)
+
+
+# Hand-written for its RETURNING: the count of the rows of this table that went, on every
+# driver (on SQLite the ORM's count also takes in the rows a foreign key's cascade deleted).
+# In batches of PURGE_BATCH rows, so that a backlog never holds one long transaction.
+_PURGE = (
+    "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {ended} LIMIT {batch})"
+    " RETURNING id"
+)
+
+
+async def _purge(model: type[Session] | type[LoginChallenge], ended: str, cutoff: datetime) -> int:
+    db = model._meta.db
+    sql = _PURGE.format(
+        table=model._meta.db_table,
+        ended=ended.format(p=parameter_prefix(db)),
+        batch=int(PURGE_BATCH),
+    )
+    moment = model._meta.fields_map["expires_at"].to_db_value(cutoff, model)
+    total = 0
+    while True:
+        deleted = len(await db.execute_query_dict(sql, [moment]))
+        total += deleted
+        # Fewer than a batch: done (or another machine took some of it; the next run ends it).
+        if deleted < PURGE_BATCH:
+            return total

@@ -21,6 +21,7 @@ from models.errors import Conflict
 from models.reminder import Reminder
 from resolvers.ids import decode_as, encode
 from tests.factories import (
+    PASSWORD,
     Person,
     Staff,
     make_minor,
@@ -29,6 +30,7 @@ from tests.factories import (
     make_professional,
 )
 from tests.graphql import GraphQLResult, gql
+from tests.lifecycle_support import login
 
 APPOINTMENT = """
 id startsAt endsAt title location status source cancelledReason professional { id }
@@ -535,6 +537,9 @@ async def test_appointments_filter_by_range_and_keep_their_history(
 
     # when the jobs run after the second one ended, the past ones are history
     await run_jobs(settings, now=day_1 + timedelta(hours=1))
+    # (11 days ahead, they purged the factory's one-hour session: Alice logs in again)
+    assert alice.email is not None
+    alice.token = (await login(client, alice.email, PASSWORD)).ok()["login"]["token"]
     assert await listed() == [
         ("RDV 0", "DONE"),
         ("RDV 1", "DONE"),
