@@ -411,6 +411,10 @@ async def _form(request: Request) -> list[tuple[str, str]]:
     names = [name for name, _ in pairs]
     if len(names) != len(set(names)):
         raise _BadForm("A parameter was sent more than once.")
+    # RFC 6749, Appendix A: every parameter is printable (VSCHAR, NQCHAR, a URI); a NUL
+    # would also be refused by PostgreSQL's text type deep in a lookup (a 500).
+    if not all(name.isprintable() and value.isprintable() for name, value in pairs):
+        raise _BadForm("A parameter holds a control character.")
     return pairs
 
 

@@ -385,8 +385,8 @@ async def issue_code(code: str, new: NewCode, *, vault: Vault, now: datetime) ->
 
 
 async def find_client(client_id: str | None) -> PartnerApp | None:
-    if not client_id or len(client_id) > 64:
-        return None
+    if not client_id or len(client_id) > 64 or not client_id.isprintable():
+        return None  # a NUL would also fail PostgreSQL's text comparison
     return await PartnerApp.get_or_none(client_id=client_id)
 
 
