@@ -13,6 +13,7 @@ from graphql import (
     GraphQLField,
     GraphQLObjectType,
     GraphQLOutputType,
+    GraphQLResolveInfo,
     OperationType,
     Undefined,
 )
@@ -150,8 +151,18 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         """graphql-core's `execute_field` once the resolver has returned `result`: null,
         an error or anything the plan does not complete itself is completed (and refused)
         exactly as there."""
-        return_type = field.type
         info = self.build_resolve_info(field, to_nodes(field_details_list), parent_type, path)
+        return self._completed(field.type, field_details_list, info, path, result)
+
+    def _completed(
+        self,
+        return_type: GraphQLOutputType,
+        field_details_list: FieldDetailsList,
+        info: GraphQLResolveInfo[Any],
+        path: Path,
+        result: Any,
+    ) -> AwaitableOrValue[Any]:
+        """The rest of graphql-core's `execute_field` for a resolved `result`."""
         try:
             if self.is_awaitable(result):
                 return self.complete_awaitable_value(
@@ -212,19 +223,10 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                     args=[source] if reader.self_parameter else [],
                     kwargs=kwargs,
                 )
-            if self.is_awaitable(result):
-                return self.complete_awaitable_value(
-                    return_type, field_details_list, info, path, result, None
-                )
-            completed = self.complete_value(
-                return_type, field_details_list, info, path, result, None
-            )
         except Exception as raw_error:
             self.handle_field_error(raw_error, return_type, field_details_list, path)
             return None
-        if self.is_awaitable(completed):
-            return self._await_completed(completed, return_type, field_details_list, path)
-        return completed
+        return self._completed(return_type, field_details_list, info, path, result)
 
     # --- objects and lists of objects ----------------------------------------------------
 
