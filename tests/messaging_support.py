@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -154,3 +154,26 @@ def error(result: GraphQLResult) -> tuple[str, Any]:
     assert len(result.errors) == 1, result.errors
     extensions = result.errors[0]["extensions"]
     return extensions["code"], extensions.get("field")
+
+
+class Receiving(Protocol):
+    """A websocket client of either protocol (tests/test_ws_reauth.py's, e2e's LiveSocket)."""
+
+    async def receive(self) -> dict[str, Any]: ...
+
+
+async def subscription_error(socket: Receiving, op_id: str) -> list[str]:
+    """The error codes an operation ended with, whatever the protocol's way of saying it."""
+    codes: list[str] = []
+    while True:
+        message = await socket.receive()
+        assert message.get("id") == op_id, message
+        if message["type"] == "error":
+            payload = message["payload"]
+            errors = payload if isinstance(payload, list) else [payload]
+            return [e["extensions"]["code"] for e in errors]
+        if message["type"] in ("next", "data"):
+            assert message["payload"].get("data") is None, message
+            codes += [e["extensions"]["code"] for e in message["payload"]["errors"]]
+        if message["type"] == "complete":
+            return codes

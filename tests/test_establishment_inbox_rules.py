@@ -21,7 +21,7 @@ from resolvers.ids import decode_as
 from subscriptions.channels import publish_message
 from tests.factories import make_patient
 from tests.graphql import gql
-from tests.messaging_support import TEXT, multipart, send
+from tests.messaging_support import TEXT, multipart, send, subscription_error
 from tests.test_establishments import (
     ATTACHMENT_NODE,
     CONVERSATION,
@@ -36,7 +36,6 @@ from tests.test_establishments import (
     next_body,
     ok,
     start_in,
-    subscription_error,
 )
 from tests.test_ws_reauth import PROTOCOLS, socket_of
 

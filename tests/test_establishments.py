@@ -34,6 +34,7 @@ from tests.messaging_support import (
     multipart,
     send,
     snapshot,
+    subscription_error,
 )
 from tests.test_ws_reauth import PROTOCOLS, Socket, socket_of
 
@@ -707,23 +708,6 @@ async def test_every_member_receives_live_and_another_establishment_nothing(
             ],
             key=str,
         )
-
-
-async def subscription_error(socket: Socket, op_id: str) -> list[str]:
-    """The error codes an operation ended with, whatever the protocol's way of saying it."""
-    codes: list[str] = []
-    while True:
-        message = await socket.receive()
-        assert message.get("id") == op_id, message
-        if message["type"] == "error":
-            payload = message["payload"]
-            errors = payload if isinstance(payload, list) else [payload]
-            return [e["extensions"]["code"] for e in errors]
-        if message["type"] in ("next", "data"):
-            assert message["payload"].get("data") is None, message
-            codes += [e["extensions"]["code"] for e in message["payload"]["errors"]]
-        if message["type"] == "complete":
-            return codes
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

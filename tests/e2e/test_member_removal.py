@@ -32,7 +32,7 @@ from tests.e2e.test_establishment_inbox import (  # noqa: F401 (the module's ser
     start,
     subscriber,
 )
-from tests.messaging_support import PDF
+from tests.messaging_support import PDF, subscription_error
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
@@ -84,23 +84,6 @@ async def download(server: ServerProcess, attachment: str, token: str) -> httpx.
 
 def codes(answer: dict[str, Any]) -> list[str]:
     return [e["extensions"]["code"] for e in answer.get("errors", [])]
-
-
-async def refused(socket: LiveSocket, op_id: str) -> list[str]:
-    """The error codes a subscription ended with, whatever the protocol's way of saying it."""
-    found: list[str] = []
-    while True:
-        message = await socket.receive()
-        assert message.get("id") == op_id, message
-        if message["type"] == "error":
-            payload = message["payload"]
-            errors = payload if isinstance(payload, list) else [payload]
-            return [e["extensions"]["code"] for e in errors]
-        if message["type"] in ("next", "data"):
-            assert message["payload"].get("data") is None, message
-            found += [e["extensions"]["code"] for e in message["payload"]["errors"]]
-        if message["type"] == "complete":
-            return found
 
 
 @pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
@@ -164,7 +147,7 @@ async def test_a_member_removed_through_one_process_loses_the_inbox_on_the_other
     assert await to_martin_one.silent_for(0.3) == []
     # nor can he subscribe to it again on his open socket
     again = await to_martin.subscribe(RECEIVED_ONE, {"id": admission})
-    assert await refused(to_martin, again) == ["NOT_FOUND"]
+    assert await subscription_error(to_martin, again) == ["NOT_FOUND"]
 
     # and over HTTP, on either process, nothing of it is readable, writable or downloadable
     for server in (one, two):
