@@ -18,7 +18,9 @@ import strawberry
 from graphql import GraphQLError
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import SchemaExtension
+from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.printer import print_schema
+from strawberry.types import ExecutionContext
 from strawberry.utils.str_converters import to_camel_case
 
 from api.budget import CostBudget
@@ -26,6 +28,7 @@ from api.config import Settings
 from api.extensions.access_announce import AnnounceAccessEvents
 from api.extensions.errors import MaskInternalErrors
 from api.extensions.limits import limit_extensions
+from api.extensions.runner import HookRunner
 from api.extensions.subscriptions import LeanSubscriptions
 from api.extensions.text import RefuseNulCharacters
 from api.plans import PlannedExecutor
@@ -153,7 +156,13 @@ class HiddenSchema(SchemaExtension):
 
 
 class Schema(LeanSubscriptions, strawberry.Schema):
-    """Subscriptions run with a lighter extension set: api/extensions/subscriptions.py."""
+    """Subscriptions run with a lighter extension set: api/extensions/subscriptions.py; the
+    extensions' hooks run without strawberry's per-request wrapping: api/extensions/runner.py."""
+
+    def create_extensions_runner(
+        self, execution_context: ExecutionContext, extensions: list[SchemaExtension]
+    ) -> SchemaExtensionsRunner:
+        return HookRunner(execution_context=execution_context, extensions=extensions)
 
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         """MaskInternalErrors logs what matters; expected errors (NOT_FOUND…) are not noise.

@@ -86,6 +86,12 @@ UNSIZED_LIST = 100
 # many characters of text (a text longer than that is planned at each request).
 PLAN_CACHE_SIZE = 512
 PLAN_CACHE_CHARACTERS = 4 * 1024 * 1024
+# The costs a plan keeps, by the values of the variables it reads: at most this many, each
+# for variables of at most this many values, no string longer than this (else computed at
+# each request, a key being no cheaper to build than the cost).
+COST_CACHE_SIZE = 64
+COST_KEY_VALUES = 32
+COST_KEY_CHARACTERS = 256
 COST_HEADER = "x-query-cost"
 
 
@@ -307,12 +313,18 @@ _Override = tuple[frozenset[str], int] | None
 
 class OperationPlan:
     def __init__(
-        self, model: CostModel, root: _Selections | None, defaults: Mapping[str, Any]
+        self,
+        model: CostModel,
+        root: _Selections | None,
+        defaults: Mapping[str, Any],
+        reads: Iterable[str] = (),
     ) -> None:
         self.model = model
         self.root = root
         self.defaults = dict(defaults)  # of the operation's variables
+        self.reads = tuple(sorted(reads))  # the variables the cost depends on
         self._fixed: int | None = None
+        self._costs: dict[tuple[Any, ...], int] = {}
         if root is not None and not root.dynamic:
             self._fixed = _Evaluation(model, self.defaults).total(root)
 
@@ -321,7 +333,52 @@ class OperationPlan:
             return self._fixed
         if self.root is None:
             return 0
-        return _Evaluation(self.model, {**self.defaults, **variables}).total(self.root)
+        key = _cost_key(self.reads, variables)
+        if key is not None:
+            cost = self._costs.get(key)
+            if cost is not None:
+                return cost
+        cost = _Evaluation(self.model, {**self.defaults, **variables}).total(self.root)
+        if key is not None:
+            with self.model._lock:
+                self._costs[key] = cost
+                while len(self._costs) > COST_CACHE_SIZE:
+                    del self._costs[next(iter(self._costs))]
+        return cost
+
+
+class _Unkeyed(Exception):
+    """Variables too large (or of a kind JSON does not give) to key a cost by."""
+
+
+_MISSING = object()
+
+
+def _cost_key(reads: Sequence[str], variables: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """The values of the variables a plan reads, each with its type: `true` and `1`, equal in
+    Python, weigh differently (a boolean is no slicing size); None when too large."""
+    budget = [COST_KEY_VALUES]
+    try:
+        return tuple(_frozen(variables.get(name, _MISSING), budget) for name in reads)
+    except _Unkeyed:
+        return None
+
+
+def _frozen(value: Any, budget: list[int]) -> Any:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _Unkeyed
+    if value is None or value is _MISSING or type(value) in (bool, int, float):
+        return (type(value), value)
+    if type(value) is str:
+        if len(value) > COST_KEY_CHARACTERS:
+            raise _Unkeyed
+        return (str, value)
+    if type(value) is list:
+        return (list, tuple(_frozen(item, budget) for item in value))
+    if type(value) is dict:
+        return (dict, tuple((key, _frozen(item, budget)) for key, item in value.items()))
+    raise _Unkeyed
 
 
 class _Compiler:
@@ -333,6 +390,7 @@ class _Compiler:
         }
         self.document = document
         self.compiled: dict[tuple[int, str], _Selections] = {}
+        self.reads: set[str] = set()  # the variables the plan reads
 
     def operation(self, operation_name: str | None) -> OperationPlan:
         operation = get_operation_ast(self.document, operation_name)
@@ -344,11 +402,12 @@ class _Compiler:
             for definition in operation.variable_definitions or ()
             if definition.default_value is not None
         }
-        return OperationPlan(self.model, self.selections(operation.selection_set, root), defaults)
+        selections = self.selections(operation.selection_set, root)
+        return OperationPlan(self.model, selections, defaults, self.reads)
 
-    @staticmethod
-    def source(node: ValueNode) -> _Source:
+    def source(self, node: ValueNode) -> _Source:
         if isinstance(node, VariableNode):
+            self.reads.add(node.name.value)
             return (True, node.name.value)
         return (False, value_from_ast_untyped(node))
 
@@ -411,6 +470,7 @@ class _Compiler:
                     continue
                 if _reads_variables(argument.value):
                     variable_arguments.append((definition, argument.value))
+                    self.reads.update(_variables_in(argument.value))
                 else:
                     weight += _argument_cost(
                         model, definition, value_from_ast_untyped(argument.value)
@@ -579,6 +639,15 @@ def _reads_variables(node: ValueNode) -> bool:
     if fields is not None:
         return any(_reads_variables(f.value) for f in fields)
     return False
+
+
+def _variables_in(node: ValueNode) -> Iterator[str]:
+    if isinstance(node, VariableNode):
+        yield node.name.value
+    for value in getattr(node, "values", None) or ():
+        yield from _variables_in(value)
+    for object_field in getattr(node, "fields", None) or ():
+        yield from _variables_in(object_field.value)
 
 
 def _never(conditions: Iterable[tuple[bool, _Source]]) -> bool:

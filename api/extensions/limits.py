@@ -10,29 +10,34 @@
 
 The limits come from the settings the request's context carries (GraphQL Armor's defaults,
 but a depth of 10: `patient > documents > edges > node > author > …` needs more than 6).
-The rule class is made once per set of limits, so that ValidationCache (keyed by the rule
-classes) hits across requests.
+The rule class is made once per set of limits, so that the validation cache (keyed by the
+rule classes) hits across requests.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from graphql import (
+    ASTValidationRule,
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLSchema,
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
     ValidationContext,
     ValidationRule,
 )
-from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
+from strawberry.extensions import ParserCache, SchemaExtension
+from strawberry.schema.schema import validate_document
 
 from api.config import Settings
 from api.errors import QueryTooComplex
@@ -66,17 +71,29 @@ DEFAULT_LIMITS = Limits()
 
 
 def limits_of(context: object) -> Limits:
-    """The limits of the settings a request's context carries; the defaults without them."""
+    """The limits of the settings a request's context carries; the defaults without them.
+    Read three times a request from the process's one (frozen) Settings: kept by its
+    identity, the entry holding it so that its id is not reused."""
     settings = getattr(context, "settings", None)
     if not isinstance(settings, Settings):
         return DEFAULT_LIMITS
-    return Limits(
+    known = _limits.get(id(settings))
+    if known is not None and known[0] is settings:
+        return known[1]
+    limits = Limits(
         max_depth=settings.max_query_depth,
         max_aliases=settings.max_aliases,
         max_tokens=settings.max_tokens,
         max_directives=settings.max_directives,
         max_cost=settings.max_query_cost,
     )
+    if len(_limits) >= 64:  # tests make settings by the hundred; a process, one
+        _limits.clear()
+    _limits[id(settings)] = (settings, limits)
+    return limits
+
+
+_limits: dict[int, tuple[Settings, Limits]] = {}
 
 
 @dataclass(frozen=True)
@@ -207,6 +224,51 @@ class OperationLimits(SchemaExtension):
             ]
 
 
+# Documents validated, as many as strawberry's ValidationCache keeps by default.
+VALIDATION_CACHE_SIZE = 128
+
+_ValidationKey = tuple[int, int, tuple[type[ASTValidationRule], ...]]
+_validated: OrderedDict[_ValidationKey, tuple[GraphQLSchema, DocumentNode, list[GraphQLError]]] = (
+    OrderedDict()
+)
+_validated_lock = threading.Lock()
+
+
+def validated(
+    schema: GraphQLSchema, document: DocumentNode, rules: Sequence[type[ASTValidationRule]]
+) -> list[GraphQLError]:
+    """The validation errors of `document`, kept by the identity of the schema and of the
+    document (ParserCache hands out one document per text), and by the rules. strawberry's
+    ValidationCache keys by equality: hashing a document walks its whole tree at each
+    request. The entry holds the schema and the document, so neither id can be reused by
+    another object while it is kept."""
+    rules = tuple(rules)
+    key = (id(schema), id(document), rules)
+    with _validated_lock:
+        entry = _validated.get(key)
+        if entry is not None and entry[0] is schema and entry[1] is document:
+            _validated.move_to_end(key)
+            return entry[2]
+    errors = validate_document(schema, document, rules)
+    with _validated_lock:
+        _validated[key] = (schema, document, errors)
+        while len(_validated) > VALIDATION_CACHE_SIZE:
+            _validated.popitem(last=False)
+    return errors
+
+
+class DocumentValidationCache(SchemaExtension):
+    """strawberry's ValidationCache, keyed by identity (`validated`)."""
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        assert context.graphql_document is not None
+        context.pre_execution_errors = validated(
+            context.schema._schema, context.graphql_document, context.validation_rules
+        )
+        yield
+
+
 def is_parse_aborted(error: GraphQLError) -> bool:
     return (
         error.path is None
@@ -220,7 +282,7 @@ def limit_extensions() -> list[type[SchemaExtension] | Callable[[], SchemaExtens
     """Classes, not instances: strawberry builds a fresh extension per request."""
     from api.extensions.cost import CostLimit  # it reads Limits from here
 
-    return [OperationLimits, ParserCache, ValidationCache, CostLimit]
+    return [OperationLimits, ParserCache, DocumentValidationCache, CostLimit]
 
 
 __all__ = [
@@ -230,6 +292,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_DIRECTIVES",
     "MAX_TOKENS",
+    "DocumentValidationCache",
     "Limits",
     "OperationLimits",
     "Shape",
@@ -238,4 +301,5 @@ __all__ = [
     "limits_of",
     "measure",
     "shape_rule",
+    "validated",
 ]

@@ -25,7 +25,7 @@ client.
 
 Where the time goes: a document served by its id is looked up once per process and then
 cached here (`DocumentCache`, LRU, bounded in entries and characters), so a hash-only
-request runs no SQL of its own; strawberry's ParserCache and ValidationCache
+request runs no SQL of its own; strawberry's ParserCache and the validation cache
 (api/extensions/limits.py) then keep the parsed and validated document, keyed by that same
 text. Free text under `off` costs nothing; under `log`, one lookup per new text.
 
@@ -193,7 +193,6 @@ class DocumentRegistry:
             return await self._resolve_app(request, context)
         settings = context.settings
         mode = settings.trusted_documents
-        client = client_name(context)
         extensions = request.extensions if isinstance(request.extensions, Mapping) else {}
         apq = extensions.get("persistedQuery")
         if request.document_id is not None:
@@ -201,6 +200,7 @@ class DocumentRegistry:
                 raise MalformedPersistedRequest(
                     "Send a documentId alone: without query or extensions.persistedQuery."
                 )
+            client = client_name(context)
             document = await self._by_id(request.document_id, client, trusted=mode == ENFORCE)
             if document is None:
                 raise PersistedQueryNotInList(
@@ -211,15 +211,16 @@ class DocumentRegistry:
         if apq is not None:
             if not settings.apq:
                 raise PersistedQueryNotSupported()
-            return await self._apq(apq, request.query, client, context)
+            return await self._apq(apq, request.query, client_name(context), context)
         if request.query is None:
             return Resolved(None, None)
         if mode == ENFORCE:
             raise PersistedQueryIdRequired(
                 "Only registered documents are served here: send the documentId of one."
             )
-        if mode != LOG:
+        if mode != LOG:  # free text, as most requests are: no client to look up
             return Resolved(request.query, None)
+        client = client_name(context)
         sha256 = persisted.sha256_hex(request.query)
         if (sha256, client) not in self._logged:
             self._note(await self._find(sha256, client, trusted=True), client, mode, sha256)

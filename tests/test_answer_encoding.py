@@ -1,0 +1,48 @@
+"""api/view.py `encode_answer`: HTTP answers encoded by orjson mean what `json.dumps` said.
+
+orjson writes non-ASCII text as UTF-8 where `json.dumps` escaped it; what orjson refuses
+(an integer past 64 bits, a key that is not a string) `json.dumps` encodes as before, and
+what `json.dumps` refuses (a date, a dataclass) is still refused.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import pytest
+
+from api.view import encode_answer
+
+ANSWERS: list[Any] = [
+    {"data": {"patient": {"name": "Zoé Lefèvre", "documents": [{"id": "RG9j", "n": 3}]}}},
+    {"data": None, "errors": [{"message": "x", "locations": [{"line": 1, "column": 2}]}]},
+    {"data": {"a": 1.5, "b": -0.0, "c": 1e16, "d": True, "e": None, "f": ["\u2028", "\x00"]}},
+    {"data": {"big": 2**70}},  # past orjson's 64 bits
+    {"data": {1: "a key not a string"}},
+    {"extensions": {"cost": 12}, "data": {"t": ("a", "b")}},
+]
+
+
+@pytest.mark.parametrize("answer", ANSWERS)
+def test_an_answer_decodes_to_what_json_dumps_encoded(answer: Any) -> None:
+    encoded = encode_answer(answer)
+
+    assert json.loads(encoded) == json.loads(json.dumps(answer))
+
+
+def test_the_answer_is_compact_and_utf8() -> None:
+    assert encode_answer({"a": ["é", 1]}) == '{"a":["é",1]}'.encode()
+
+
+@pytest.mark.parametrize("value", [date(2024, 1, 2), object()])
+def test_what_json_dumps_refuses_is_still_refused(value: Any) -> None:
+    @dataclass
+    class Row:
+        value: Any
+
+    for refused in (value, Row(value)):
+        with pytest.raises(TypeError):
+            encode_answer({"data": refused})
