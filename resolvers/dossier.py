@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping
 from datetime import date, datetime
 from enum import Enum, auto
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import strawberry
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    SelectionSetNode,
+)
 from strawberry.file_uploads import Upload
-from strawberry.types.nodes import SelectedField, Selection
 from tortoise.models import Model
+from tortoise.queryset import QuerySet
 
 from api.context import Info
 from api.errors import BadUserInput, Forbidden, NotFound, Unauthenticated
@@ -31,10 +38,12 @@ from resolvers.catalogue import PartnerApp
 from resolvers.cost import READS_DATABASE, sized
 from resolvers.enums import DocumentCategory, ScreeningKind, VaccineCode
 from resolvers.idempotency import key_field, keyed
+from resolvers.loaders import cached
 from resolvers.node import Node, register
 from resolvers.pagination import (
     Connection,
     Edge,
+    LazyQuery,
     Order,
     Where,
     empty_connection,
@@ -387,18 +396,23 @@ async def patient_documents(
     scope = documents.document_scope(info.context.actor, relation)
     if scope is None:
         return empty_connection(DocumentConnection)
-    query = DocumentModel.filter(scope.q())
     where = Where(*scope.sql())  # the same conditions, for the first page
     if category is not None:
-        query = query.filter(category=category)
         where &= Where('"category" = {}', [DocumentCategory(category).value])
+
+    def query() -> QuerySet[DocumentModel]:
+        documents = DocumentModel.filter(scope.q())
+        return documents if category is None else documents.filter(category=category)
+
+    raw = info._raw_info
     authors = any(
-        selects(f.selections, "edges", "node", "author") or selects(f.selections, "nodes", "author")
-        for f in info.selected_fields
+        selects(node.selection_set, raw.fragments, "edges", "node", "author")
+        or selects(node.selection_set, raw.fragments, "nodes", "author")
+        for node in raw.field_nodes
     )
     loaders = info.context.loaders
     page = await paginate(
-        query,
+        LazyQuery(DocumentModel, query),
         DOCUMENT_ORDER,
         first=first,
         after=after,
@@ -431,11 +445,20 @@ async def preload_authors(info: Info, page: list[Document]) -> None:
         {d.author_patient_id for d in page if d.author_patient_id and not d.author_professional_id}
     )
     app_ids = list({d.author_app_id for d in page if d.author_app_id})
-    pro_rows, patient_rows, app_rows = await asyncio.gather(
-        loaders.professional.load_many(pro_ids),
-        loaders.patient.load_many(patient_ids),
-        loaders.partner_app.load_many(app_ids),
+    # A first page primed the loaders with its authors (`paginate`'s `prime`).
+    primed = (
+        cached(loaders.professional, pro_ids),
+        cached(loaders.patient, patient_ids),
+        cached(loaders.partner_app, app_ids),
     )
+    if primed[0] is not None and primed[1] is not None and primed[2] is not None:
+        pro_rows, patient_rows, app_rows = primed[0], primed[1], primed[2]
+    else:
+        pro_rows, patient_rows, app_rows = await asyncio.gather(
+            loaders.professional.load_many(pro_ids),
+            loaders.patient.load_many(patient_ids),
+            loaders.partner_app.load_many(app_ids),
+        )
     pros = {
         pk: Professional.from_model(row) if row else None
         for pk, row in zip(pro_ids, pro_rows, strict=True)
@@ -459,15 +482,29 @@ async def preload_authors(info: Info, page: list[Document]) -> None:
         document.preloaded_author = author
 
 
-def selects(selections: Sequence[Selection], *path: str) -> bool:
-    """Whether these selections ask for this path of fields (through fragments)."""
+def selects(
+    selection_set: SelectionSetNode | None,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    *path: str,
+) -> bool:
+    """Whether this selection set asks for this path of fields (through fragments, whatever
+    their directives), read off the document as it stands, without strawberry's
+    `selected_fields` copy of it."""
     if not path:
         return True
-    for selection in selections:
-        if isinstance(selection, SelectedField) and selection.name != path[0]:
+    inner: SelectionSetNode | None
+    for selection in selection_set.selections if selection_set is not None else ():
+        if isinstance(selection, FieldNode):
+            if selection.name.value != path[0]:
+                continue
+            inner, rest = selection.selection_set, path[1:]
+        elif isinstance(selection, InlineFragmentNode):
+            inner, rest = selection.selection_set, path
+        elif isinstance(selection, FragmentSpreadNode):
+            inner, rest = fragments[selection.name.value].selection_set, path
+        else:
             continue
-        rest = path[1:] if isinstance(selection, SelectedField) else path
-        if selects(selection.selections, *rest):
+        if selects(inner, fragments, *rest):
             return True
     return False
 

@@ -34,6 +34,23 @@ if TYPE_CHECKING:
     from api.context import Context
 
 M = TypeVar("M", bound=Model)
+K = TypeVar("K")
+T = TypeVar("T")
+
+
+def cached(loader: DataLoader[K, T], keys: Sequence[K]) -> list[T] | None:
+    """What `await loader.load_many(keys)` answers when every key is already in the loader's
+    cache with its value (primed, or loaded earlier in the request), without the futures
+    and gather it takes; None otherwise (an absent, pending or failed key): await it."""
+    if not loader.cache:
+        return None
+    values = []
+    for key in keys:
+        future = loader.cache_map.get(key)
+        if future is None or not future.done() or future.cancelled() or future.exception():
+            return None
+        values.append(future.result())
+    return values
 
 
 class ByIdLoader(DataLoader[UUID, M | None], Generic[M]):
@@ -42,6 +59,16 @@ class ByIdLoader(DataLoader[UUID, M | None], Generic[M]):
     def __init__(self, model: type[M]) -> None:
         self.model = model
         super().__init__(load_fn=self._load)
+
+    def holds(self, key: UUID) -> bool:
+        """Whether `prime_many` would leave this key as it is: in the cache, and no batch
+        waiting to be dispatched (priming settles the keys of one)."""
+        batch = self.batch
+        return (
+            self.cache
+            and self.cache_map.get(key) is not None
+            and (batch is None or batch.dispatched or not batch.tasks)
+        )
 
     async def _load(self, keys: Sequence[UUID]) -> list[M | None]:
         # The statement written out, instances made as the ORM makes them (`instances`):

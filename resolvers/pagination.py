@@ -9,6 +9,7 @@ import base64
 import binascii
 import functools
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -18,7 +19,8 @@ from uuid import UUID
 import strawberry
 from tortoise.exceptions import ValidationError
 from tortoise.expressions import F, Q
-from tortoise.fields import DateField, DatetimeField, Field
+from tortoise.fields import DateField, DatetimeField, Field, UUIDField
+from tortoise.fields.data import CharEnumFieldInstance, IntEnumFieldInstance
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
@@ -125,6 +127,19 @@ class Edge(Generic[NodeT]):
     position: strawberry.Private[list[Any]]
 
 
+@dataclass(frozen=True)
+class LazyQuery(Generic[M]):
+    """A list's queryset, built when first needed: building the ORM's query costs more than
+    reading the first page, which its written-out statement (`Where`) reads without it."""
+
+    model: type[M]
+    build: Callable[[], QuerySet[M]]
+
+
+def queryset(query: QuerySet[M] | LazyQuery[M]) -> QuerySet[M]:
+    return query.build() if isinstance(query, LazyQuery) else query
+
+
 @strawberry.type(
     description=(
         "A page of a list (a Relay connection); the field that returns it says the list's order."
@@ -135,7 +150,7 @@ class Connection(Generic[NodeT]):
         description="The page, in the list's order (a backward page too), each with its cursor."
     )
     page_info: PageInfo = strawberry.field(description="Where the page stands in its list.")
-    count_query: strawberry.Private[QuerySet[Any] | None]
+    count_query: strawberry.Private[QuerySet[Any] | LazyQuery[Any] | None]
     known_total: strawberry.Private[int | None] = None
 
     @strawberry.field(
@@ -153,7 +168,7 @@ class Connection(Generic[NodeT]):
             return self.known_total
         if self.count_query is None:
             return 0
-        return await self.count_query.count()
+        return await queryset(self.count_query).count()
 
 
 @dataclass(frozen=True)
@@ -170,8 +185,16 @@ class Order:
         return Order(tuple((name, not desc) for name, desc in self.columns))
 
 
+# Text json.dumps writes as it is between its quotes: printable ASCII but `"` and `\`.
+_VERBATIM = re.compile(r"[ !#-\[\]-~]*")
+
+
 def encode_cursor(values: Sequence[Any]) -> str:
-    raw = json.dumps([v.isoformat() if isinstance(v, date | datetime) else str(v) for v in values])
+    texts = [v.isoformat() if isinstance(v, date | datetime) else str(v) for v in values]
+    if texts and all(_VERBATIM.fullmatch(text) for text in texts):  # ids, dates, moments
+        raw = '["' + '", "'.join(texts) + '"]'  # what json.dumps writes, sooner
+    else:
+        raw = json.dumps(texts)
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -378,12 +401,75 @@ class Primable(Protocol):
 
     def prime_many(self, data: Mapping[Any, Any], force: bool = False) -> None: ...
 
+    def holds(self, key: Any) -> bool: ...
+
 
 def _columns(model: type[Model]) -> list[str]:
     """The columns `_init_from_db` reads: a whole row."""
     meta = model._meta
     fields = [*meta.db_native_fields, *meta.db_default_fields, *meta.db_complex_fields]
     return [column for column, _, _ in fields]
+
+
+Joins = tuple[tuple[type[Model], tuple[str, ...], int], ...]  # model, columns, pk's index
+
+# The statements of fetch_first_values, by everything their text depends on: the `Where`
+# texts are constants of the code, so there are few of them.
+_STATEMENTS: dict[tuple[Any, ...], tuple[str, Joins]] = {}
+_MAX_STATEMENTS = 256
+
+
+def _first_page_statement(
+    model: type[Model],
+    where: str,
+    n: int,
+    order: Order,
+    fields: tuple[str, ...],
+    prime: tuple[tuple[str, type[Model]], ...],
+    p: str,
+) -> tuple[str, Joins]:
+    """fetch_first_values' statement (`where` with its `n` parameters, the limit after
+    them) and, for each model it joins to prime a loader, its columns and its key's index
+    among them: written once per shape."""
+    key = (model, where, n, order, fields, prime, p)
+    found = _STATEMENTS.get(key)
+    if found is not None:
+        return found
+    meta = model._meta
+    columns = [meta.fields_db_projection[name] for name in fields]
+    condition = where.format(*(f"{p}{i}" for i in range(1, n + 1)))
+
+    def sort(prefix: str) -> str:
+        return ", ".join(
+            f'{prefix}"{meta.fields_db_projection[name]}"{" DESC" if desc else ""}'
+            for name, desc in order.columns
+        )
+
+    select = ", ".join(f'"{column}"' for column in columns)
+    sql = (
+        f'SELECT {select} FROM "{meta.db_table}" WHERE {condition}'  # noqa: S608
+        f" ORDER BY {sort('')} LIMIT {p}{n + 1}"
+    )
+    joins: Joins = ()
+    if prime:
+        # The page as a subquery, each referenced row joined to it, in the page's order.
+        picked = [f'page."{column}"' for column in columns]
+        joined = []
+        for i, (name, related_model) in enumerate(prime):
+            related = _columns(related_model)
+            related_meta = related_model._meta
+            picked += [f'j{i}."{column}"' for column in related]
+            table, pk = related_meta.db_table, related_meta.db_pk_column
+            key_column = meta.fields_db_projection[name]
+            joined.append(f'LEFT JOIN "{table}" j{i} ON j{i}."{pk}" = page."{key_column}"')
+            joins += ((related_model, tuple(related), related.index(pk)),)
+        sql = (
+            f"SELECT {', '.join(picked)} FROM ({sql}) page {' '.join(joined)}"  # noqa: S608
+            f" ORDER BY {sort('page.')}"
+        )
+    if len(_STATEMENTS) < _MAX_STATEMENTS:
+        _STATEMENTS[key] = (sql, joins)
+    return sql, joins
 
 
 async def fetch_first_values(
@@ -397,65 +483,77 @@ async def fetch_first_values(
     """The first `limit` rows of `model` matching `where`, in this order, as `fetch_values`
     would answer them, from a written-out statement: building the ORM's costs more than
     running it. `prime`: for some of those fields (foreign keys), loaders to prime with the
-    rows they point to, read by the same statement (LEFT JOINs of the page)."""
-    meta = model._meta
-    db = meta.db  # the transaction's connection inside one
-    p = parameter_prefix(db)
-    columns = [meta.fields_db_projection[name] for name in fields]
-    n = len(where.params)
-    condition = where.sql.format(*(f"{p}{i}" for i in range(1, n + 1)))
-
-    def sort(prefix: str) -> str:
-        return ", ".join(
-            f'{prefix}"{meta.fields_db_projection[name]}"{" DESC" if desc else ""}'
-            for name, desc in order.columns
-        )
-
-    select = ", ".join(f'"{column}"' for column in columns)
-    sql = (
-        f'SELECT {select} FROM "{meta.db_table}" WHERE {condition}'  # noqa: S608
-        f" ORDER BY {sort('')} LIMIT {p}{n + 1}"
+    rows they point to, read by the same statement (LEFT JOINs of the page); a row the
+    loader already holds is left as priming would leave it, without its instance."""
+    db = model._meta.db  # the transaction's connection inside one
+    loaders = list((prime or {}).values())
+    sql, joins = _first_page_statement(
+        model,
+        where.sql,
+        len(where.params),
+        order,
+        tuple(fields),
+        tuple((name, loader.model) for name, loader in (prime or {}).items()),
+        parameter_prefix(db),
     )
-    joins = [
-        (meta.fields_db_projection[name], loader, _columns(loader.model))
-        for name, loader in (prime or {}).items()
-    ]
-    if joins:
-        # The page as a subquery, each referenced row joined to it, in the page's order.
-        picked = [f'page."{column}"' for column in columns]
-        joined = []
-        for i, (key, loader, related) in enumerate(joins):
-            picked += [f'j{i}."{column}"' for column in related]
-            table, pk = loader.model._meta.db_table, loader.model._meta.db_pk_column
-            joined.append(f'LEFT JOIN "{table}" j{i} ON j{i}."{pk}" = page."{key}"')
-        sql = (
-            f"SELECT {', '.join(picked)} FROM ({sql}) page {' '.join(joined)}"  # noqa: S608
-            f" ORDER BY {sort('page.')}"
-        )
     _, rows = await db.execute_query(sql, [*where.params, limit])
-    width = len(columns)
-    for _, loader, related in joins:
-        at = width + related.index(loader.model._meta.db_pk_column)
+    width = len(fields)
+    for loader, (related_model, related, pk_index) in zip(loaders, joins, strict=True):
+        at = width + pk_index
+        to_key = related_model._meta.pk.to_python_value
         found: dict[Any, dict[str, Any]] = {}
+        seen = set()
         for row in rows:
-            if (key := row[at]) is not None and key not in found:
-                found[key] = dict(
-                    zip(related, tuple(row)[width : width + len(related)], strict=True)
-                )
+            if (key := row[at]) is not None and key not in seen:
+                seen.add(key)
+                if not loader.holds(to_key(key)):
+                    found[key] = dict(
+                        zip(related, tuple(row)[width : width + len(related)], strict=True)
+                    )
         width += len(related)
-        loader.prime_many({row.pk: row for row in instances(loader.model, list(found.values()))})
+        loader.prime_many({row.pk: row for row in instances(related_model, list(found.values()))})
+    return converted(model, fields, rows)
+
+
+# Fields whose stored values repeat down a page (references, enums) and whose conversion
+# is a pure function of a hashable stored value to an immutable one: converted once per
+# distinct value of a statement's rows.
+_REPEATING: tuple[type[Field[Any]], ...] = (UUIDField, CharEnumFieldInstance, IntEnumFieldInstance)
+
+
+def converted(
+    model: type[Model], fields: Sequence[str], rows: Sequence[Any]
+) -> list[dict[str, Any]]:
+    """Rows of these fields of `model` (in this order) as `fetch_values` answers them."""
+    meta = model._meta
     converters = [(name, converter(model, name)) for name in fields]
-    return [
-        {
-            name: value if convert is None else convert(value)
-            for (name, convert), value in zip(converters, row, strict=False)
-        }
-        for row in rows
+    memos: list[dict[Any, Any] | None] = [
+        {}
+        if convert is not None
+        and name != meta.pk_attr
+        and isinstance(meta.fields_map[name], _REPEATING)
+        else None
+        for name, convert in converters
     ]
+    out = []
+    for row in rows:
+        values: dict[str, Any] = {}
+        for (name, convert), memo, value in zip(converters, memos, row, strict=False):
+            if convert is None:
+                values[name] = value
+            elif memo is None:
+                values[name] = convert(value)
+            else:
+                try:
+                    values[name] = memo[value]
+                except KeyError:
+                    values[name] = memo[value] = convert(value)
+        out.append(values)
+    return out
 
 
 async def paginate(
-    query: QuerySet[M],
+    query: QuerySet[M] | LazyQuery[M],
     order: Order,
     *,
     first: int | None,
@@ -475,20 +573,24 @@ async def paginate(
     instance or, given `fields` (the order's among them), of a dict of those fields: no
     model instances, which is cheaper. Given also `where`, the query's conditions in SQL,
     the first page (or the last) is read with a written-out statement, which also primes
-    the loaders of `prime` (see `fetch_first_values`; other pages do not).
+    the loaders of `prime` (see `fetch_first_values`; other pages do not), and a LazyQuery
+    is built only for the other pages and `totalCount`.
     """
     page = window(first, after, last, before)
     limit = page.limit
     model = query.model
     read = order.reversed() if page.backward else order
-    page_query = query
-    if page.cursor:
+    beyond = None
+    if page.cursor:  # decoded even for an empty page: a malformed cursor is refused
         field = "before" if page.backward else "after"
-        page_query = query.filter(after_filter(model, read, page.cursor, field=field))
+        beyond = after_filter(model, read, page.cursor, field=field)
     rows: list[Any] = []
-    if limit and fields and where is not None and not page.cursor:
+    if limit and fields and where is not None and beyond is None:
         rows = await fetch_first_values(model, where, read, limit + 1, fields, prime)
     elif limit:
+        page_query = queryset(query)
+        if beyond is not None:
+            page_query = page_query.filter(beyond)
         page_query = page_query.order_by(*read.order_by()).limit(limit + 1)
         rows = await (fetch_values(page_query, fields) if fields else page_query)
     more = len(rows) > limit

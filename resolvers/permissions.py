@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 from strawberry.extensions.field_extension import AsyncExtensionResolver, FieldExtension
 from strawberry.permission import BasePermission, PermissionExtension
@@ -43,6 +43,10 @@ class RecordsRead(FieldExtension):
 class _FieldGuard(BasePermission):
     message = "You are not allowed to read this field."
     error_extensions = {"code": "FORBIDDEN"}
+    # True where `has_permission` is synchronous and reads the operation alone (its
+    # context), not the object the field is read on: a compiled plan then asks it once per
+    # operation and field, not once per object (api/plans/plan.py, `hoisted_permission`).
+    decided_by_operation: ClassVar[bool] = False
 
 
 class ManagesPatient(_FieldGuard):
@@ -70,6 +74,8 @@ class SeesIdentity(_FieldGuard):
     """Names, birth date and sex of a space: whoever sees the space, but a partner app only
     under IDENTITY_READ. Decided from the actor alone (no statement): an app sees one space,
     and only its identity fields come through here."""
+
+    decided_by_operation = True
 
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         actor = info.context.actor

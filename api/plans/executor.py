@@ -3,6 +3,7 @@ for every field the plan has no reader for."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -20,6 +21,7 @@ from graphql import (
 from graphql.execution.collect_fields import FieldDetailsList
 from graphql.execution.executor import to_nodes
 from graphql.pyutils import AwaitableOrValue, Path, gather_with_cancel
+from strawberry.permission import PermissionExtension
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.cast import TYPE_CAST_ATTRIBUTE
 
@@ -62,6 +64,9 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         self._plan = None
         # (object type, id of its field group) -> (the group, kept alive; its entries)
         self._entries: dict[tuple[str, int], tuple[FieldDetailsList, list[Entry] | None]] = {}
+        # The hoisted permissions (ResolverReader.hoisted) granted in this operation, by id;
+        # kept alive by the plan's readers. Never kept past the operation.
+        self._granted: set[int] = set()
         middleware = self.middleware_manager
         if (
             _SUPPORTED
@@ -204,6 +209,18 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         layers that have nothing to do for this field (ResolverReader)."""
         field = reader.field
         return_type = field.type
+        hoisted = reader.hoisted
+        if hoisted is not None and id(hoisted) in self._granted:
+            try:  # what the chain does on a grant, which needs no resolve info
+                result = reader.definition.get_result(source, info=None, args=[], kwargs={})
+            except Exception as raw_error:
+                self.handle_field_error(raw_error, return_type, field_details_list, path)
+                return None
+            if type(result) in reader.plain:
+                coerced = _coerced(reader, result)
+                if coerced is not None and coerced is not Undefined:
+                    return coerced
+            return self._complete(field, parent_type, field_details_list, path, result)
         info = self.build_resolve_info(field, to_nodes(field_details_list), parent_type, path)
         try:
             strawberry_info = reader.info_of(info)
@@ -212,7 +229,13 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                 kwargs[name] = source
             if reader.info_name is not None:
                 kwargs[reader.info_name] = strawberry_info
-            if reader.chain:
+            if hoisted is not None and _grants(hoisted, source, strawberry_info):
+                # The chain would take this same decision, then only read the field.
+                self._granted.add(id(hoisted))
+                result = reader.definition.get_result(
+                    source, info=strawberry_info, args=[], kwargs={}
+                )
+            elif reader.chain:
                 result = _chain(reader, source, strawberry_info, kwargs)
             else:
                 if reader.info_requested:
@@ -226,6 +249,10 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         except Exception as raw_error:
             self.handle_field_error(raw_error, return_type, field_details_list, path)
             return None
+        if type(result) in reader.plain:  # a leaf's value, serialised as _leaf_value does
+            coerced = _coerced(reader, result)
+            if coerced is not None and coerced is not Undefined:
+                return coerced
         return self._completed(return_type, field_details_list, info, path, result)
 
     # --- objects and lists of objects ----------------------------------------------------
@@ -460,6 +487,30 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         if not awaitable_indices:
             return completed_results
         return _gather_items(completed_results, awaitable_indices)
+
+
+def _coerced(reader: ResolverReader, value: Any) -> Any:
+    """A leaf value serialised, or None when graphql-core's completion is to say why not."""
+    coerce = reader.coerce
+    if coerce is None:
+        return None
+    try:
+        return coerce(value)
+    except Exception:
+        return None
+
+
+def _grants(extension: PermissionExtension, source: Any, info: Any) -> bool:
+    """Whether strawberry's `PermissionExtension.resolve` would grant the field: each
+    permission's `has_permission` is exactly True (anything else, an exception included,
+    is for the chain to deal with, as strawberry does, and raises the same here)."""
+    for permission in extension.permissions:
+        decision = permission.has_permission(source, info)
+        if decision is not True:
+            if inspect.iscoroutine(decision):
+                decision.close()  # the chain asks again, and refuses it as strawberry does
+            return False
+    return True
 
 
 def _chain(reader: ResolverReader, source: Any, info: Any, kwargs: dict[str, Any]) -> Any:

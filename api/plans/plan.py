@@ -29,6 +29,7 @@ from graphql import (
 )
 from graphql.pyutils import is_awaitable
 from strawberry.extensions.field_extension import FieldExtension
+from strawberry.permission import PermissionExtension
 from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
@@ -115,6 +116,13 @@ class ResolverReader:
     source_names: tuple[str, ...]  # the resolver's root / parent parameters
     info_name: str | None  # the resolver's info parameter, but one named `info`
     info_requested: bool  # it is named `info` (strawberry passes it back last)
+    # A leaf type's serialiser and the types of values it takes on the plan's tight loop
+    # (as LeafReader's), for a field of a scalar or enum type; None otherwise.
+    coerce: Callable[[Any], Any] | None = None
+    plain: frozenset[type] = frozenset()
+    # The field's only extension when it is a permission decided by the operation alone
+    # (`decided_by_operation`) around a resolver-less field: see `hoisted_permission`.
+    hoisted: PermissionExtension | None = None
 
 
 Reader = LeafReader | ObjectReader | ResolverReader | TypeName
@@ -182,6 +190,8 @@ def resolver_reader(field: GraphQLField) -> ResolverReader | None:
         )
         info = base.info_parameter
         info_name = info.name if info is not None else None
+    named = field.type.of_type if is_non_null_type(field.type) else field.type
+    leaf: GraphQLLeafType | None = named if is_leaf_type(named) else None
     return ResolverReader(
         field=field,
         definition=definition,
@@ -191,7 +201,45 @@ def resolver_reader(field: GraphQLField) -> ResolverReader | None:
         source_names=source_names,
         info_name=None if info_name == "info" else info_name,
         info_requested=info_name == "info",
+        coerce=leaf.coerce_output_value if leaf is not None else None,
+        plain=_plain_types(leaf) if leaf is not None else frozenset(),
+        hoisted=hoisted_permission(definition, chain),
     )
+
+
+def hoisted_permission(
+    definition: StrawberryField, chain: list[Callable[..., Any]]
+) -> PermissionExtension | None:
+    """The permission of a field whose one extension is a PermissionExtension all of whose
+    permissions say their decision is the operation's alone (`decided_by_operation`: the
+    same for every object the field is read on), around a field without resolver (read by
+    strawberry's `get_result`, which then ignores its info). Its extension function is
+    then `resolve`: each `has_permission` in turn, and on a grant `get_result` alone. The
+    plan takes that decision once per operation: granted, the field is read as a
+    LeafReader is, without a resolve info; refused (or anything but a grant), the chain
+    runs as strawberry runs it."""
+    extensions = definition.extensions
+    if len(extensions) != 1 or len(chain) != 1:
+        return None
+    extension = extensions[0]
+    function = chain[0]
+    if not isinstance(extension, PermissionExtension):
+        return None
+    if (
+        type(extension) is not PermissionExtension  # not a subclass: its `resolve` is this
+        or getattr(function, "__func__", None) is not PermissionExtension.resolve
+        or getattr(function, "__self__", None) is not extension
+        or not extension.permissions
+        or not all(
+            getattr(permission, "decided_by_operation", False) is True
+            for permission in extension.permissions
+        )
+        or definition.base_resolver is not None
+        or type(definition).get_result is not StrawberryField.get_result
+    ):
+        return None
+    hoisted: PermissionExtension = extension
+    return hoisted
 
 
 # Strawberry's `is_type_of` of an object type implementing interfaces
@@ -316,6 +364,8 @@ def schema_fingerprint(schema: GraphQLSchema) -> str:
                 for field_name in named_type.fields:
                     reader = leaf_reader(named_type, field_name)
                     kind = type(reader).__name__ if reader else "-"
+                    if isinstance(reader, ResolverReader) and reader.hoisted is not None:
+                        kind += ":hoisted"
                     digest.update(f"\n{name}.{field_name}:{kind}".encode())
                 check = type(type_check(named_type)).__name__
                 digest.update(f"\n{name}:is_type_of:{check}".encode())
