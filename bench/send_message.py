@@ -74,7 +74,8 @@ def baseline_app() -> Any:
     from starlette.websockets import WebSocket
 
     from models.base import utcnow
-    from models.session import _AUTHENTICATE, token_hash
+    from models.crypto import token_hash
+    from models.session import _AUTHENTICATE
 
     path = os.environ["DATABASE_URL"].removeprefix("sqlite://")
     state: dict[str, Any] = {}
@@ -83,10 +84,10 @@ def baseline_app() -> Any:
 
     async def db() -> aiosqlite.Connection:
         if "db" not in state:
-            conn = await aiosqlite.connect(path, isolation_level=None)
-            conn.row_factory = aiosqlite.Row
-            await conn.execute("PRAGMA journal_mode=WAL")
-            state["db"] = conn
+            opened = await aiosqlite.connect(path, isolation_level=None)
+            opened.row_factory = aiosqlite.Row
+            await opened.execute("PRAGMA journal_mode=WAL")
+            state["db"] = opened
         conn: aiosqlite.Connection = state["db"]
         return conn
 
@@ -399,6 +400,7 @@ def _server_from(procs: Processes, env: dict[str, str], log: Path, tree: Path) -
     """`api.cli serve` as `Server` starts it, from another tree (same venv, same database)."""
     server = Server.__new__(Server)
     server.procs, server.log = procs, log
+    server.traced, server.snapshots = None, 0
     server.port = free_port()
     server.url = f"http://127.0.0.1:{server.port}"
     server.ws_url = f"ws://127.0.0.1:{server.port}/graphql"

@@ -12,9 +12,17 @@ insert (or update) and the commit; a rolled-back transaction leaves a gap, never
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
 from tortoise import fields
-from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
+from tortoise.backends.sqlite.client import SqliteClient
+from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.models import Model
+from tortoise.transactions import in_transaction
 
 from models.base import parameter_prefix
 
@@ -53,3 +61,126 @@ async def committed_position(clock_id: int) -> int:
     rolled back)."""
     row = await Clock.get_or_none(id=clock_id)
     return row.value if row is not None else 0
+
+
+class _Position:
+    """In a `Write`'s parameters: the position its transaction took."""
+
+
+POSITION: Final = _Position()
+
+
+@dataclass(frozen=True)
+class Write:
+    """One statement of a `positioned` transaction."""
+
+    sql: str
+    params: list[Any]
+    # Run as Tortoise runs a model's INSERT (`execute_insert`), and that row marked saved.
+    row: Model | None = field(default=None, compare=False)
+    # Changing no row stops the transaction: rolled back, `positioned` answers None.
+    required: bool = False
+
+
+def inserting(row: Model, db: BaseDBAsyncClient, *, position: str | None = None) -> Write:
+    """The INSERT that `Model.create` runs for `row` (an unsaved instance): Tortoise's own
+    statement and values; the field named `position` gets the transaction's position."""
+    model = type(row)
+    if model._meta.db_default_db_columns or model._meta.generated_db_fields:
+        raise TypeError(f"{model.__name__}: only rows whose every value Python sets")
+    executor = db.executor_class(model=model, db=db)
+    fields_map = model._meta.fields_map
+    params = [
+        POSITION if name == position else fields_map[name].to_db_value(getattr(row, name), row)
+        for name in executor.regular_columns
+    ]
+    return Write(executor.insert_query, params, row=row)
+
+
+class _Unchanged(Exception):
+    """A required write changed no row."""
+
+
+async def positioned(clock_id: int, before: Sequence[Write], after: Sequence[Write]) -> int | None:
+    """One transaction: `before`, then the clock's next position (`next_position`: taken
+    last, just before the writes that use it), then `after`, whose `POSITION`s it fills in.
+    The position, or None (and nothing written) if a required write changed no row.
+
+    On SQLite, outside any other transaction, the whole transaction is one call on the
+    database's thread rather than one per statement (each hand-off to that thread and back
+    costs more CPU than the statement it carries): the same statements, in the same order,
+    under the same lock."""
+    db = Clock._meta.db
+    try:
+        if isinstance(db, SqliteClient) and not isinstance(db, TransactionalDBClient):
+            position = await _positioned_sqlite(db, clock_id, before, after)
+        else:
+            position = await _positioned(clock_id, before, after)
+    except _Unchanged:
+        return None
+    for write in (*before, *after):
+        if write.row is not None:
+            write.row._saved_in_db = True
+    return position
+
+
+async def _positioned(clock_id: int, before: Sequence[Write], after: Sequence[Write]) -> int:
+    async with in_transaction() as conn:
+        for write in before:
+            await _run(conn, write, None)
+        position = await next_position(conn, clock_id)
+        for write in after:
+            await _run(conn, write, position)
+    return position
+
+
+async def _run(conn: BaseDBAsyncClient, write: Write, position: int | None) -> None:
+    params = [position if p is POSITION else p for p in write.params]
+    if write.row is not None:
+        await conn.execute_insert(write.sql, params)
+        return
+    changed, _ = await conn.execute_query(write.sql, params)
+    if write.required and not changed:
+        raise _Unchanged()
+
+
+async def _positioned_sqlite(
+    client: SqliteClient, clock_id: int, before: Sequence[Write], after: Sequence[Write]
+) -> int:
+    log = client.log
+    next_sql = _NEXT.format(p="?")
+
+    def run(conn: sqlite3.Connection) -> int:
+        conn.execute("BEGIN")
+        try:
+            for write in before:
+                log.debug("%s: %s", write.sql, write.params)
+                if conn.execute(write.sql, write.params).rowcount == 0 and write.required:
+                    raise _Unchanged()
+            log.debug("%s: %s", next_sql, [clock_id])
+            position = int(conn.execute(next_sql, [clock_id]).fetchone()[0])
+            for write in after:
+                params = [position if p is POSITION else p for p in write.params]
+                log.debug("%s: %s", write.sql, params)
+                conn.execute(write.sql, params)
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        return position
+
+    # Tortoise's lock of the connection, which its own transactions hold throughout, and
+    # aiosqlite's call on its thread, which each of its methods makes (neither is public).
+    async with client._lock:
+        if client._connection is None:
+            await client.create_connection(with_db=True)
+        connection = client._connection
+        assert connection is not None
+        call = connection._execute
+        try:
+            position: int = await call(run, connection._conn)  # type: ignore[no-untyped-call]
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(exc) from exc
+        except sqlite3.OperationalError as exc:
+            raise OperationalError(exc) from exc
+    return position

@@ -7,12 +7,12 @@ the same operation get the first result back, and nothing more is created. The s
 with another input is refused (CONFLICT), as Stripe does: a key names one request.
 
 Atomicity: the key's row is written by the operation's own transaction, right after the
-object it records (`Claim.record`), so one never exists without the other. Two attempts
-racing with one key both get to that INSERT, and the unique constraint lets one commit: on
-PostgreSQL the loser's INSERT waits for the winner's commit, then fails; on SQLite the
-transactions run one after the other and the loser's fails. The loser's transaction rolls
-back whole (its bytes released by the operation's own failure path), and `once` then
-answers the winner's result, outside any transaction.
+object it records (`Claim.record`, or `Claim.row` among its writes), so one never exists
+without the other. Two attempts racing with one key both get to that INSERT, and the unique
+constraint lets one commit: on PostgreSQL the loser's INSERT waits for the winner's commit,
+then fails; on SQLite the transactions run one after the other and the loser's fails. The
+loser's transaction rolls back whole (its bytes released by the operation's own failure
+path), and `once` then answers the winner's result, outside any transaction.
 
 A replay creates nothing, not even an access event: the caller runs the operation's
 permission checks first (as it would now), then `once` reloads what the key created.
@@ -148,7 +148,12 @@ class Claim:
     ) -> None:
         """In the transaction that created `object_id`, right after it: a concurrent
         attempt with the same key fails here (and rolls back) or waits here for this one."""
-        await IdempotencyKey.create(
+        await self.row(object_id, second_id).save(using_db=using_db, force_create=True)
+
+    def row(self, object_id: UUID, second_id: UUID | None = None) -> IdempotencyKey:
+        """The key's row, unsaved: what `record` inserts (a caller writing its own
+        transaction inserts it there, as `record` would)."""
+        return IdempotencyKey(
             viewer=self.viewer,
             operation=self.operation,
             key=self.key,
@@ -156,7 +161,6 @@ class Claim:
             object_id=object_id,
             second_id=second_id,
             created_at=self.now,
-            using_db=using_db,
         )
 
 

@@ -272,7 +272,7 @@ _PROFESSIONAL_CONVERSATION = (  # noqa: S608 (constants only)
 
 
 async def visible_conversation(
-    actor: Actor, managed_patients: list[UUID], pk: UUID
+    actor: Actor, managed_patients: list[UUID] | Subquery, pk: UUID
 ) -> Conversation | None:
     """One conversation, if `visible_conversations(actor, managed_patients)` lets it through."""
     if actor.is_professional and actor.professional_id is not None:
@@ -449,37 +449,38 @@ async def _release(blobs: BlobStore, stored: list[tuple[Upload, str, str, bool]]
             await release_blob(blobs, sha)
 
 
-async def _post(
-    conversation: Conversation,
+def _posting(
+    conversation_id: UUID,
     *,
     actor: Actor,
     body: str,
     on_behalf_of: UUID | None,
     stored: list[tuple[Upload, str, str, bool]],
     now: datetime,
-    conn: BaseDBAsyncClient,
-) -> Message:
-    message = await Message.create(
-        seq=await next_position(conn),
-        conversation_id=conversation.id,
+    db: BaseDBAsyncClient,
+) -> tuple[Message, list[clock.Write]]:
+    """A new message and its attachments, and the writes that store them at the
+    transaction's position (models/clock.py `positioned`)."""
+    message = Message(
+        conversation_id=conversation_id,
         sender_role=viewer_side(actor),
         sender_patient_id=actor.patient_id if actor.is_patient else None,
         sender_professional_id=actor.professional_id if actor.is_professional else None,
         on_behalf_of_id=on_behalf_of,
         body=body,
         sent_at=now,
-        using_db=conn,
     )
+    writes = [clock.inserting(message, db, position="seq")]
     for upload, mime, sha, _ in stored:
-        await Attachment.create(
+        attachment = Attachment(
             message_id=message.id,
             filename=_clean_filename(upload.filename),
             mime_type=mime,
             size=len(upload.data),
             sha256=sha,
-            using_db=conn,
         )
-    return message
+        writes.append(clock.inserting(attachment, db))
+    return message, writes
 
 
 # Every message sent runs this, hand-written: what was
@@ -490,14 +491,12 @@ async def _post(
 _BUMP_OPEN = "UPDATE conversation SET last_message_at = {p}1 WHERE id = {p}2 AND closed_at IS NULL"
 
 
-async def _bump_open(conn: BaseDBAsyncClient, conversation_id: UUID, now: datetime) -> bool:
-    """Move the conversation's `last_message_at` to `now`; False if it is closed."""
+def _bumping_open(db: BaseDBAsyncClient, conversation_id: UUID, now: datetime) -> clock.Write:
+    """Move the conversation's `last_message_at` to `now`; changing no row if it is closed."""
     field = Conversation._meta.fields_map["last_message_at"]
-    sql = _BUMP_OPEN.format(p=parameter_prefix(conn))
-    updated, _ = await conn.execute_query(
-        sql, [field.to_db_value(now, Conversation), str(conversation_id)]
-    )
-    return bool(updated)
+    sql = _BUMP_OPEN.format(p=parameter_prefix(db))
+    params = [field.to_db_value(now, Conversation), str(conversation_id)]
+    return clock.Write(sql, params, required=True)
 
 
 def may_start_conversation(actor: Actor, status: SpaceStatus, *, blocked: bool) -> bool:
@@ -535,27 +534,31 @@ async def start_conversation(
     text = _clean_body(body)
     stored = await _store_attachments(attachments, blobs=blobs, max_bytes=max_bytes)
     try:
-        async with in_transaction() as conn:
-            conversation = await Conversation.create(
-                patient_id=patient_id,
-                professional_id=actor.professional_id,
-                establishment_id=establishment_id,
-                purpose=purpose,
-                subject=clean_subject,
-                last_message_at=now,
-                using_db=conn,
-            )
-            message = await _post(
-                conversation,
-                actor=actor,
-                body=text,
-                on_behalf_of=None,
-                stored=stored,
-                now=now,
-                conn=conn,
-            )
-            if claim is not None:  # after `_post`: see models/idempotency.py
-                await claim.record(conversation.id, message.id, using_db=conn)
+        db = Conversation._meta.db
+        conversation = Conversation(
+            patient_id=patient_id,
+            professional_id=actor.professional_id,
+            establishment_id=establishment_id,
+            purpose=purpose,
+            subject=clean_subject,
+            last_message_at=now,
+        )
+        message, writes = _posting(
+            conversation.id,
+            actor=actor,
+            body=text,
+            on_behalf_of=None,
+            stored=stored,
+            now=now,
+            db=db,
+        )
+        if claim is not None:  # after the message: see models/idempotency.py
+            writes.append(clock.inserting(claim.row(conversation.id, message.id), db))
+        position = await clock.positioned(
+            clock.MESSAGES, [clock.inserting(conversation, db)], writes
+        )
+        assert position is not None  # no write of it is required
+        message.seq = position
     except BaseException:
         await _release(blobs, stored)
         raise
@@ -607,20 +610,24 @@ async def send_message(
     text = _clean_body(body)
     stored = await _store_attachments(attachments, blobs=blobs, max_bytes=max_bytes)
     try:
-        async with in_transaction() as conn:
-            if not await _bump_open(conn, conversation.id, now):
-                raise Conflict("This conversation is closed: no one can post in it.")
-            message = await _post(
-                conversation,
-                actor=actor,
-                body=text,
-                on_behalf_of=on_behalf_of,
-                stored=stored,
-                now=now,
-                conn=conn,
-            )
-            if claim is not None:  # after `_post`: see models/idempotency.py
-                await claim.record(message.id, using_db=conn)
+        db = Message._meta.db
+        message, writes = _posting(
+            conversation.id,
+            actor=actor,
+            body=text,
+            on_behalf_of=on_behalf_of,
+            stored=stored,
+            now=now,
+            db=db,
+        )
+        if claim is not None:  # after the message: see models/idempotency.py
+            writes.append(clock.inserting(claim.row(message.id), db))
+        position = await clock.positioned(
+            clock.MESSAGES, [_bumping_open(db, conversation.id, now)], writes
+        )
+        if position is None:
+            raise Conflict("This conversation is closed: no one can post in it.")
+        message.seq = position
     except BaseException:
         await _release(blobs, stored)
         raise

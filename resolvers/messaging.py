@@ -409,10 +409,21 @@ async def conversation_filter(info: Info) -> Q | None:
     return messaging.visible_conversations(actor, await managed_patients(info, actor))
 
 
+async def load_visible(info: Info, pk: UUID) -> ConversationModel | None:
+    """The conversation `pk`, if the viewer may see it now: one statement (a patient's
+    managed spaces are a subquery of it, not a query of their own)."""
+    ctx = info.context
+    actor = ctx.actor
+    if actor.is_professional and actor.professional_id is not None:
+        return await messaging.visible_conversation(actor, [], pk)
+    managed = managed_patients_query(actor, ctx.today, ctx.now)
+    if managed is None:
+        return None
+    return await messaging.visible_conversation(actor, Subquery(managed.values("id")), pk)
+
+
 async def visible_conversation(info: Info, global_id: strawberry.ID) -> ConversationModel:
-    pk = ids.decode_as(str(global_id), "Conversation")
-    actor = info.context.actor
-    row = await messaging.visible_conversation(actor, await managed_patients(info, actor), pk)
+    row = await load_visible(info, ids.decode_as(str(global_id), "Conversation"))
     if row is None:
         raise NotFound()
     return row

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from urllib.parse import urlparse
 
 from broadcaster import BroadcastBackend
@@ -67,6 +68,16 @@ class SafeRedisBackend(RedisBackend):
     async def subscribe(self, channel: str) -> None:
         await self._pubsub.subscribe(channel)
         self._ready.set()
+
+    async def publish_many(self, channels: Sequence[str], message: str) -> None:
+        """One PUBLISH per channel, in one round trip."""
+        if len(channels) == 1:
+            await self.publish(channels[0], message)
+            return
+        async with self._conn.pipeline(transaction=False) as pipe:
+            for channel in channels:
+                pipe.publish(channel, message)
+            await pipe.execute()
 
 
 def check_url(url: str) -> None:

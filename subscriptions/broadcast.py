@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
 
@@ -185,20 +186,32 @@ class EventBus:
 
     async def publish(self, channel: str, event: dict[str, Any]) -> bool:
         """Best effort: callers publish after their commit, and a failure must not undo it."""
+        return await self.publish_many((channel,), event)
+
+    async def publish_many(self, channels: Sequence[str], event: dict[str, Any]) -> bool:
+        """`publish` to each of `channels`, serialised once, within one `op_timeout` in all
+        (a dead Redis not yet detected holds a mutation up once, not once per recipient)."""
+        if not channels:
+            return True
+        names = ", ".join(channels)
         try:
             message = json.dumps(event)
         except (TypeError, ValueError):
-            logger.exception("event bus: event for %s is not JSON-serialisable", channel)
+            logger.exception("event bus: event for %s is not JSON-serialisable", names)
             return False
         backend = self._backend
         if not self._up or backend is None:
-            logger.warning("event bus: down, event for %s not published", channel)
+            logger.warning("event bus: down, event for %s not published", names)
             return False
         try:
             async with asyncio.timeout(self.op_timeout):
-                await backend.publish(channel, message)
+                if isinstance(backend, SafeRedisBackend):
+                    await backend.publish_many(channels, message)
+                else:
+                    for channel in channels:
+                        await backend.publish(channel, message)
         except Exception as exc:
-            logger.warning("event bus: publish to %s failed: %r", channel, exc)
+            logger.warning("event bus: publish to %s failed: %r", names, exc)
             return False
         return True
 

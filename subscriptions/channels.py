@@ -6,7 +6,6 @@ every event is re-authorised against the database before anything is sent.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
@@ -60,9 +59,7 @@ async def publish_revoked(bus: EventBus, *, accounts: Iterable[UUID]) -> None:
 
 
 async def _publish_to(bus: EventBus, accounts: Iterable[UUID], event: dict[str, Any]) -> None:
-    # Concurrently: while a dead Redis is not yet detected, each publish waits for its
-    # timeout, and a mutation must not wait once per recipient.
-    await asyncio.gather(*(bus.publish(account_channel(a), event) for a in accounts))
+    await bus.publish_many([account_channel(a) for a in accounts], event)
 
 
 def access_channel(patient_id: UUID) -> str:

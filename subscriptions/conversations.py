@@ -37,13 +37,12 @@ from tortoise.expressions import Subquery
 
 from api.context import Info
 from api.errors import Forbidden, NotFound, Unauthenticated
-from models import message as messaging
 from models.base import utcnow
 from models.catalogue import APP_STREAMS
 from models.message import Conversation as ConversationModel
 from models.message import ReadMark
 from resolvers import ids
-from resolvers.messaging import Conversation, conversation_filter, managed_patients_query
+from resolvers.messaging import Conversation, conversation_filter, load_visible
 from subscriptions.broadcast import SubscriberDropped
 from subscriptions.channels import account_channel
 from subscriptions.schema import _session_expiry
@@ -58,22 +57,6 @@ CATCH_UP_BATCH = 200  # of each kind of change, pushed again after a RESYNC
 RESYNC_MARGIN = timedelta(seconds=60)
 # Events that name a conversation whose state they changed.
 _KINDS = ("conversation", "message")
-
-
-async def load_visible(info: Info, pk: UUID) -> ConversationModel | None:
-    """The conversation `pk`, if the subscriber may see it now: one statement."""
-    ctx = info.context
-    actor = ctx.actor
-    if actor.is_professional and actor.professional_id is not None:
-        return await messaging.visible_conversation(actor, [], pk)
-    # A patient: the spaces they manage as a subquery of the same statement.
-    managed = managed_patients_query(actor, ctx.today, ctx.now)
-    if managed is None:
-        return None
-    where = messaging.visible_conversations(actor, Subquery(managed.values("id")))
-    if where is None:
-        return None
-    return await ConversationModel.filter(where, id=pk).first()
 
 
 async def changed_since(

@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from api.config import Settings
+from models import clock
 from models.audit import AccessAction, AccessBasis, AccessEvent
 from models.consent import Block
 from models.document import Document as DocumentModel
-from models.message import Message as MessageModel
 from models.patient import Patient, SpaceStatus
 from resolvers.ids import decode_as, encode
 from tests.factories import make_minor, make_operator, make_patient, make_professional
@@ -429,7 +429,7 @@ async def test_a_failed_post_keeps_bytes_a_document_shares_and_removes_its_own(
     async def insert_fails(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(MessageModel, "create", insert_fails)
+    monkeypatch.setattr(clock, "positioned", insert_fails)  # the transaction storing it
     result = await send(
         client,
         alice.token,

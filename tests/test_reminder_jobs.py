@@ -8,6 +8,7 @@ tests/test_rules.py; here each rule fires once from rows in the database."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -51,8 +52,8 @@ class RecordingBus(EventBus):
         super().__init__("memory://")
         self.events: list[tuple[str, dict[str, Any]]] = []
 
-    async def publish(self, channel: str, event: dict[str, Any]) -> bool:
-        self.events.append((channel, event))
+    async def publish_many(self, channels: Sequence[str], event: dict[str, Any]) -> bool:
+        self.events.extend((channel, event) for channel in channels)
         return True
 
     def reminder_ids(self) -> list[str]:
