@@ -57,7 +57,6 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
 from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UnsetType
-from strawberry.utils.aio import aclosing
 
 from api.budget import charge_operation, charge_operation_cost
 from api.errors import BadUserInput, Unauthenticated
@@ -218,8 +217,13 @@ class TransportWSHandler(_PersistedDocuments, BaseGraphQLTransportWSHandler[Any,
                 operation_name=operation.operation_name,
                 allowed_operation_types=SUBSCRIPTIONS_ONLY,
             )
-            async with aclosing(result_source):
+            try:
                 await self._send_result_stream(operation, result_source)
+            finally:
+                # strawberry's `aclosing`, without its context manager held for the
+                # subscription's life (~0.35 KB): a failing close is not the operation's.
+                with suppress(Exception):
+                    await result_source.aclose()
             if self.view.session_ended(context):
                 await self._end_session(operation.id)
                 return

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import strawberry
+from strawberry.types import Info as StrawberryInfo
 from tortoise.expressions import Q, Subquery
 
 from api.context import Info
@@ -198,6 +199,14 @@ async def _visible_after(
     return rows
 
 
+def _detached(info: Info) -> Info:
+    """`info` without graphql-core's helpers, which are methods of the executor the
+    subscription started with: kept in the stream's frame, they would keep that executor
+    (~4 KB with its caches) for the subscription's life. A delivery reads only the context."""
+    raw = info._raw_info._replace(async_helpers=None)  # type: ignore[arg-type]
+    return StrawberryInfo(_raw_info=raw, _field=info._field)
+
+
 async def _session_expiry(session_id: UUID | None) -> datetime | None:
     if session_id is None:
         return None
@@ -264,6 +273,7 @@ class Subscription:
         else:
             position = await messaging.committed_position()
         expires_at = await _session_expiry(actor.session_id)
+        info = _detached(info)
 
         while True:
             try:

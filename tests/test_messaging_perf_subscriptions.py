@@ -107,10 +107,12 @@ def assert_masked(result: Any) -> None:
 
 
 def runner_of(source: Any) -> Any:
-    """The extensions runner of strawberry's stream, inside the generator that answers the
-    errors escaping it."""
-    inner = source.ag_frame.f_locals["source"]
-    return inner.ag_frame.f_locals["extensions_runner"]
+    """The extensions runner of a stream: the light subscription stream's own, or that of
+    strawberry's stream, inside the generator that answers the errors escaping it."""
+    frame = source.ag_frame.f_locals
+    if "runner" in frame:
+        return frame["runner"]
+    return frame["source"].ag_frame.f_locals["extensions_runner"]
 
 
 async def extensions_of(query: str) -> list[type]:
