@@ -124,7 +124,7 @@ class Edge(Generic[NodeT]):
         description="Opaque: pass it as `after` or `before` to read on from this item.",
     )
     node: NodeT = strawberry.field(description="The item.")
-    position: strawberry.Private[list[Any]]
+    position: strawberry.Private[Sequence[Any]]  # the row's sort key (a list, or StoredKey)
 
 
 @dataclass(frozen=True)
@@ -472,19 +472,20 @@ def _first_page_statement(
     return sql, joins
 
 
-async def fetch_first_values(
+async def fetch_first_rows(
     model: type[Model],
     where: Where,
     order: Order,
     limit: int,
     fields: Sequence[str],
     prime: Mapping[str, Primable] | None = None,
-) -> list[dict[str, Any]]:
-    """The first `limit` rows of `model` matching `where`, in this order, as `fetch_values`
-    would answer them, from a written-out statement: building the ORM's costs more than
-    running it. `prime`: for some of those fields (foreign keys), loaders to prime with the
-    rows they point to, read by the same statement (LEFT JOINs of the page); a row the
-    loader already holds is left as priming would leave it, without its instance."""
+) -> Sequence[Any]:
+    """The first `limit` rows of `model` matching `where`, in this order, as the driver
+    answers them (`fields` first, in this order), from a written-out statement: building
+    the ORM's costs more than running it. `prime`: for some of those fields (foreign keys),
+    loaders to prime with the rows they point to, read by the same statement (LEFT JOINs of
+    the page); a row the loader already holds is left as priming would leave it, without
+    its instance."""
     db = model._meta.db  # the transaction's connection inside one
     loaders = list((prime or {}).values())
     sql, joins = _first_page_statement(
@@ -512,6 +513,19 @@ async def fetch_first_values(
                     )
         width += len(related)
         loader.prime_many({row.pk: row for row in instances(related_model, list(found.values()))})
+    return rows
+
+
+async def fetch_first_values(
+    model: type[Model],
+    where: Where,
+    order: Order,
+    limit: int,
+    fields: Sequence[str],
+    prime: Mapping[str, Primable] | None = None,
+) -> list[dict[str, Any]]:
+    """`fetch_first_rows` as `fetch_values` would answer them."""
+    rows = await fetch_first_rows(model, where, order, limit, fields, prime)
     return converted(model, fields, rows)
 
 
@@ -521,20 +535,29 @@ async def fetch_first_values(
 _REPEATING: tuple[type[Field[Any]], ...] = (UUIDField, CharEnumFieldInstance, IntEnumFieldInstance)
 
 
+def _conversions(model: type[Model], fields: Sequence[str]) -> list[tuple[Converter, bool]]:
+    """For each field, how its stored value is converted (`converter`) and whether once per
+    distinct value of a statement's rows (_REPEATING, the primary key aside)."""
+    meta = model._meta
+    out = []
+    for name in fields:
+        convert = converter(model, name)
+        repeating = (
+            convert is not None
+            and name != meta.pk_attr
+            and isinstance(meta.fields_map[name], _REPEATING)
+        )
+        out.append((convert, repeating))
+    return out
+
+
 def converted(
     model: type[Model], fields: Sequence[str], rows: Sequence[Any]
 ) -> list[dict[str, Any]]:
     """Rows of these fields of `model` (in this order) as `fetch_values` answers them."""
-    meta = model._meta
-    converters = [(name, converter(model, name)) for name in fields]
-    memos: list[dict[Any, Any] | None] = [
-        {}
-        if convert is not None
-        and name != meta.pk_attr
-        and isinstance(meta.fields_map[name], _REPEATING)
-        else None
-        for name, convert in converters
-    ]
+    conversions = _conversions(model, fields)
+    converters = [(name, convert) for name, (convert, _) in zip(fields, conversions, strict=True)]
+    memos: list[dict[Any, Any] | None] = [{} if repeating else None for _, repeating in conversions]
     out = []
     for row in rows:
         values: dict[str, Any] = {}
@@ -552,6 +575,104 @@ def converted(
     return out
 
 
+class StoredPage:
+    """The rows of one statement (`fetch_first_rows`), each value converted as
+    `fetch_values` converts it when first asked for: a page's nodes are mostly read for a
+    few of their fields. A repeating value (a reference, an enum) is converted once per
+    distinct stored value, as `converted` does."""
+
+    __slots__ = ("_conversions", "_index", "_memos")
+
+    def __init__(self, model: type[Model], fields: Sequence[str]) -> None:
+        self._index = {name: i for i, name in enumerate(fields)}
+        self._conversions = _conversions(model, fields)
+        self._memos: list[dict[Any, Any] | None] = [
+            {} if repeating else None for _, repeating in self._conversions
+        ]
+
+    def value(self, row: Sequence[Any], field: str) -> Any:
+        """The field's value in this row, as `fetch_values` answers it."""
+        i = self._index[field]
+        stored = row[i]
+        convert, _ = self._conversions[i]
+        if convert is None:
+            return stored
+        memo = self._memos[i]
+        if memo is None:
+            return convert(stored)
+        try:
+            return memo[stored]
+        except KeyError:
+            found = memo[stored] = convert(stored)
+            return found
+
+
+class StoredNode:
+    """A node read off a stored row of its page (the base of `stored_type`'s classes): its
+    attributes are `Column`s, converted when first read."""
+
+    _row: Sequence[Any]
+    _page: StoredPage
+
+    def __init__(self, row: Sequence[Any], page: StoredPage) -> None:
+        self._row = row
+        self._page = page
+
+
+class Column:
+    """An attribute of a `StoredNode`: a field of its row as `fetch_values` answers it,
+    then `then` applied if given; converted on first read, then kept on the node (a
+    non-data descriptor: the node's own attribute hides it from then on)."""
+
+    def __init__(self, field: str, then: Callable[[Any], Any] | None = None) -> None:
+        self.field = field
+        self.then = then
+        self.attribute = field
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.attribute = name
+
+    def __get__(self, node: StoredNode | None, owner: type | None = None) -> Any:
+        if node is None:
+            return self
+        value = node._page.value(node._row, self.field)
+        if self.then is not None:
+            value = self.then(value)
+        node.__dict__[self.attribute] = value
+        return value
+
+
+T = TypeVar("T")
+
+
+def stored_type(cls: type[T], columns: Mapping[str, Column]) -> type[T]:
+    """A subclass of the strawberry type `cls` whose instances are made of a stored row and
+    its page (`StoredNode`), their attributes `columns` (every field of `cls` the node's
+    readers may read, its dataclass `__init__` being skipped). It is still a `cls` to
+    GraphQL (its definition, `isinstance`)."""
+    return type(f"Stored{cls.__name__}", (StoredNode, cls), dict(columns))
+
+
+class StoredKey(Sequence[Any]):
+    """An edge's `position` (its row's sort key) read off a stored row when asked for: most
+    edges' cursors are never written."""
+
+    __slots__ = ("_fields", "_page", "_row")
+
+    def __init__(self, row: Sequence[Any], page: StoredPage, fields: Sequence[str]) -> None:
+        self._row = row
+        self._page = page
+        self._fields = fields
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self._page.value(self._row, field) for field in self._fields[index]]
+        return self._page.value(self._row, self._fields[index])
+
+
 async def paginate(
     query: QuerySet[M] | LazyQuery[M],
     order: Order,
@@ -565,6 +686,7 @@ async def paginate(
     fields: Sequence[str] = (),
     where: Where | None = None,
     prime: Mapping[str, Primable] | None = None,
+    stored: Callable[[Sequence[Any], StoredPage], Any] | None = None,
 ) -> ConnT:
     """One query for the page (one extra row tells whether more follow); count on demand.
 
@@ -573,8 +695,10 @@ async def paginate(
     instance or, given `fields` (the order's among them), of a dict of those fields: no
     model instances, which is cheaper. Given also `where`, the query's conditions in SQL,
     the first page (or the last) is read with a written-out statement, which also primes
-    the loaders of `prime` (see `fetch_first_values`; other pages do not), and a LazyQuery
-    is built only for the other pages and `totalCount`.
+    the loaders of `prime` (see `fetch_first_rows`; other pages do not), and a LazyQuery
+    is built only for the other pages and `totalCount`; `stored` (a `stored_type`) then
+    makes its nodes of the stored rows, each value converted when read, the edges' sort
+    keys too (`StoredKey`): no dict, nothing converted that the answer does not need.
     """
     page = window(first, after, last, before)
     limit = page.limit
@@ -584,24 +708,34 @@ async def paginate(
     if page.cursor:  # decoded even for an empty page: a malformed cursor is refused
         field = "before" if page.backward else "after"
         beyond = after_filter(model, read, page.cursor, field=field)
-    rows: list[Any] = []
-    if limit and fields and where is not None and beyond is None:
-        rows = await fetch_first_values(model, where, read, limit + 1, fields, prime)
-    elif limit:
-        page_query = queryset(query)
-        if beyond is not None:
-            page_query = page_query.filter(beyond)
-        page_query = page_query.order_by(*read.order_by()).limit(limit + 1)
-        rows = await (fetch_values(page_query, fields) if fields else page_query)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    if page.backward:
-        rows.reverse()
     names = [name for name, _ in order.columns]
-    if fields:
-        edges = [Edge(node=wrap(row), position=[row[name] for name in names]) for row in rows]
+    rows: list[Any] = []
+    edges: list[Edge[Any]]
+    if limit and fields and where is not None and beyond is None:
+        rows = list(await fetch_first_rows(model, where, read, limit + 1, fields, prime))
+        more, rows = _cut(rows, limit, page.backward)
+        if stored is not None:
+            values = StoredPage(model, fields)
+            edges = [
+                Edge(node=stored(row, values), position=StoredKey(row, values, names))
+                for row in rows
+            ]
+        else:
+            edges = _edges(converted(model, fields, rows), wrap, names)
     else:
-        edges = [Edge(node=wrap(row), position=[getattr(row, n) for n in names]) for row in rows]
+        if limit:
+            page_query = queryset(query)
+            if beyond is not None:
+                page_query = page_query.filter(beyond)
+            page_query = page_query.order_by(*read.order_by()).limit(limit + 1)
+            rows = await (fetch_values(page_query, fields) if fields else page_query)
+        more, rows = _cut(rows, limit, page.backward)
+        if fields:
+            edges = _edges(rows, wrap, names)
+        else:
+            edges = [
+                Edge(node=wrap(row), position=[getattr(row, n) for n in names]) for row in rows
+            ]
     return connection(
         edges=edges,
         page_info=PageInfo(
@@ -612,6 +746,20 @@ async def paginate(
         ),
         count_query=query,
     )
+
+
+def _cut(rows: list[Any], limit: int, backward: bool) -> tuple[bool, list[Any]]:
+    """Whether more rows follow the page's `limit` (one more was read), and the page in
+    the list's order."""
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if backward:
+        rows.reverse()
+    return more, rows
+
+
+def _edges(rows: list[dict[str, Any]], wrap: Callable[[Any], Any], names: list[str]) -> list[Any]:
+    return [Edge(node=wrap(row), position=[row[name] for name in names]) for row in rows]
 
 
 async def fetch_last_of_each(
