@@ -212,6 +212,7 @@ class Document(Node):
 # the same values as `Document.from_values`, for a page whose nodes are read for a few fields.
 StoredDocument = stored_type(
     Document,
+    DOCUMENT_FIELDS,
     {
         "id": Column("id", then=lambda pk: strawberry.ID(ids.encode("Document", pk))),
         "pk": Column("id"),

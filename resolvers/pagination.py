@@ -534,21 +534,29 @@ async def fetch_first_values(
 # distinct value of a statement's rows.
 _REPEATING: tuple[type[Field[Any]], ...] = (UUIDField, CharEnumFieldInstance, IntEnumFieldInstance)
 
+Conversion = tuple[Converter, bool]  # how a field's stored value is converted; repeating?
 
-def _conversions(model: type[Model], fields: Sequence[str]) -> list[tuple[Converter, bool]]:
+
+_CONVERSIONS: dict[tuple[type[Model], tuple[str, ...]], tuple[Conversion, ...]] = {}
+
+
+def _conversions(model: type[Model], fields: Sequence[str]) -> tuple[Conversion, ...]:
     """For each field, how its stored value is converted (`converter`) and whether once per
     distinct value of a statement's rows (_REPEATING, the primary key aside)."""
-    meta = model._meta
-    out = []
-    for name in fields:
-        convert = converter(model, name)
-        repeating = (
-            convert is not None
-            and name != meta.pk_attr
-            and isinstance(meta.fields_map[name], _REPEATING)
+    key = (model, tuple(fields))
+    found = _CONVERSIONS.get(key)
+    if found is None:
+        meta = model._meta
+        found = _CONVERSIONS[key] = tuple(
+            (
+                convert := converter(model, name),
+                convert is not None
+                and name != meta.pk_attr
+                and isinstance(meta.fields_map[name], _REPEATING),
+            )
+            for name in fields
         )
-        out.append((convert, repeating))
-    return out
+    return found
 
 
 def converted(
@@ -576,30 +584,27 @@ def converted(
 
 
 class StoredPage:
-    """The rows of one statement (`fetch_first_rows`), each value converted as
-    `fetch_values` converts it when first asked for: a page's nodes are mostly read for a
-    few of their fields. A repeating value (a reference, an enum) is converted once per
-    distinct stored value, as `converted` does."""
+    """The rows of one statement (`fetch_first_rows`) of these fields of `model`, each value
+    converted as `fetch_values` converts it when first asked for: a page's nodes are mostly
+    read for a few of their fields. A repeating value (a reference, an enum) is converted
+    once per distinct stored value, as `converted` does."""
 
-    __slots__ = ("_conversions", "_index", "_memos")
+    __slots__ = ("conversions", "fields", "memos")
 
     def __init__(self, model: type[Model], fields: Sequence[str]) -> None:
-        self._index = {name: i for i, name in enumerate(fields)}
-        self._conversions = _conversions(model, fields)
-        self._memos: list[dict[Any, Any] | None] = [
-            {} if repeating else None for _, repeating in self._conversions
-        ]
+        self.fields = fields
+        self.conversions = _conversions(model, fields)
+        self.memos: list[dict[Any, Any]] = [{} for _ in fields]
 
-    def value(self, row: Sequence[Any], field: str) -> Any:
-        """The field's value in this row, as `fetch_values` answers it."""
-        i = self._index[field]
-        stored = row[i]
-        convert, _ = self._conversions[i]
+    def value(self, row: Sequence[Any], index: int) -> Any:
+        """The value of the field at `index` in this row, as `fetch_values` answers it."""
+        stored = row[index]
+        convert, repeating = self.conversions[index]
         if convert is None:
             return stored
-        memo = self._memos[i]
-        if memo is None:
+        if not repeating:
             return convert(stored)
+        memo = self.memos[index]
         try:
             return memo[stored]
         except KeyError:
@@ -628,6 +633,7 @@ class Column:
         self.field = field
         self.then = then
         self.attribute = field
+        self.index = -1  # the field's among the row's, set by `stored_type`
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.attribute = name
@@ -635,7 +641,7 @@ class Column:
     def __get__(self, node: StoredNode | None, owner: type | None = None) -> Any:
         if node is None:
             return self
-        value = node._page.value(node._row, self.field)
+        value = node._page.value(node._row, self.index)
         if self.then is not None:
             value = self.then(value)
         node.__dict__[self.attribute] = value
@@ -645,11 +651,13 @@ class Column:
 T = TypeVar("T")
 
 
-def stored_type(cls: type[T], columns: Mapping[str, Column]) -> type[T]:
-    """A subclass of the strawberry type `cls` whose instances are made of a stored row and
-    its page (`StoredNode`), their attributes `columns` (every field of `cls` the node's
-    readers may read, its dataclass `__init__` being skipped). It is still a `cls` to
-    GraphQL (its definition, `isinstance`)."""
+def stored_type(cls: type[T], fields: Sequence[str], columns: Mapping[str, Column]) -> type[T]:
+    """A subclass of the strawberry type `cls` whose instances are made of a stored row of
+    these fields and its page (`StoredNode`), their attributes `columns` (every field of
+    `cls` the node's readers may read: its dataclass `__init__` is skipped). It is still a
+    `cls` to GraphQL (its definition, `isinstance`)."""
+    for column in columns.values():
+        column.index = list(fields).index(column.field)
     return type(f"Stored{cls.__name__}", (StoredNode, cls), dict(columns))
 
 
@@ -657,20 +665,20 @@ class StoredKey(Sequence[Any]):
     """An edge's `position` (its row's sort key) read off a stored row when asked for: most
     edges' cursors are never written."""
 
-    __slots__ = ("_fields", "_page", "_row")
+    __slots__ = ("_indexes", "_page", "_row")
 
-    def __init__(self, row: Sequence[Any], page: StoredPage, fields: Sequence[str]) -> None:
+    def __init__(self, row: Sequence[Any], page: StoredPage, indexes: Sequence[int]) -> None:
         self._row = row
         self._page = page
-        self._fields = fields
+        self._indexes = indexes  # of the order's fields among the row's
 
     def __len__(self) -> int:
-        return len(self._fields)
+        return len(self._indexes)
 
     def __getitem__(self, index: Any) -> Any:
         if isinstance(index, slice):
-            return [self._page.value(self._row, field) for field in self._fields[index]]
-        return self._page.value(self._row, self._fields[index])
+            return [self._page.value(self._row, i) for i in self._indexes[index]]
+        return self._page.value(self._row, self._indexes[index])
 
 
 async def paginate(
@@ -716,9 +724,9 @@ async def paginate(
         more, rows = _cut(rows, limit, page.backward)
         if stored is not None:
             values = StoredPage(model, fields)
+            key = [list(fields).index(name) for name in names]
             edges = [
-                Edge(node=stored(row, values), position=StoredKey(row, values, names))
-                for row in rows
+                Edge(node=stored(row, values), position=StoredKey(row, values, key)) for row in rows
             ]
         else:
             edges = _edges(converted(model, fields, rows), wrap, names)
