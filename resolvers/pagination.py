@@ -112,6 +112,40 @@ class PageInfo:
     )
 
 
+class _EdgeCursor:
+    """A `PageOf` cursor: the cursor of its edge at `at`, written when first read (most
+    pages are read without them), then kept (a non-data descriptor, as `Column`)."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+        self.attribute = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.attribute = name
+
+    def __get__(self, info: PageOf | None, owner: type | None = None) -> Any:
+        if info is None:
+            return self
+        edges = info._edges
+        value = encode_cursor(edges[self.at].position) if edges else None
+        info.__dict__[self.attribute] = value
+        return value
+
+
+class PageOf(PageInfo):
+    """The PageInfo of these edges: its cursors are their first's and last's."""
+
+    start_cursor = _EdgeCursor(0)
+    end_cursor = _EdgeCursor(-1)
+
+    def __init__(
+        self, edges: Sequence[Edge[Any]], *, has_next_page: bool, has_previous_page: bool
+    ) -> None:
+        self._edges = edges
+        self.has_next_page = has_next_page
+        self.has_previous_page = has_previous_page
+
+
 def _edge_cursor(root: Edge[Any]) -> str:
     return encode_cursor(root.position)
 
@@ -746,11 +780,10 @@ async def paginate(
             ]
     return connection(
         edges=edges,
-        page_info=PageInfo(
+        page_info=PageOf(
+            edges,
             has_next_page=bool(page.cursor) if page.backward else more,
-            end_cursor=encode_cursor(edges[-1].position) if edges else None,
             has_previous_page=more if page.backward else bool(page.cursor),
-            start_cursor=encode_cursor(edges[0].position) if edges else None,
         ),
         count_query=query,
     )
