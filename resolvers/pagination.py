@@ -623,10 +623,9 @@ class StoredPage:
     read for a few of their fields. A repeating value (a reference, an enum) is converted
     once per distinct stored value, as `converted` does."""
 
-    __slots__ = ("conversions", "fields", "memos")
+    __slots__ = ("conversions", "memos")
 
     def __init__(self, model: type[Model], fields: Sequence[str]) -> None:
-        self.fields = fields
         self.conversions = _conversions(model, fields)
         self.memos: list[dict[Any, Any]] = [{} for _ in fields]
 
