@@ -397,20 +397,36 @@ def converter(model: type[Model], name: str) -> Converter:
     return _CONVERTERS[key]
 
 
+_DATE_COLUMNS: dict[type[Model], list[tuple[str, Callable[[str], Any]]]] = {}
+
+
+def _date_columns(model: type[Model]) -> list[tuple[str, Callable[[str], Any]]]:
+    """The columns of `model` holding dates and moments, each with its parser (_PARSERS)."""
+    found = _DATE_COLUMNS.get(model)
+    if found is None:
+        found = _DATE_COLUMNS[model] = [
+            (column, _PARSERS[type(field)])
+            for column, _, field in model._meta.db_complex_fields
+            if type(field) in _PARSERS
+        ]
+    return found
+
+
 def instances(model: type[M], rows: Sequence[Any]) -> list[M]:
     """Model instances of whole rows (`SELECT *`), as the ORM makes them, but with dates
     and moments stored as text parsed by the standard library first (see _PARSERS; the
     field's `to_python_value` then deals with time zones as usual)."""
-    dates = [
-        (column, type(field))
-        for column, _, field in model._meta.db_complex_fields
-        if type(field) in _PARSERS
-    ]
+    dates = _date_columns(model)
     out = []
     for record in rows:
         row = dict(record)
-        for column, kind in dates:
-            row[column] = _parsed(kind, row[column])
+        for column, parse in dates:
+            if isinstance(value := row[column], str):  # as _parsed
+                try:
+                    parsed = parse(value)
+                except ValueError:
+                    continue  # left to the field's parser, which knows more
+                row[column] = parsed
         out.append(model._init_from_db(**row))
     return out
 
