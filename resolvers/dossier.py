@@ -41,6 +41,7 @@ from resolvers.idempotency import key_field, keyed
 from resolvers.loaders import cached
 from resolvers.node import Node, register
 from resolvers.pagination import (
+    Column,
     Connection,
     Edge,
     LazyQuery,
@@ -49,6 +50,7 @@ from resolvers.pagination import (
     empty_connection,
     fetch_values,
     paginate,
+    stored_type,
 )
 from resolvers.people import (
     PATIENT_AFTER_WRITE,
@@ -204,6 +206,19 @@ class Document(Node):
             hidden=row["hidden"],
             hidden_from_representatives=row["hidden_from_representatives"],
         )
+
+
+# A Document of a page's stored row (`paginate`'s `stored`), each field converted when read:
+# the same values as `Document.from_values`, for a page whose nodes are read for a few fields.
+StoredDocument = stored_type(
+    Document,
+    DOCUMENT_FIELDS,
+    {
+        "id": Column("id", then=lambda pk: strawberry.ID(ids.encode("Document", pk))),
+        "pk": Column("id"),
+        **{name: Column(name) for name in DOCUMENT_FIELDS if name != "id"},
+    },
+)
 
 
 @strawberry.type(name="Vaccination", description="An entry of the carnet de vaccination.")
@@ -422,6 +437,7 @@ async def patient_documents(
         connection=DocumentConnection,
         fields=DOCUMENT_FIELDS,
         where=where,
+        stored=StoredDocument,
         # The first page reads its authors with it; then preload_authors finds them loaded.
         prime={
             "author_professional_id": loaders.professional,

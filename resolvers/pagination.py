@@ -112,6 +112,40 @@ class PageInfo:
     )
 
 
+class _EdgeCursor:
+    """A `PageOf` cursor: the cursor of its edge at `at`, written when first read (most
+    pages are read without them), then kept (a non-data descriptor, as `Column`)."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+        self.attribute = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.attribute = name
+
+    def __get__(self, info: PageOf | None, owner: type | None = None) -> Any:
+        if info is None:
+            return self
+        edges = info._edges
+        value = encode_cursor(edges[self.at].position) if edges else None
+        info.__dict__[self.attribute] = value
+        return value
+
+
+class PageOf(PageInfo):
+    """The PageInfo of these edges: its cursors are their first's and last's."""
+
+    start_cursor = _EdgeCursor(0)
+    end_cursor = _EdgeCursor(-1)
+
+    def __init__(
+        self, edges: Sequence[Edge[Any]], *, has_next_page: bool, has_previous_page: bool
+    ) -> None:
+        self._edges = edges
+        self.has_next_page = has_next_page
+        self.has_previous_page = has_previous_page
+
+
 def _edge_cursor(root: Edge[Any]) -> str:
     return encode_cursor(root.position)
 
@@ -124,7 +158,7 @@ class Edge(Generic[NodeT]):
         description="Opaque: pass it as `after` or `before` to read on from this item.",
     )
     node: NodeT = strawberry.field(description="The item.")
-    position: strawberry.Private[list[Any]]
+    position: strawberry.Private[Sequence[Any]]  # the row's sort key (a list, or StoredKey)
 
 
 @dataclass(frozen=True)
@@ -363,20 +397,36 @@ def converter(model: type[Model], name: str) -> Converter:
     return _CONVERTERS[key]
 
 
+_DATE_COLUMNS: dict[type[Model], list[tuple[str, Callable[[str], Any]]]] = {}
+
+
+def _date_columns(model: type[Model]) -> list[tuple[str, Callable[[str], Any]]]:
+    """The columns of `model` holding dates and moments, each with its parser (_PARSERS)."""
+    found = _DATE_COLUMNS.get(model)
+    if found is None:
+        found = _DATE_COLUMNS[model] = [
+            (column, _PARSERS[type(field)])
+            for column, _, field in model._meta.db_complex_fields
+            if type(field) in _PARSERS
+        ]
+    return found
+
+
 def instances(model: type[M], rows: Sequence[Any]) -> list[M]:
     """Model instances of whole rows (`SELECT *`), as the ORM makes them, but with dates
     and moments stored as text parsed by the standard library first (see _PARSERS; the
     field's `to_python_value` then deals with time zones as usual)."""
-    dates = [
-        (column, type(field))
-        for column, _, field in model._meta.db_complex_fields
-        if type(field) in _PARSERS
-    ]
+    dates = _date_columns(model)
     out = []
     for record in rows:
         row = dict(record)
-        for column, kind in dates:
-            row[column] = _parsed(kind, row[column])
+        for column, parse in dates:
+            if isinstance(value := row[column], str):  # as _parsed
+                try:
+                    parsed = parse(value)
+                except ValueError:
+                    continue  # left to the field's parser, which knows more
+                row[column] = parsed
         out.append(model._init_from_db(**row))
     return out
 
@@ -472,19 +522,20 @@ def _first_page_statement(
     return sql, joins
 
 
-async def fetch_first_values(
+async def fetch_first_rows(
     model: type[Model],
     where: Where,
     order: Order,
     limit: int,
     fields: Sequence[str],
     prime: Mapping[str, Primable] | None = None,
-) -> list[dict[str, Any]]:
-    """The first `limit` rows of `model` matching `where`, in this order, as `fetch_values`
-    would answer them, from a written-out statement: building the ORM's costs more than
-    running it. `prime`: for some of those fields (foreign keys), loaders to prime with the
-    rows they point to, read by the same statement (LEFT JOINs of the page); a row the
-    loader already holds is left as priming would leave it, without its instance."""
+) -> Sequence[Any]:
+    """The first `limit` rows of `model` matching `where`, in this order, as the driver
+    answers them (`fields` first, in this order), from a written-out statement: building
+    the ORM's costs more than running it. `prime`: for some of those fields (foreign keys),
+    loaders to prime with the rows they point to, read by the same statement (LEFT JOINs of
+    the page); a row the loader already holds is left as priming would leave it, without
+    its instance."""
     db = model._meta.db  # the transaction's connection inside one
     loaders = list((prime or {}).values())
     sql, joins = _first_page_statement(
@@ -512,6 +563,19 @@ async def fetch_first_values(
                     )
         width += len(related)
         loader.prime_many({row.pk: row for row in instances(related_model, list(found.values()))})
+    return rows
+
+
+async def fetch_first_values(
+    model: type[Model],
+    where: Where,
+    order: Order,
+    limit: int,
+    fields: Sequence[str],
+    prime: Mapping[str, Primable] | None = None,
+) -> list[dict[str, Any]]:
+    """`fetch_first_rows` as `fetch_values` would answer them."""
+    rows = await fetch_first_rows(model, where, order, limit, fields, prime)
     return converted(model, fields, rows)
 
 
@@ -520,21 +584,38 @@ async def fetch_first_values(
 # distinct value of a statement's rows.
 _REPEATING: tuple[type[Field[Any]], ...] = (UUIDField, CharEnumFieldInstance, IntEnumFieldInstance)
 
+Conversion = tuple[Converter, bool]  # how a field's stored value is converted; repeating?
+
+
+_CONVERSIONS: dict[tuple[type[Model], tuple[str, ...]], tuple[Conversion, ...]] = {}
+
+
+def _conversions(model: type[Model], fields: Sequence[str]) -> tuple[Conversion, ...]:
+    """For each field, how its stored value is converted (`converter`) and whether once per
+    distinct value of a statement's rows (_REPEATING, the primary key aside)."""
+    key = (model, tuple(fields))
+    found = _CONVERSIONS.get(key)
+    if found is None:
+        meta = model._meta
+        found = _CONVERSIONS[key] = tuple(
+            (
+                convert := converter(model, name),
+                convert is not None
+                and name != meta.pk_attr
+                and isinstance(meta.fields_map[name], _REPEATING),
+            )
+            for name in fields
+        )
+    return found
+
 
 def converted(
     model: type[Model], fields: Sequence[str], rows: Sequence[Any]
 ) -> list[dict[str, Any]]:
     """Rows of these fields of `model` (in this order) as `fetch_values` answers them."""
-    meta = model._meta
-    converters = [(name, converter(model, name)) for name in fields]
-    memos: list[dict[Any, Any] | None] = [
-        {}
-        if convert is not None
-        and name != meta.pk_attr
-        and isinstance(meta.fields_map[name], _REPEATING)
-        else None
-        for name, convert in converters
-    ]
+    conversions = _conversions(model, fields)
+    converters = [(name, convert) for name, (convert, _) in zip(fields, conversions, strict=True)]
+    memos: list[dict[Any, Any] | None] = [{} if repeating else None for _, repeating in conversions]
     out = []
     for row in rows:
         values: dict[str, Any] = {}
@@ -552,6 +633,103 @@ def converted(
     return out
 
 
+class StoredPage:
+    """The rows of one statement (`fetch_first_rows`) of these fields of `model`, each value
+    converted as `fetch_values` converts it when first asked for: a page's nodes are mostly
+    read for a few of their fields. A repeating value (a reference, an enum) is converted
+    once per distinct stored value, as `converted` does."""
+
+    __slots__ = ("conversions", "memos")
+
+    def __init__(self, model: type[Model], fields: Sequence[str]) -> None:
+        self.conversions = _conversions(model, fields)
+        self.memos: list[dict[Any, Any]] = [{} for _ in fields]
+
+    def value(self, row: Sequence[Any], index: int) -> Any:
+        """The value of the field at `index` in this row, as `fetch_values` answers it."""
+        stored = row[index]
+        convert, repeating = self.conversions[index]
+        if convert is None:
+            return stored
+        if not repeating:
+            return convert(stored)
+        memo = self.memos[index]
+        try:
+            return memo[stored]
+        except KeyError:
+            found = memo[stored] = convert(stored)
+            return found
+
+
+class StoredNode:
+    """A node read off a stored row of its page (the base of `stored_type`'s classes): its
+    attributes are `Column`s, converted when first read."""
+
+    _row: Sequence[Any]
+    _page: StoredPage
+
+    def __init__(self, row: Sequence[Any], page: StoredPage) -> None:
+        self._row = row
+        self._page = page
+
+
+class Column:
+    """An attribute of a `StoredNode`: a field of its row as `fetch_values` answers it,
+    then `then` applied if given; converted on first read, then kept on the node (a
+    non-data descriptor: the node's own attribute hides it from then on)."""
+
+    def __init__(self, field: str, then: Callable[[Any], Any] | None = None) -> None:
+        self.field = field
+        self.then = then
+        self.attribute = field
+        self.index = -1  # the field's among the row's, set by `stored_type`
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.attribute = name
+
+    def __get__(self, node: StoredNode | None, owner: type | None = None) -> Any:
+        if node is None:
+            return self
+        value = node._page.value(node._row, self.index)
+        if self.then is not None:
+            value = self.then(value)
+        node.__dict__[self.attribute] = value
+        return value
+
+
+T = TypeVar("T")
+
+
+def stored_type(cls: type[T], fields: Sequence[str], columns: Mapping[str, Column]) -> type[T]:
+    """A subclass of the strawberry type `cls` whose instances are made of a stored row of
+    these fields and its page (`StoredNode`), their attributes `columns` (every field of
+    `cls` the node's readers may read: its dataclass `__init__` is skipped). It is still a
+    `cls` to GraphQL (its definition, `isinstance`)."""
+    for column in columns.values():
+        column.index = list(fields).index(column.field)
+    return type(f"Stored{cls.__name__}", (StoredNode, cls), dict(columns))
+
+
+class StoredKey(Sequence[Any]):
+    """An edge's `position` (its row's sort key) read off a stored row when asked for: most
+    edges' cursors are never written."""
+
+    __slots__ = ("_indexes", "_page", "_row")
+
+    def __init__(self, row: Sequence[Any], page: StoredPage, indexes: Sequence[int]) -> None:
+        self._row = row
+        self._page = page
+        self._indexes = indexes  # of the order's fields among the row's
+
+    def __len__(self) -> int:
+        return len(self._indexes)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self._page.value(self._row, i) for i in self._indexes[index]]
+        return self._page.value(self._row, self._indexes[index])
+
+
 async def paginate(
     query: QuerySet[M] | LazyQuery[M],
     order: Order,
@@ -565,6 +743,7 @@ async def paginate(
     fields: Sequence[str] = (),
     where: Where | None = None,
     prime: Mapping[str, Primable] | None = None,
+    stored: Callable[[Sequence[Any], StoredPage], Any] | None = None,
 ) -> ConnT:
     """One query for the page (one extra row tells whether more follow); count on demand.
 
@@ -573,8 +752,10 @@ async def paginate(
     instance or, given `fields` (the order's among them), of a dict of those fields: no
     model instances, which is cheaper. Given also `where`, the query's conditions in SQL,
     the first page (or the last) is read with a written-out statement, which also primes
-    the loaders of `prime` (see `fetch_first_values`; other pages do not), and a LazyQuery
-    is built only for the other pages and `totalCount`.
+    the loaders of `prime` (see `fetch_first_rows`; other pages do not), and a LazyQuery
+    is built only for the other pages and `totalCount`; `stored` (a `stored_type`) then
+    makes its nodes of the stored rows, each value converted when read, the edges' sort
+    keys too (`StoredKey`): no dict, nothing converted that the answer does not need.
     """
     page = window(first, after, last, before)
     limit = page.limit
@@ -584,34 +765,57 @@ async def paginate(
     if page.cursor:  # decoded even for an empty page: a malformed cursor is refused
         field = "before" if page.backward else "after"
         beyond = after_filter(model, read, page.cursor, field=field)
-    rows: list[Any] = []
-    if limit and fields and where is not None and beyond is None:
-        rows = await fetch_first_values(model, where, read, limit + 1, fields, prime)
-    elif limit:
-        page_query = queryset(query)
-        if beyond is not None:
-            page_query = page_query.filter(beyond)
-        page_query = page_query.order_by(*read.order_by()).limit(limit + 1)
-        rows = await (fetch_values(page_query, fields) if fields else page_query)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    if page.backward:
-        rows.reverse()
     names = [name for name, _ in order.columns]
-    if fields:
-        edges = [Edge(node=wrap(row), position=[row[name] for name in names]) for row in rows]
+    rows: list[Any] = []
+    edges: list[Edge[Any]]
+    if limit and fields and where is not None and beyond is None:
+        rows = list(await fetch_first_rows(model, where, read, limit + 1, fields, prime))
+        more, rows = _cut(rows, limit, page.backward)
+        if stored is not None:
+            values = StoredPage(model, fields)
+            key = [list(fields).index(name) for name in names]
+            edges = [
+                Edge(node=stored(row, values), position=StoredKey(row, values, key)) for row in rows
+            ]
+        else:
+            edges = _edges(converted(model, fields, rows), wrap, names)
     else:
-        edges = [Edge(node=wrap(row), position=[getattr(row, n) for n in names]) for row in rows]
+        if limit:
+            page_query = queryset(query)
+            if beyond is not None:
+                page_query = page_query.filter(beyond)
+            page_query = page_query.order_by(*read.order_by()).limit(limit + 1)
+            rows = await (fetch_values(page_query, fields) if fields else page_query)
+        more, rows = _cut(rows, limit, page.backward)
+        if fields:
+            edges = _edges(rows, wrap, names)
+        else:
+            edges = [
+                Edge(node=wrap(row), position=[getattr(row, n) for n in names]) for row in rows
+            ]
     return connection(
         edges=edges,
-        page_info=PageInfo(
+        page_info=PageOf(
+            edges,
             has_next_page=bool(page.cursor) if page.backward else more,
-            end_cursor=encode_cursor(edges[-1].position) if edges else None,
             has_previous_page=more if page.backward else bool(page.cursor),
-            start_cursor=encode_cursor(edges[0].position) if edges else None,
         ),
         count_query=query,
     )
+
+
+def _cut(rows: list[Any], limit: int, backward: bool) -> tuple[bool, list[Any]]:
+    """Whether more rows follow the page's `limit` (one more was read), and the page in
+    the list's order."""
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if backward:
+        rows.reverse()
+    return more, rows
+
+
+def _edges(rows: list[dict[str, Any]], wrap: Callable[[Any], Any], names: list[str]) -> list[Any]:
+    return [Edge(node=wrap(row), position=[row[name] for name in names]) for row in rows]
 
 
 async def fetch_last_of_each(
