@@ -188,17 +188,20 @@ def _instant(value: datetime) -> str:
     # Stored moments come back aware (UTC) from either database; a naive one is UTC too.
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    elif value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    if value.year < 1000:  # strftime's %Y does not pad the year to four digits
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # The same text as that strftime, several times faster (every event spells two moments).
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _text(value: Any) -> str:
     return str(getattr(value, "value", value))
 
 
-def _unsequenced(event: Mapping[str, Any]) -> str:
-    """`canonical` up to the event's position, its last value: `seq` sorts last among the
-    keys, so the encoding is this, the position's digits and "}". The database finishes it
-    in the statement that gives the position (`append_event`)."""
+def _encoded(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The values `canonical` encodes, each in its one spelling, but the position."""
     encoded = {
         "id": _uuid(event["id"]),
         "patient_id": _uuid(event["patient_id"]),
@@ -214,13 +217,20 @@ def _unsequenced(event: Mapping[str, Any]) -> str:
     if event.get("establishment_id") is not None:
         # Only when there is one: the events written before the column keep their hashes.
         encoded["establishment_id"] = _uuid(event["establishment_id"])
+    return encoded
+
+
+def _unsequenced(encoded: dict[str, Any]) -> str:
+    """`canonical` up to the event's position, its last value: `seq` sorts last among the
+    keys, so the encoding is this, the position's digits and "}". The database finishes it
+    in the statement that gives the position (`append_event`)."""
     return json.dumps(encoded, sort_keys=True, separators=(",", ":"))[:-1] + ',"seq":'
 
 
 def canonical(event: Mapping[str, Any]) -> bytes:
     """One event's columns (`CHAINED`) as the bytes its hash covers: JSON, sorted keys, no
     spaces, ASCII; ids lower-case with hyphens, moments in UTC to the microsecond."""
-    return f"{_unsequenced(event)}{int(event['seq'])}}}".encode("ascii")
+    return f"{_unsequenced(_encoded(event))}{int(event['seq'])}}}".encode("ascii")
 
 
 def _digest(previous: str, unsequenced: str, seq: int) -> str:
@@ -231,7 +241,7 @@ def _digest(previous: str, unsequenced: str, seq: int) -> str:
 def link(previous: str, event: Mapping[str, Any]) -> str:
     """The hash of an event: SHA-256 over the previous event's hash, a newline, and the
     event's canonical encoding; 64 hex digits."""
-    return _digest(previous, _unsequenced(event), int(event["seq"]))
+    return _digest(previous, _unsequenced(_encoded(event)), int(event["seq"]))
 
 
 # `_digest` in SQL, of <previous>, {p}5 (the event's `_unsequenced` encoding) and <seq>: the
@@ -322,22 +332,22 @@ async def append_event(db: BaseDBAsyncClient, event: dict[str, Any]) -> dict[str
     statements = _statements_for(db)
     if db.capabilities.dialect == "sqlite":
         await _sqlite_link(db)
-    patient = str(event["patient_id"])
+    encoded = _encoded(event)  # the values as hashed are the values as stored
     params: list[Any] = [
         str(uuid4()),  # the head's id, should this be the space's first event
         event["created_at"],
-        patient,
+        encoded["patient_id"],
         GENESIS,  # a new chain's "previous hash"
-        _unsequenced(event),
+        _unsequenced(encoded),
         event["at"],
-        str(event["id"]),
-        str(event["actor_id"]),
-        _text(event["actor_role"]),
-        _text(event["action"]),
-        _text(event["basis"]),
-        _uuid(event["document_id"]),
-        event["request_id"],
-        _uuid(event.get("establishment_id")),
+        encoded["id"],
+        encoded["actor_id"],
+        encoded["actor_role"],
+        encoded["action"],
+        encoded["basis"],
+        encoded["document_id"],
+        encoded["request_id"],
+        encoded.get("establishment_id"),
     ]
     # execute_query_dict: the rows of an INSERT … RETURNING on every driver.
     if len(statements) == 1:

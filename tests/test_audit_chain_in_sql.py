@@ -84,6 +84,7 @@ def test_the_encoding_is_the_one_events_were_always_hashed_with() -> None:
         an_event(document_id=uuid.uuid4(), establishment_id=uuid.uuid4()),
         an_event(id=str(uuid.uuid4()).upper(), patient_id=uuid.uuid4().hex),  # as text
         an_event(at=datetime(2026, 3, 1, 13, 0, tzinfo=paris), created_at=datetime(2026, 1, 1)),
+        an_event(at=datetime(2026, 3, 1, 12, 0, tzinfo=UTC), created_at=datetime(999, 1, 2, 3, 4)),
         an_event(request_id='quote " backslash \\ accent é \n', action="WRITE", basis="APP"),
     ]
     for event in variants:
