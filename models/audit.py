@@ -46,7 +46,6 @@ from uuid import UUID, uuid4
 from tortoise import fields
 from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
 from tortoise.expressions import Q, Subquery
-from tortoise.transactions import in_transaction
 
 from models.base import Entity, parameter_prefix, utcnow
 from models.patient import Patient
@@ -550,7 +549,8 @@ class AuditTrail:
         if len(_statements_for(db)) == 1:
             chained = await append_event(db, event)  # one statement: atomic on its own
         else:
-            async with in_transaction() as conn:
+            # The model's own connection, already at hand (what `in_transaction()` looks up).
+            async with db._in_transaction() as conn:
                 chained = await append_event(conn, event)
         if self.announce is not None:
             await self.announce(patient_id, chained["seq"])
