@@ -250,7 +250,7 @@ def link(previous: str, event: Mapping[str, Any]) -> str:
 _LINK = {
     "sqlite": "access_chain_link(<previous>, {p}5, <seq>)",
     "postgres": (
-        "encode(sha256(convert_to(<previous> || E'\\n' || {p}5::text || (<seq>)::text || '}',"
+        "encode(sha256(convert_to(<previous>::text || E'\\n' || {p}5::text || (<seq>)::text || '}',"
         " 'UTF8')), 'hex')"
     ),
 }
@@ -277,8 +277,8 @@ def _statements(dialect: str, p: str) -> tuple[str, ...]:
     them: PostgreSQL moves the head and writes the event in one (a data-modifying WITH),
     SQLite (which has none) in two, the event's position and hash returned by the first."""
     link_sql = _LINK[dialect]
-    first = link_sql.replace("<previous>", "{p}4::text" if dialect == "postgres" else "{p}4")
-    advance = _ADVANCE.replace("<first>", first.replace("<seq>", "1")).replace(
+    first = link_sql.replace("<previous>", "{p}4").replace("<seq>", "1")
+    advance = _ADVANCE.replace("<first>", first).replace(
         "<next>",
         link_sql.replace("<previous>", "access_log_head.chain_hash").replace(
             "<seq>", "access_log_head.seq + 1"
