@@ -449,13 +449,25 @@ SELECT *,
 FROM patient WHERE id IN ({{ids}})
 """.replace("{pro}", "{p}1").replace("{now}", "{p}2")  # noqa: S608
 _RELATION_COLUMNS = ["consent", "read_write", "blocked", "emergency", "conversation"]
+# The statement per parameter prefix and number of ids, made once (a request runs it at least
+# once, nearly always for one id).
+_RELATIONS_SQL: dict[tuple[str, int], str] = {}
+
+
+def _professional_relations_sql(p: str, count: int) -> str:
+    sql = _RELATIONS_SQL.get((p, count))
+    if sql is None:
+        ids = ", ".join(f"{p}{n + 3}" for n in range(count))
+        sql = _PROFESSIONAL_RELATIONS.format(p=p, ids=ids)
+        if count <= 8:  # the usual sizes only: the cache stays small
+            _RELATIONS_SQL[(p, count)] = sql
+    return sql
 
 
 async def _professional_relations(pid: UUID, result: dict[UUID, Relation], now: datetime) -> None:
     db = Patient._meta.db  # the transaction's connection inside one
-    p = parameter_prefix(db)
     ids = list(result)
-    sql = _PROFESSIONAL_RELATIONS.format(p=p, ids=", ".join(f"{p}{n + 3}" for n in range(len(ids))))
+    sql = _professional_relations_sql(parameter_prefix(db), len(ids))
     for relation in result.values():
         relation.space_live = False  # until its row says otherwise: an unknown id is not live
     executor = db.executor_class(model=Patient, db=db)  # rows made as for `Patient.raw`

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,7 +46,6 @@ from uuid import UUID, uuid4
 from tortoise import fields
 from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
 from tortoise.expressions import Q, Subquery
-from tortoise.transactions import in_transaction
 
 from models.base import Entity, parameter_prefix, utcnow
 from models.patient import Patient
@@ -178,26 +178,31 @@ CHAINED = (
 
 def _uuid(value: Any) -> str | None:
     # SQLite hands ids back as text, PostgreSQL as UUIDs: one spelling for both.
-    return None if value is None else str(UUID(str(value)))
+    if value is None:
+        return None
+    return str(value) if type(value) is UUID else str(UUID(str(value)))
 
 
 def _instant(value: datetime) -> str:
     # Stored moments come back aware (UTC) from either database; a naive one is UTC too.
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    elif value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    if value.year < 1000:  # strftime's %Y does not pad the year to four digits
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # The same text as that strftime, several times faster (every event spells two moments).
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _text(value: Any) -> str:
     return str(getattr(value, "value", value))
 
 
-def canonical(event: Mapping[str, Any]) -> bytes:
-    """One event's columns (`CHAINED`) as the bytes its hash covers: JSON, sorted keys, no
-    spaces, ASCII; ids lower-case with hyphens, moments in UTC to the microsecond."""
+def _encoded(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The values `canonical` encodes, each in its one spelling, but the position."""
     encoded = {
         "id": _uuid(event["id"]),
-        "seq": int(event["seq"]),
         "patient_id": _uuid(event["patient_id"]),
         "at": _instant(event["at"]),
         "created_at": _instant(event["created_at"]),
@@ -211,69 +216,147 @@ def canonical(event: Mapping[str, Any]) -> bytes:
     if event.get("establishment_id") is not None:
         # Only when there is one: the events written before the column keep their hashes.
         encoded["establishment_id"] = _uuid(event["establishment_id"])
-    return json.dumps(encoded, sort_keys=True, separators=(",", ":")).encode("ascii")
+    return encoded
+
+
+def _unsequenced(encoded: dict[str, Any]) -> str:
+    """`canonical` up to the event's position, its last value: `seq` sorts last among the
+    keys, so the encoding is this, the position's digits and "}". The database finishes it
+    in the statement that gives the position (`append_event`)."""
+    return json.dumps(encoded, sort_keys=True, separators=(",", ":"))[:-1] + ',"seq":'
+
+
+def canonical(event: Mapping[str, Any]) -> bytes:
+    """One event's columns (`CHAINED`) as the bytes its hash covers: JSON, sorted keys, no
+    spaces, ASCII; ids lower-case with hyphens, moments in UTC to the microsecond."""
+    return f"{_unsequenced(_encoded(event))}{int(event['seq'])}}}".encode("ascii")
+
+
+def _digest(previous: str, unsequenced: str, seq: int) -> str:
+    # The one definition of a link, which SQLite also calls from SQL (`_LINK`).
+    return hashlib.sha256(f"{previous}\n{unsequenced}{seq}}}".encode("ascii")).hexdigest()
 
 
 def link(previous: str, event: Mapping[str, Any]) -> str:
     """The hash of an event: SHA-256 over the previous event's hash, a newline, and the
     event's canonical encoding; 64 hex digits."""
-    return hashlib.sha256(previous.encode("ascii") + b"\n" + canonical(event)).hexdigest()
+    return _digest(previous, _unsequenced(_encoded(event)), int(event["seq"]))
 
+
+# `_digest` in SQL, of <previous>, {p}5 (the event's `_unsequenced` encoding) and <seq>: the
+# statement that moves a chain's head also computes its new hash, under the head's lock.
+# SQLite calls `_digest` itself (registered on each connection, `_sqlite_link`); PostgreSQL
+# has SHA-256 built in (the encoding is ASCII: its UTF-8 bytes are the same).
+_LINK = {
+    "sqlite": "access_chain_link(<previous>, {p}5, <seq>)",
+    "postgres": (
+        "encode(sha256(convert_to(<previous>::text || E'\\n' || {p}5::text || (<seq>)::text || '}',"
+        " 'UTF8')), 'hex')"
+    ),
+}
 
 # Numbered parameters: {p}1 …, filled in with the connection's prefix. Only constants.
+# Moving the head takes its row lock until the commit (concurrent appends to one space queue
+# there), gives the event its position and seals the new hash, in one statement.
 _ADVANCE = (
     "INSERT INTO access_log_head (id, created_at, patient_id, seq, chain_hash, last_at)"
-    " VALUES ({p}1, {p}2, {p}3, 1, {p}4, {p}5)"
+    " VALUES ({p}1, {p}2, {p}3, 1, <first>, {p}6)"
     " ON CONFLICT (patient_id) DO UPDATE SET seq = access_log_head.seq + 1,"
-    " last_at = excluded.last_at"
+    " chain_hash = <next>, last_at = excluded.last_at"
     " RETURNING seq, chain_hash"
 )
 _INSERT = (
     "INSERT INTO access_event (id, created_at, at, patient_id, actor_id, actor_role, action,"
-    " basis, document_id, request_id, seq, chain_hash, establishment_id) VALUES ({p}1, {p}2,"
-    " {p}3, {p}4, {p}5, {p}6, {p}7, {p}8, {p}9, {p}10, {p}11, {p}12, {p}13)"
+    " basis, document_id, request_id, establishment_id, seq, chain_hash)"
+    " VALUES ({p}7, {p}2, {p}6, {p}3, {p}8, {p}9, {p}10, {p}11, {p}12, {p}13, {p}14, <position>)"
 )
-_SEAL = "UPDATE access_log_head SET chain_hash = {p}1 WHERE patient_id = {p}2"
+
+
+def _statements(dialect: str, p: str) -> tuple[str, ...]:
+    """The append's statements on this dialect, parameters numbered as `append_event` passes
+    them: PostgreSQL moves the head and writes the event in one (a data-modifying WITH),
+    SQLite (which has none) in two, the event's position and hash returned by the first."""
+    link_sql = _LINK[dialect]
+    first = link_sql.replace("<previous>", "{p}4").replace("<seq>", "1")
+    advance = _ADVANCE.replace("<first>", first).replace(
+        "<next>",
+        link_sql.replace("<previous>", "access_log_head.chain_hash").replace(
+            "<seq>", "access_log_head.seq + 1"
+        ),
+    )
+    if dialect == "postgres":
+        insert = _INSERT.replace(
+            "<position>", "(SELECT seq FROM head), (SELECT chain_hash FROM head)"
+        )
+        statements: tuple[str, ...] = (
+            f"WITH head AS ({advance}) {insert} RETURNING seq, chain_hash",
+        )
+    else:
+        statements = (advance, _INSERT.replace("<position>", "{p}15, {p}16"))
+    return tuple(statement.replace("{p}", p) for statement in statements)
+
+
+# Per dialect, made on first use.
+_STATEMENTS: dict[str, tuple[str, ...]] = {}
+
+
+def _statements_for(db: BaseDBAsyncClient) -> tuple[str, ...]:
+    dialect = db.capabilities.dialect
+    statements = _STATEMENTS.get(dialect)
+    if statements is None:
+        statements = _STATEMENTS[dialect] = _statements(dialect, parameter_prefix(db))
+    return statements
+
+
+# The SQLite connections `access_chain_link` is registered on.
+_LINKED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+async def _sqlite_link(db: BaseDBAsyncClient) -> None:
+    """Register `_digest` as `access_chain_link` on this SQLite connection, once."""
+    if db._connection is not None and db._connection in _LINKED:
+        return
+    async with db.acquire_connection() as connection:
+        if connection not in _LINKED:
+            await connection.create_function("access_chain_link", 3, _digest, deterministic=True)
+            _LINKED.add(connection)
 
 
 async def append_event(db: BaseDBAsyncClient, event: dict[str, Any]) -> dict[str, Any]:
-    """Append one event (its `CHAINED` columns but `seq`) to its space's chain, on `db`,
-    which must be a transaction: the head row stays locked until it commits.
+    """Append one event (its `CHAINED` columns but `seq`) to its space's chain, on `db`.
 
-    Three statements: move the head (taking the position and the previous hash, and the
-    lock), write the event, then the new hash into the head. Returns the event with its
-    `seq` and `chain_hash`."""
-    p = parameter_prefix(db)
-    patient = str(event["patient_id"])
+    On PostgreSQL one statement, atomic by itself: `db` may be outside a transaction. On
+    SQLite two (move the head, write the event): `db` must be a transaction. The head row
+    stays locked until it commits. Returns the event with its `seq` and `chain_hash`."""
+    statements = _statements_for(db)
+    if db.capabilities.dialect == "sqlite":
+        await _sqlite_link(db)
+    encoded = _encoded(event)  # the values as hashed are the values as stored
+    params: list[Any] = [
+        str(uuid4()),  # the head's id, should this be the space's first event
+        event["created_at"],
+        encoded["patient_id"],
+        GENESIS,  # a new chain's "previous hash"
+        _unsequenced(encoded),
+        event["at"],
+        encoded["id"],
+        encoded["actor_id"],
+        encoded["actor_role"],
+        encoded["action"],
+        encoded["basis"],
+        encoded["document_id"],
+        encoded["request_id"],
+        encoded.get("establishment_id"),
+    ]
     # execute_query_dict: the rows of an INSERT … RETURNING on every driver.
-    rows = await db.execute_query_dict(
-        _ADVANCE.format(p=p),
-        [str(uuid4()), event["created_at"], patient, GENESIS, event["at"]],
-    )
-    seq, previous = int(rows[0]["seq"]), str(rows[0]["chain_hash"])
-    # A new chain's head is written with GENESIS as its hash: the first event's previous.
-    chained = {**event, "seq": seq}
-    chained["chain_hash"] = link(previous, chained)
-    await db.execute_insert(
-        _INSERT.format(p=p),
-        [
-            str(chained["id"]),
-            chained["created_at"],
-            chained["at"],
-            patient,
-            str(chained["actor_id"]),
-            _text(chained["actor_role"]),
-            _text(chained["action"]),
-            _text(chained["basis"]),
-            _uuid(chained["document_id"]),
-            chained["request_id"],
-            seq,
-            chained["chain_hash"],
-            _uuid(chained.get("establishment_id")),
-        ],
-    )
-    await db.execute_query(_SEAL.format(p=p), [chained["chain_hash"], patient])
-    return chained
+    if len(statements) == 1:
+        rows = await db.execute_query_dict(statements[0], params)
+        seq, chain_hash = int(rows[0]["seq"]), str(rows[0]["chain_hash"])
+    else:
+        rows = await db.execute_query_dict(statements[0], params[:6])
+        seq, chain_hash = int(rows[0]["seq"]), str(rows[0]["chain_hash"])
+        await db.execute_insert(statements[1], [*params, seq, chain_hash])
+    return {**event, "seq": seq, "chain_hash": chain_hash}
 
 
 # --- verification -----------------------------------------------------------------------
@@ -463,8 +546,12 @@ class AuditTrail:
             chained = await append_event(db, event)
             self._pending[patient_id] = max(self._pending.get(patient_id, 0), chained["seq"])
             return
-        async with in_transaction() as conn:
-            chained = await append_event(conn, event)
+        if len(_statements_for(db)) == 1:
+            chained = await append_event(db, event)  # one statement: atomic on its own
+        else:
+            # The model's own connection, already at hand (what `in_transaction()` looks up).
+            async with db._in_transaction() as conn:
+                chained = await append_event(conn, event)
         if self.announce is not None:
             await self.announce(patient_id, chained["seq"])
 

@@ -15,10 +15,11 @@ from tests.graphql import gql
 from tests.sql_counter import count_statements
 
 # Deliberate figures: a change that adds a statement to the dossier read must say so here.
-# A professional's read: session, relation with the patient's row, the access event (three:
-# the chain's head moved and locked, the event, the head's new hash: models/audit.py), the
-# page with its authors. The holder's read is no access event.
-PROFESSIONAL_STATEMENTS = 6
+# A professional's read: session, relation with the patient's row, the access event, the
+# page with its authors. The event is one statement on PostgreSQL (the chain's head moved,
+# locked and sealed, and the event written: models/audit.py), two on SQLite (the head, then
+# the event). The holder's read is no access event.
+PROFESSIONAL_STATEMENTS = {"postgres": 4, "sqlite": 5}
 HOLDER_STATEMENTS = 4
 
 AUTHOR = "author { ... on Professional { lastName } ... on Patient { firstName } }"
@@ -97,7 +98,8 @@ async def test_a_professional_lists_5_or_50_documents_in_the_same_statements(
     assert len(fifty) == len(five), "\n".join(["5:", *five, "50:", *fifty])
     # The session; the relation, which brings the patient's row and decides that it is
     # visible; the access event; the page with its authors joined.
-    assert len(five) == PROFESSIONAL_STATEMENTS, "\n".join(five)
+    dialect = Document._meta.db.capabilities.dialect
+    assert len(five) == PROFESSIONAL_STATEMENTS[dialect], "\n".join(five)
 
 
 async def test_the_holder_lists_5_or_50_documents_in_the_same_statements(
