@@ -220,10 +220,15 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         hoisted = reader.hoisted
         if hoisted is not None and id(hoisted) in self._granted:
             try:  # what the chain does on a grant, which needs no resolve info
-                result = reader.definition.get_result(source, info=None, args=[], kwargs={})
+                if reader.attribute is None:
+                    result = reader.definition.get_result(source, info=None, args=[], kwargs={})
+                else:
+                    result = getattr(source, reader.attribute)  # what get_result does
             except Exception as raw_error:
                 self.handle_field_error(raw_error, return_type, field_details_list, path)
                 return None
+            if type(result) is reader.same:
+                return result
             if type(result) in reader.plain:
                 coerced = _coerced(reader, result)
                 if coerced is not None and coerced is not Undefined:
@@ -261,7 +266,41 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             coerced = _coerced(reader, result)
             if coerced is not None and coerced is not Undefined:
                 return coerced
+        target = reader.target
+        if target is not None and self._is_plain_object(result):
+            try:
+                completed = self._complete_target(target, field_details_list, info, path, result)
+            except Exception as raw_error:
+                self.handle_field_error(raw_error, return_type, field_details_list, path)
+                return None
+            if self.is_awaitable(completed):
+                return self._await_completed(completed, return_type, field_details_list, path)
+            return completed
         return self._completed(return_type, field_details_list, info, path, result)
+
+    def _is_plain_object(self, result: Any) -> bool:
+        """Neither null, an error nor awaitable: what `complete_value` completes as its type
+        says without a detour."""
+        return (
+            result is not None
+            and result is not Undefined
+            and not isinstance(result, Exception)
+            and not self.is_awaitable(result)
+        )
+
+    def _complete_target(
+        self,
+        target: Any,
+        field_details_list: FieldDetailsList,
+        info: GraphQLResolveInfo[Any],
+        path: Path,
+        result: Any,
+    ) -> AwaitableOrValue[Any]:
+        """graphql-core's `complete_value` of a nullable object or abstract type (the
+        reader's `target`) for a value `_is_plain_object` accepts: the same call it ends in."""
+        if isinstance(target, GraphQLObjectType):
+            return self.complete_object_value(target, field_details_list, info, path, result, None)
+        return self.complete_abstract_value(target, field_details_list, info, path, result, None)
 
     # --- asynchronous resolvers ----------------------------------------------------------
 
@@ -330,9 +369,13 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                 coerced = _coerced(reader, result)
                 if coerced is not None and coerced is not Undefined:
                     return coerced
-            completed = self.complete_value(
-                return_type, field_details_list, info, path, result, None
-            )
+            target = reader.target
+            if target is not None and self._is_plain_object(result):
+                completed = self._complete_target(target, field_details_list, info, path, result)
+            else:
+                completed = self.complete_value(
+                    return_type, field_details_list, info, path, result, None
+                )
             if self.is_awaitable(completed):
                 completed = await completed
         except Exception as raw_error:

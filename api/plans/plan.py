@@ -14,6 +14,7 @@ from functools import partial
 from typing import Any, cast
 
 from graphql import (
+    GraphQLAbstractType,
     GraphQLEnumType,
     GraphQLField,
     GraphQLLeafType,
@@ -22,6 +23,7 @@ from graphql import (
     GraphQLSchema,
     GraphQLUnionType,
     OperationDefinitionNode,
+    is_abstract_type,
     is_leaf_type,
     is_list_type,
     is_non_null_type,
@@ -162,6 +164,11 @@ class ResolverReader:
     # The field's only extension when it is a permission decided by the operation alone
     # (`decided_by_operation`) around a resolver-less field: see `hoisted_permission`.
     hoisted: PermissionExtension | None = None
+    # The hoisted field's attribute, when strawberry's `get_result` is `getattr` of it.
+    attribute: str | None = None
+    same: type | None = None  # as LeafReader's
+    # The named type of a nullable object or abstract type (see `completion_target`).
+    target: GraphQLObjectType | GraphQLAbstractType | None = None
 
 
 # An argument as strawberry's `convert_arguments` takes it: its GraphQL name (the key in
@@ -193,6 +200,18 @@ class AsyncResolverReader:
     info_requested: bool
     coerce: Callable[[Any], Any] | None = None
     plain: frozenset[type] = frozenset()
+    target: GraphQLObjectType | GraphQLAbstractType | None = None  # `completion_target`
+
+
+def completion_target(field: GraphQLField) -> GraphQLObjectType | GraphQLAbstractType | None:
+    """The field's type when it is a nullable object, interface or union type: graphql-core's
+    `complete_value` then hands any value that is not null, an error or awaitable straight to
+    `complete_object_value` or `complete_abstract_value`, as the plan does."""
+    field_type = field.type
+    if is_object_type(field_type) or is_abstract_type(field_type):
+        target: GraphQLObjectType | GraphQLAbstractType = field_type
+        return target
+    return None
 
 
 Reader = LeafReader | ObjectReader | ResolverReader | AsyncResolverReader | TypeName
@@ -302,6 +321,7 @@ def async_resolver_reader(field: GraphQLField) -> AsyncResolverReader | None:
         info_requested=info_name == "info",
         coerce=output_coercer(leaf) if leaf is not None else None,
         plain=_plain_types(leaf) if leaf is not None else frozenset(),
+        target=completion_target(field),
     )
 
 
@@ -367,6 +387,7 @@ def resolver_reader(field: GraphQLField) -> ResolverReader | None:
         info_name = info.name if info is not None else None
     named = field.type.of_type if is_non_null_type(field.type) else field.type
     leaf: GraphQLLeafType | None = named if is_leaf_type(named) else None
+    hoisted = hoisted_permission(definition, chain)
     return ResolverReader(
         field=field,
         definition=definition,
@@ -378,7 +399,12 @@ def resolver_reader(field: GraphQLField) -> ResolverReader | None:
         info_requested=info_name == "info",
         coerce=output_coercer(leaf) if leaf is not None else None,
         plain=_plain_types(leaf) if leaf is not None else frozenset(),
-        hoisted=hoisted_permission(definition, chain),
+        hoisted=hoisted,
+        attribute=definition.python_name
+        if hoisted is not None and definition.default_resolver is getattr
+        else None,
+        same=_same_output(leaf) if leaf is not None else None,
+        target=completion_target(field),
     )
 
 
