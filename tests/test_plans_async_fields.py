@@ -93,6 +93,15 @@ class Recorded(FieldExtension):
         return result
 
 
+class Elsewhere(FieldExtension):
+    """Passes another source down the chain (the resolver's `self` stays the field's)."""
+
+    async def resolve_async(
+        self, next_: AsyncExtensionResolver, source: Any, info: strawberry.Info, **kwargs: Any
+    ) -> Any:
+        return await next_(Pet(name="elsewhere", colour=Colour.RED), info, **kwargs)
+
+
 def _guard(*permissions: BasePermission, fail_silently: bool = False) -> list[FieldExtension]:
     return [PermissionExtension(permissions=list(permissions), fail_silently=fail_silently)]
 
@@ -158,6 +167,10 @@ class Pet:
     async def owner(self, root: Pet, info: strawberry.Info) -> str:
         return f"{root.name}'s owner ({info.field_name})"
 
+    @strawberry.field(extensions=[Elsewhere()])
+    async def whose(self, root: Pet, suffix: str = "") -> str:
+        return f"{self.name}/{root.name}{suffix}"
+
     @strawberry.field
     async def fails(self) -> str | None:
         raise ValueError(f"{self.name} cannot")
@@ -207,7 +220,7 @@ DOCUMENTS = (
     "b: friends(filter: {colours: [RED]}) { name } c: friends(first: 0) { name } } }",
     '{ pet(name: "fido") { found(id: "UGV0OjE=") none: found paint(colour: GREEN) '
     'many: paint(colour: RED, colours: [GREEN, RED]) note set: note(text: "x") '
-    "unset: note(text: null) owner } }",
+    'unset: note(text: null) owner whose other: whose(suffix: "!") } }',
     '{ pet(name: "fido") { found(id: "not a global id") } }',
     '{ pet(name: "fido") { name fails } other: pet(name: "rex") { strict } }',
     '{ pet(name: "fido") { wrongColour } }',
@@ -270,6 +283,7 @@ async def test_the_documents_meet_what_they_are_written_for() -> None:
     assert data["pet"]["found"] == "Pet:1" and data["pet"]["none"] is None
     assert data["pet"]["paint"] == "GREEN" and data["pet"]["many"] == "RED"
     assert data["pet"]["note"] == "None" and data["pet"]["set"] == "Some('x')"
+    assert data["pet"]["whose"] == "fido/fido" and data["pet"]["other"] == "fido/fido!"
     assert errors == []
 
     data, errors, _ = await _run(schema, DOCUMENTS[6], plans=True)

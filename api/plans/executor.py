@@ -236,7 +236,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             return self._complete(field, parent_type, field_details_list, path, result)
         info = self.build_resolve_info(field, to_nodes(field_details_list), parent_type, path)
         try:
-            strawberry_info = reader.info_of(info)
+            strawberry_info = reader.info_of(_raw_info=info)
             kwargs: dict[str, Any] = {}
             for name in reader.source_names:
                 kwargs[name] = source
@@ -253,12 +253,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             else:
                 if reader.info_requested:
                     kwargs["info"] = strawberry_info
-                result = reader.definition.get_result(
-                    source,
-                    info=strawberry_info,
-                    args=[source] if reader.self_parameter else [],
-                    kwargs=kwargs,
-                )
+                result = _get_result(reader, source, strawberry_info, kwargs)
         except Exception as raw_error:
             self.handle_field_error(raw_error, return_type, field_details_list, path)
             return None
@@ -350,7 +345,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         `complete_awaitable_value`, in one coroutine."""
         return_type = reader.field.type
         try:
-            strawberry_info = reader.info_of(info)
+            strawberry_info = reader.info_of(_raw_info=info)
             kwargs: dict[str, Any] = {}
             for name, python_name, convert in reader.arguments:
                 if name in raw_arguments:
@@ -362,7 +357,12 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                 kwargs[name] = source
             if reader.info_name is not None:
                 kwargs[reader.info_name] = strawberry_info
-            result = _chain_async(reader, source, strawberry_info, kwargs)
+            if reader.chain:
+                result = _chain_async(reader, source, strawberry_info, kwargs)
+            else:  # `extension_resolver` without extensions: `get_result` alone
+                if reader.info_requested:
+                    kwargs["info"] = strawberry_info
+                result = _get_result(reader, source, strawberry_info, kwargs)
             if inspect.isawaitable(result):  # strawberry's `await_maybe`
                 result = await result
             if type(result) in reader.plain:  # a leaf's value, serialised as _leaf_value does
@@ -640,14 +640,12 @@ def _chain_async(
     """strawberry's `extension_resolver` once its arguments are converted: the field's
     extension functions chained around `field.get_result` as it chains them, a
     PermissionExtension's `resolve_async` run by `_permitted`."""
-    definition = reader.definition
-    args = [source] if reader.self_parameter else []
     requested = reader.info_requested
 
     def wrapped_get_result(_source: Any, info: Any, **kwargs: Any) -> Any:
         if requested:
             kwargs["info"] = info
-        return definition.get_result(_source, info=info, args=args, kwargs=kwargs)
+        return _get_result(reader, _source, info, kwargs, source)
 
     resolve: Callable[..., Any] = wrapped_get_result
     for step in reader.chain:
@@ -697,17 +695,37 @@ def _grants(extension: PermissionExtension, source: Any, info: Any) -> bool:
     return True
 
 
+def _get_result(
+    reader: ResolverReader | AsyncResolverReader,
+    source: Any,
+    info: Any,
+    kwargs: dict[str, Any],
+    field_source: Any = Undefined,
+) -> Any:
+    """strawberry's `field.get_result(source, info, args, kwargs)`, args holding the
+    field's source (`field_source`, unless given `source`: an extension may pass another
+    `source` along, not other args) where the resolver takes `self`: the resolver's own
+    function where that is all `get_result` does."""
+    if field_source is Undefined:
+        field_source = source
+    function = reader.function
+    if function is None:
+        args = [field_source] if reader.self_parameter else []
+        return reader.definition.get_result(source, info=info, args=args, kwargs=kwargs)
+    if reader.self_parameter:
+        return function(field_source, **kwargs)
+    return function(**kwargs)
+
+
 def _chain(reader: ResolverReader, source: Any, info: Any, kwargs: dict[str, Any]) -> Any:
     """strawberry's `extension_resolver` once its arguments are known (none converted):
     the field's extension functions chained around `field.get_result`, as it chains them."""
-    definition = reader.definition
-    args = [source] if reader.self_parameter else []
     requested = reader.info_requested
 
     def wrapped_get_result(_source: Any, info: Any, **kwargs: Any) -> Any:
         if requested:
             kwargs["info"] = info
-        return definition.get_result(_source, info=info, args=args, kwargs=kwargs)
+        return _get_result(reader, _source, info, kwargs, source)
 
     resolve: Callable[..., Any] = wrapped_get_result
     for function in reader.chain:

@@ -39,6 +39,7 @@ from strawberry.types.arguments import StrawberryArgument, _is_leaf_type, conver
 from strawberry.types.base import StrawberryMaybe, StrawberryObjectDefinition, StrawberryOptional
 from strawberry.types.enum import has_enum_definition
 from strawberry.types.field import StrawberryField
+from strawberry.types.fields.resolver import StrawberryResolver
 
 PLAN_ENTRIES = 1024  # documents whose plans are kept, least recently used out first
 PLAN_FIELDS = 4096  # (field node, object type) decisions kept per document, at most
@@ -151,12 +152,13 @@ class ResolverReader:
 
     field: GraphQLField
     definition: StrawberryField
-    info_of: Callable[[Any], Any]  # strawberry's own, from the wrapper's closure
+    info_of: partial[Any]  # strawberry's own Info of a resolve info (`_info_of`)
     chain: tuple[Callable[..., Any], ...]  # the field extensions' resolvers, outermost last
     self_parameter: bool
     source_names: tuple[str, ...]  # the resolver's root / parent parameters
     info_name: str | None  # the resolver's info parameter, but one named `info`
     info_requested: bool  # it is named `info` (strawberry passes it back last)
+    function: Callable[..., Any] | None  # what `get_result` calls (`resolver_function`)
     # A leaf type's serialiser and the types of values it takes on the plan's tight loop
     # (as LeafReader's), for a field of a scalar or enum type; None otherwise.
     coerce: Callable[[Any], Any] | None = None
@@ -191,13 +193,14 @@ class AsyncResolverReader:
 
     field: GraphQLField
     definition: StrawberryField
-    info_of: Callable[[Any], Any]
+    info_of: partial[Any]
     chain: tuple[Callable[..., Any] | PermissionExtension, ...]  # outermost last
     arguments: tuple[Argument, ...]
     self_parameter: bool
     source_names: tuple[str, ...]
     info_name: str | None
     info_requested: bool
+    function: Callable[..., Any] | None
     coerce: Callable[[Any], Any] | None = None
     plain: frozenset[type] = frozenset()
     target: GraphQLObjectType | GraphQLAbstractType | None = None  # `completion_target`
@@ -254,10 +257,10 @@ def async_resolver_reader(field: GraphQLField) -> AsyncResolverReader | None:
     ):
         return None
     cells = _closure(resolve)
-    info_of = cells.get("_strawberry_info_from_graphql")
-    if not callable(info_of):
+    info_of = _info_of(cells.get("_strawberry_info_from_graphql"))
+    if info_of is None:
         return None
-    found = _closure(info_of).get("field")
+    found = info_of.keywords["_field"]
     if (field.extensions or {}).get("strawberry-definition") is not found:
         return None
     if not isinstance(found, StrawberryField):
@@ -319,6 +322,7 @@ def async_resolver_reader(field: GraphQLField) -> AsyncResolverReader | None:
         source_names=source_names,
         info_name=None if info_name == "info" else info_name,
         info_requested=info_name == "info",
+        function=resolver_function(definition),
         coerce=output_coercer(leaf) if leaf is not None else None,
         plain=_plain_types(leaf) if leaf is not None else frozenset(),
         target=completion_target(field),
@@ -338,6 +342,38 @@ def _closure(function: Callable[..., Any]) -> dict[str, Any]:
         return {}
 
 
+_INFO_OF = "GraphQLCoreConverter.from_resolver.<locals>._strawberry_info_from_graphql"
+
+
+def _info_of(function: Any) -> partial[Any] | None:
+    """strawberry's `_strawberry_info_from_graphql` (`config.info_class(_raw_info=info,
+    _field=field)`), its config's class and its field taken once: call it with
+    `_raw_info=`. None when the function is not that one."""
+    if getattr(function, "__qualname__", None) != _INFO_OF:
+        return None
+    cells = _closure(function)
+    info_class = getattr(getattr(cells.get("self"), "config", None), "info_class", None)
+    if not callable(info_class) or "field" not in cells:
+        return None
+    return partial(info_class, _field=cells["field"])
+
+
+def resolver_function(definition: StrawberryField) -> Callable[..., Any] | None:
+    """The function strawberry's `field.get_result` ends in for a field with a resolver
+    (`base_resolver(*args, **kwargs)`, which calls its `wrapped_func`), or None where
+    either is not strawberry's own."""
+    base = definition.base_resolver
+    if (
+        base is None
+        or type(definition).get_result is not StrawberryField.get_result
+        or type(base).__call__ is not StrawberryResolver.__call__
+        or not callable(base.wrapped_func)
+    ):
+        return None
+    function: Callable[..., Any] = base.wrapped_func
+    return function
+
+
 def resolver_reader(field: GraphQLField) -> ResolverReader | None:
     """The ResolverReader of a field, or None (api/plans/__init__.py says when)."""
     resolve = field.resolve
@@ -349,10 +385,10 @@ def resolver_reader(field: GraphQLField) -> ResolverReader | None:
     ):
         return None
     cells = _closure(resolve)
-    info_of = cells.get("_strawberry_info_from_graphql")
-    if not callable(info_of):
+    info_of = _info_of(cells.get("_strawberry_info_from_graphql"))
+    if info_of is None:
         return None
-    found = _closure(info_of).get("field")  # the field the wrapper was built for
+    found = info_of.keywords["_field"]  # the field the wrapper was built for
     if (field.extensions or {}).get("strawberry-definition") is not found:
         return None  # not that field's wrapper
     if not isinstance(found, StrawberryField):
@@ -397,6 +433,7 @@ def resolver_reader(field: GraphQLField) -> ResolverReader | None:
         source_names=source_names,
         info_name=None if info_name == "info" else info_name,
         info_requested=info_name == "info",
+        function=resolver_function(definition),
         coerce=output_coercer(leaf) if leaf is not None else None,
         plain=_plain_types(leaf) if leaf is not None else frozenset(),
         hoisted=hoisted,
