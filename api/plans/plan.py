@@ -679,6 +679,9 @@ def document_text(operation: OperationDefinitionNode) -> str | None:
     return loc.source.body if loc is not None else None
 
 
+Key = tuple[str, str]  # the schema's fingerprint, the SHA-256 of the document's text
+
+
 class PlanCache:
     """Plans by (schema fingerprint, SHA-256 of the document's full text), least recently
     used out first. A plan is reused only for the very schema object and parsed document it
@@ -688,6 +691,12 @@ class PlanCache:
     def __init__(self, max_entries: int = PLAN_ENTRIES) -> None:
         self.max_entries = max_entries
         self._plans: OrderedDict[tuple[str, str], DocumentPlan] = OrderedDict()
+        # The key last found for an operation node (by its id, the node and schema kept to
+        # tell a reused id apart): a parse served again (strawberry's ParserCache) finds its
+        # plan without hashing its text and the schema's fingerprint again.
+        self._keys: OrderedDict[int, tuple[OperationDefinitionNode, GraphQLSchema, Key]] = (
+            OrderedDict()
+        )
         self.built = 0  # plans built, for tests and the benchmark
 
     def __len__(self) -> int:
@@ -695,15 +704,26 @@ class PlanCache:
 
     def clear(self) -> None:
         self._plans.clear()
+        self._keys.clear()
 
     def plan_for(
         self, schema: GraphQLSchema, operation: OperationDefinitionNode
     ) -> DocumentPlan | None:
+        known = self._keys.get(id(operation))
+        if known is not None and known[0] is operation and known[1] is schema:
+            plan = self._plans.get(known[2])
+            if plan is not None and plan.schema is schema and _same_document(plan, operation):
+                self._plans.move_to_end(known[2])
+                return plan
         text = document_text(operation)
         if text is None:
             return None
         fingerprint = schema_fingerprint(schema)
         key = (fingerprint, hashlib.sha256(text.encode()).hexdigest())
+        self._keys[id(operation)] = (operation, schema, key)
+        self._keys.move_to_end(id(operation))
+        while len(self._keys) > self.max_entries:
+            self._keys.popitem(last=False)
         plan = self._plans.get(key)
         if plan is not None and plan.schema is schema and _same_document(plan, operation):
             self._plans.move_to_end(key)
