@@ -307,3 +307,50 @@ def test_a_field_under_an_abort_signal_is_left_to_graphql_core() -> None:
     )
     assert isinstance(plain, PlannedExecutor) and plain._awaits
     assert isinstance(signalled, PlannedExecutor) and not signalled._awaits
+
+
+class _Awaitable:
+    def __await__(self) -> Any:
+        yield from asyncio.sleep(0).__await__()
+
+
+class _Lazy:
+    def __getattr__(self, name: str) -> Any:
+        return name
+
+
+class _Slotted:
+    __slots__ = ("x",)
+
+
+async def _coroutine() -> None:
+    return None
+
+
+def test_the_plan_tells_awaitables_as_is_awaitable_does() -> None:
+    """`_may_await` (the plan's shortcut for plain classes) answers as strawberry's
+    `is_awaitable` for every kind of value, an `__await__` on the instance included."""
+    executor = PlannedExecutor.build(
+        _schema()._schema, parse(DOCUMENTS[8]), Query(), Context(_settings(Path("/tmp"), "x"))
+    )
+    assert isinstance(executor, PlannedExecutor) and executor._class_based
+    odd = Pet(name="odd", colour=Colour.RED)
+    odd.__await__ = lambda: iter(())  # type: ignore[attr-defined]
+    coroutine = _coroutine()
+    values = [
+        Pet(name="fido", colour=Colour.RED),
+        odd,
+        _Awaitable(),
+        _Lazy(),
+        _Slotted(),
+        coroutine,
+        {"a": 1},
+        [1],
+        None,
+        "text",
+        ValueError("x"),
+        asyncio.get_event_loop_policy(),
+    ]
+    for value in values:
+        assert executor._may_await(value) is executor.is_awaitable(value), value
+    coroutine.close()
