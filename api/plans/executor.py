@@ -6,7 +6,6 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from functools import partial
-from types import CoroutineType, GeneratorType
 from typing import Any
 
 import graphql
@@ -23,9 +22,7 @@ from graphql.execution.collect_fields import FieldDetailsList
 from graphql.execution.executor import to_nodes
 from graphql.execution.values import get_argument_values
 from graphql.pyutils import AwaitableOrValue, Path, gather_with_cancel
-from graphql.pyutils import is_awaitable as graphql_is_awaitable
 from strawberry.exceptions import PermissionReturnedNonBooleanError
-from strawberry.execution import optimized_is_awaitable
 from strawberry.permission import PermissionExtension
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.cast import TYPE_CAST_ATTRIBUTE
@@ -47,37 +44,6 @@ from api.plans.plan import (
 SUPPORTED_GRAPHQL_CORE = ("3.3.",)
 _SUPPORTED = graphql.__version__.startswith(SUPPORTED_GRAPHQL_CORE)
 _PLANNED_OPERATIONS = (OperationType.QUERY, OperationType.MUTATION)
-
-
-# The executor's `is_awaitable` when it is graphql-core's or strawberry's: both answer by
-# the value's class (isinstance of a coroutine or generator) and `hasattr(value,
-# "__await__")`, False for any dict; the plan answers as they do without the call
-# (`_may_await`).
-_CLASS_BASED_IS_AWAITABLE = (optimized_is_awaitable, graphql_is_awaitable)
-# Classes whose instances are awaitable for them only through their own `__dict__`; only a
-# few classes reach the plan's checks (strawberry's object types), kept at most this many.
-_PLAIN_CLASSES: dict[type, bool] = {}
-_PLAIN_CLASSES_MAX = 4096
-
-
-def _plain_class(kind: type) -> bool:
-    """Whether `is_awaitable` answers False for any instance of `kind` but one with an
-    `__await__` of its own in its `__dict__`: a class of the metaclass `type` that is no
-    coroutine or generator, says nothing of `__await__`, and answers attributes (its
-    `__class__` among them) the default way."""
-    known = _PLAIN_CLASSES.get(kind)
-    if known is None:
-        known = (
-            type(kind) is type
-            and not issubclass(kind, (CoroutineType, GeneratorType))
-            and kind.__getattribute__ is object.__getattribute__
-            and not hasattr(kind, "__getattr__")
-            and not hasattr(kind, "__await__")
-            and all("__class__" not in vars(klass) for klass in kind.__mro__[:-1])
-        )
-        if len(_PLAIN_CLASSES) < _PLAIN_CLASSES_MAX:
-            _PLAIN_CLASSES[kind] = known
-    return known
 
 
 def plans_enabled(context: object) -> bool:
@@ -107,7 +73,6 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         # Asynchronous fields are awaited by the plan only where graphql-core would await
         # them plainly (`with_abort_signal` without a signal).
         self._awaits = self.abort_signal is None
-        self._class_based = self.is_awaitable in _CLASS_BASED_IS_AWAITABLE
         middleware = self.middleware_manager
         if (
             _SUPPORTED
@@ -315,15 +280,8 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             result is not None
             and result is not Undefined
             and not isinstance(result, Exception)
-            and not self._may_await(result)
+            and not self.is_awaitable(result)
         )
-
-    def _may_await(self, value: Any) -> bool:
-        """`is_awaitable(value)`, answered without the call for an object of a plain class
-        (`_plain_class`) under graphql-core's or strawberry's `is_awaitable`."""
-        if self._class_based and _plain_class(type(value)):
-            return "__await__" in getattr(value, "__dict__", ())
-        return self.is_awaitable(value)
 
     def _complete_target(
         self,
@@ -506,7 +464,6 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         """graphql-core's `execute_fields`, the plan's readers called in place."""
         results: dict[str, Any] = {}
         is_awaitable = self.is_awaitable
-        class_based = self._class_based
         awaitable_fields: list[str] = []
         type_name = parent_type.name
         try:
@@ -554,8 +511,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                     result = _BASE.execute_field(self, parent_type, source, group, field_path, None)
                 if result is not Undefined:
                     results[response_name] = result
-                    # An object's answer (a dict) is never awaitable for either is_awaitable.
-                    if (type(result) is not dict or not class_based) and is_awaitable(result):
+                    if is_awaitable(result):
                         awaitable_fields.append(response_name)
         except Exception:
             if awaitable_fields:
@@ -613,7 +569,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         """Whether the plan completes `result` exactly as graphql-core would: an object
         (not null, not an error, not awaitable) its type's check accepts, or a `list` of
         such objects."""
-        may_await = self._may_await
+        is_awaitable = self.is_awaitable
         values: Any
         if not is_list:
             values = (result,)
@@ -622,7 +578,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         else:
             return False
         for value in values:
-            if value is None or isinstance(value, Exception) or may_await(value):
+            if value is None or isinstance(value, Exception) or is_awaitable(value):
                 return False
             if check is not NO_CHECK and check(value, None) is not True:
                 return False
