@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, ClassVar
 
 from strawberry.extensions.field_extension import AsyncExtensionResolver, FieldExtension
 from strawberry.permission import BasePermission, PermissionExtension
-from strawberry.utils.await_maybe import await_maybe
 
 from api.context import Info
 from api.errors import Forbidden, Unauthenticated
@@ -34,7 +34,9 @@ class RecordsRead(FieldExtension):
     async def resolve_async(
         self, next_: AsyncExtensionResolver, source: Any, info: Info, **kwargs: Any
     ) -> Any:
-        result = await await_maybe(next_(source, info, **kwargs))
+        result = next_(source, info, **kwargs)
+        if inspect.isawaitable(result):  # `await_maybe`, without a coroutine of its own
+            result = await result
         relation = await info.context.loaders.relation.load(source.pk)
         await record_access(info, relation)
         return result

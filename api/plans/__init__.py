@@ -41,6 +41,29 @@ A reader exists only where it is provably what the standard executor would do:
   ignores its info); anything but a grant runs the chain, for every object, as
   strawberry does. The grants are the executor's, so never kept past the operation.
 
+- `AsyncResolverReader`, an asynchronous field strawberry resolves through its
+  `_async_resolver` (arguments allowed; no exception handler, no extension that reshapes
+  arguments): the arguments are coerced by graphql-core's `get_argument_values` as
+  eagerly as there (an error is handled at once, in the same order), and converted as
+  strawberry's `convert_arguments` would, each argument's conversion decided once per plan
+  (none for scalars but GlobalID and enums, optional or not: graphql-core already gave
+  their values; strawberry's own `convert_argument` for the rest). The rest runs when the
+  answer is awaited, as strawberry's coroutine does: its Info, the extension chain as it
+  chains it (a `PermissionExtension`'s `resolve_async` run by the plan step for step: the
+  same `has_permission` calls with the same arguments, in the same order, the same
+  refusal, `fail_silently` and non-bool error, without `await_maybe`'s coroutine per
+  decision), then graphql-core's `complete_awaitable_value`: one coroutine where they
+  chain four (`complete_awaitable_value`, `with_abort_signal`, `_async_resolver`,
+  `await_maybe`). Left to graphql-core under an abort signal (`with_abort_signal`).
+
+Readers call what strawberry's wrappers end in, taken once per plan: the Info class with
+its field (`_strawberry_info_from_graphql`), a resolver's `wrapped_func` (what
+`get_result` and `StrawberryResolver.__call__` call); a strawberry enum's output names for
+its members (its `coerce_output_value` scans the enum's values per call); a `str` of a
+String or ID as it is (what their serialisers answer). A resolver's value of a nullable
+object or abstract type that is neither null, an error nor awaitable goes straight to
+`complete_object_value` / `complete_abstract_value`, where `complete_value` sends it.
+
 The completion of an object whose type the plan knows (`complete_object_value`) runs its
 sub-fields in one loop over precomputed entries (graphql-core's own `collect_subfields`,
 memoised per execution, each field with its reader): leaves are read and serialised in
@@ -54,11 +77,11 @@ identical), pending awaitables are settled as graphql-core settles them, and any
 plan does not complete exactly as graphql-core would (null, an error, an awaitable, an
 object refused by `is_type_of`, a list that is not a `list`, a value a leaf type does not
 serialise) is completed by graphql-core's `complete_value` with a resolve info built for
-it. Anything else (field arguments, asynchronous resolvers, `@defer`/`@stream`, directives
-on an object field, middleware) runs through graphql-core unchanged. The whole plan is off
+it. Anything else (arguments of a synchronous field, `@defer`/`@stream`, directives on an
+object field, middleware) runs through graphql-core unchanged. The whole plan is off
 when schema extensions wrap resolvers (graphql-core middleware), for subscriptions, and
-when `COMPILED_PLANS=false`; tests/test_plans_differential.py and
-tests/test_plans_completion.py compare both paths.
+when `COMPILED_PLANS=false`; tests/test_plans_differential.py,
+tests/test_plans_completion.py and tests/test_plans_async_fields.py compare both paths.
 
 `PlannedExecutor` is the schema's `execution_context_class` (api/schema.py).
 

@@ -20,7 +20,9 @@ from graphql import (
 )
 from graphql.execution.collect_fields import FieldDetailsList
 from graphql.execution.executor import to_nodes
+from graphql.execution.values import get_argument_values
 from graphql.pyutils import AwaitableOrValue, Path, gather_with_cancel
+from strawberry.exceptions import PermissionReturnedNonBooleanError
 from strawberry.permission import PermissionExtension
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.cast import TYPE_CAST_ATTRIBUTE
@@ -30,6 +32,7 @@ from api.plans.plan import (
     NO_CHECK,
     PLANS,
     TYPENAME,
+    AsyncResolverReader,
     DocumentPlan,
     LeafReader,
     ObjectReader,
@@ -67,6 +70,9 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         # The hoisted permissions (ResolverReader.hoisted) granted in this operation, by id;
         # kept alive by the plan's readers. Never kept past the operation.
         self._granted: set[int] = set()
+        # Asynchronous fields are awaited by the plan only where graphql-core would await
+        # them plainly (`with_abort_signal` without a signal).
+        self._awaits = self.abort_signal is None
         middleware = self.middleware_manager
         if (
             _SUPPORTED
@@ -98,6 +104,8 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                     return self._call_resolver(
                         reader, parent_type, source, field_details_list, path
                     )
+                if type(reader) is AsyncResolverReader and self._awaits:
+                    return self._call_async(reader, parent_type, source, field_details_list, path)
         return super().execute_field(
             parent_type, source, field_details_list, path, position_context
         )
@@ -212,10 +220,15 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         hoisted = reader.hoisted
         if hoisted is not None and id(hoisted) in self._granted:
             try:  # what the chain does on a grant, which needs no resolve info
-                result = reader.definition.get_result(source, info=None, args=[], kwargs={})
+                if reader.attribute is None:
+                    result = reader.definition.get_result(source, info=None, args=[], kwargs={})
+                else:
+                    result = getattr(source, reader.attribute)  # what get_result does
             except Exception as raw_error:
                 self.handle_field_error(raw_error, return_type, field_details_list, path)
                 return None
+            if type(result) is reader.same:
+                return result
             if type(result) in reader.plain:
                 coerced = _coerced(reader, result)
                 if coerced is not None and coerced is not Undefined:
@@ -223,7 +236,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             return self._complete(field, parent_type, field_details_list, path, result)
         info = self.build_resolve_info(field, to_nodes(field_details_list), parent_type, path)
         try:
-            strawberry_info = reader.info_of(info)
+            strawberry_info = reader.info_of(_raw_info=info)
             kwargs: dict[str, Any] = {}
             for name in reader.source_names:
                 kwargs[name] = source
@@ -240,12 +253,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             else:
                 if reader.info_requested:
                     kwargs["info"] = strawberry_info
-                result = reader.definition.get_result(
-                    source,
-                    info=strawberry_info,
-                    args=[source] if reader.self_parameter else [],
-                    kwargs=kwargs,
-                )
+                result = _get_result(reader, source, strawberry_info, kwargs)
         except Exception as raw_error:
             self.handle_field_error(raw_error, return_type, field_details_list, path)
             return None
@@ -253,7 +261,127 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             coerced = _coerced(reader, result)
             if coerced is not None and coerced is not Undefined:
                 return coerced
+        target = reader.target
+        if target is not None and self._is_plain_object(result):
+            try:
+                completed = self._complete_target(target, field_details_list, info, path, result)
+            except Exception as raw_error:
+                self.handle_field_error(raw_error, return_type, field_details_list, path)
+                return None
+            if self.is_awaitable(completed):
+                return self._await_completed(completed, return_type, field_details_list, path)
+            return completed
         return self._completed(return_type, field_details_list, info, path, result)
+
+    def _is_plain_object(self, result: Any) -> bool:
+        """Neither null, an error nor awaitable: what `complete_value` completes as its type
+        says without a detour."""
+        return (
+            result is not None
+            and result is not Undefined
+            and not isinstance(result, Exception)
+            and not self.is_awaitable(result)
+        )
+
+    def _complete_target(
+        self,
+        target: Any,
+        field_details_list: FieldDetailsList,
+        info: GraphQLResolveInfo[Any],
+        path: Path,
+        result: Any,
+    ) -> AwaitableOrValue[Any]:
+        """graphql-core's `complete_value` of a nullable object or abstract type (the
+        reader's `target`) for a value `_is_plain_object` accepts: the same call it ends in."""
+        if isinstance(target, GraphQLObjectType):
+            return self.complete_object_value(target, field_details_list, info, path, result, None)
+        return self.complete_abstract_value(target, field_details_list, info, path, result, None)
+
+    # --- asynchronous resolvers ----------------------------------------------------------
+
+    def _call_async(
+        self,
+        reader: AsyncResolverReader,
+        parent_type: GraphQLObjectType,
+        source: Any,
+        field_details_list: FieldDetailsList,
+        path: Path,
+    ) -> Any:
+        """graphql-core's `execute_field` of an asynchronous strawberry field: the
+        arguments coerced now (an error is handled now, in the order graphql-core handles
+        it), the rest when the answer is awaited (`_resolve_async`), as the coroutine of
+        strawberry's `_async_resolver` runs then."""
+        field = reader.field
+        info = self.build_resolve_info(field, to_nodes(field_details_list), parent_type, path)
+        first = field_details_list[0]
+        try:
+            raw_arguments = (
+                get_argument_values(
+                    field,
+                    first.node,
+                    self.variable_values,
+                    first.fragment_variable_values,
+                    self.hide_suggestions,
+                )
+                if field.args or first.node.arguments
+                else {}
+            )
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, field.type, field_details_list, path)
+            return None
+        return self._resolve_async(reader, source, info, raw_arguments, field_details_list, path)
+
+    async def _resolve_async(
+        self,
+        reader: AsyncResolverReader,
+        source: Any,
+        info: GraphQLResolveInfo[Any],
+        raw_arguments: dict[str, Any],
+        field_details_list: FieldDetailsList,
+        path: Path,
+    ) -> Any:
+        """strawberry's `_async_resolver` (Info, `get_arguments`, the extension chain around
+        `field.get_result`, the result awaited) and graphql-core's
+        `complete_awaitable_value`, in one coroutine."""
+        return_type = reader.field.type
+        try:
+            strawberry_info = reader.info_of(_raw_info=info)
+            kwargs: dict[str, Any] = {}
+            for name, python_name, convert in reader.arguments:
+                if name in raw_arguments:
+                    value = raw_arguments[name]
+                    if convert is not None:
+                        value = convert(value, info=strawberry_info, path=(name,))
+                    kwargs[python_name] = value
+            for name in reader.source_names:
+                kwargs[name] = source
+            if reader.info_name is not None:
+                kwargs[reader.info_name] = strawberry_info
+            if reader.chain:
+                result = _chain_async(reader, source, strawberry_info, kwargs)
+            else:  # `extension_resolver` without extensions: `get_result` alone
+                if reader.info_requested:
+                    kwargs["info"] = strawberry_info
+                result = _get_result(reader, source, strawberry_info, kwargs)
+            if inspect.isawaitable(result):  # strawberry's `await_maybe`
+                result = await result
+            if type(result) in reader.plain:  # a leaf's value, serialised as _leaf_value does
+                coerced = _coerced(reader, result)
+                if coerced is not None and coerced is not Undefined:
+                    return coerced
+            target = reader.target
+            if target is not None and self._is_plain_object(result):
+                completed = self._complete_target(target, field_details_list, info, path, result)
+            else:
+                completed = self.complete_value(
+                    return_type, field_details_list, info, path, result, None
+                )
+            if self.is_awaitable(completed):
+                completed = await completed
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, return_type, field_details_list, path)
+            completed = None
+        return completed
 
     # --- objects and lists of objects ----------------------------------------------------
 
@@ -354,7 +482,11 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                         self.handle_field_error(raw_error, reader.field.type, group, field_path)
                         results[response_name] = None
                         continue
-                    if type(value) in reader.plain:  # not null, an error nor awaitable
+                    kind = type(value)
+                    if kind is reader.same:  # a str of a String or ID: serialised as is
+                        results[response_name] = value
+                        continue
+                    if kind in reader.plain:  # not null, an error nor awaitable
                         try:
                             coerced = reader.coerce(value)
                         except Exception:
@@ -371,6 +503,8 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                 field_path = Path(path, response_name, type_name)
                 if type(reader) is ResolverReader:
                     result = self._call_resolver(reader, parent_type, source, group, field_path)
+                elif type(reader) is AsyncResolverReader and self._awaits:
+                    result = self._call_async(reader, parent_type, source, group, field_path)
                 elif type(reader) is ObjectReader:
                     result = self._read_object(reader, parent_type, source, group, field_path)
                 else:
@@ -489,7 +623,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         return _gather_items(completed_results, awaitable_indices)
 
 
-def _coerced(reader: ResolverReader, value: Any) -> Any:
+def _coerced(reader: ResolverReader | AsyncResolverReader, value: Any) -> Any:
     """A leaf value serialised, or None when graphql-core's completion is to say why not."""
     coerce = reader.coerce
     if coerce is None:
@@ -498,6 +632,54 @@ def _coerced(reader: ResolverReader, value: Any) -> Any:
         return coerce(value)
     except Exception:
         return None
+
+
+def _chain_async(
+    reader: AsyncResolverReader, source: Any, info: Any, kwargs: dict[str, Any]
+) -> Any:
+    """strawberry's `extension_resolver` once its arguments are converted: the field's
+    extension functions chained around `field.get_result` as it chains them, a
+    PermissionExtension's `resolve_async` run by `_permitted`."""
+    requested = reader.info_requested
+
+    def wrapped_get_result(_source: Any, info: Any, **kwargs: Any) -> Any:
+        if requested:
+            kwargs["info"] = info
+        return _get_result(reader, _source, info, kwargs, source)
+
+    resolve: Callable[..., Any] = wrapped_get_result
+    for step in reader.chain:
+        if isinstance(step, PermissionExtension):
+            resolve = partial(_permitted, step, resolve)
+        else:
+            resolve = partial(step, resolve)
+    return resolve(source, info, **kwargs)
+
+
+async def _permitted(
+    extension: PermissionExtension,
+    next_: Callable[..., Any],
+    source: Any,
+    info: Any,
+    **kwargs: Any,
+) -> Any:
+    """strawberry's `PermissionExtension.resolve_async`, step for step (the same
+    `has_permission` calls in the same order, the same refusal), without a coroutine per
+    decision (its `await_maybe`)."""
+    for permission in extension.permissions:
+        has_permission = permission.has_permission(source, info, **kwargs)
+        if inspect.isawaitable(has_permission):
+            has_permission = await has_permission
+        if not isinstance(has_permission, bool):
+            if inspect.iscoroutine(has_permission):
+                has_permission.close()
+            raise PermissionReturnedNonBooleanError(permission, has_permission)
+        if not has_permission:
+            return extension._on_unauthorized(permission)
+    following = next_(source, info, **kwargs)
+    if inspect.isasyncgen(following):
+        return following
+    return await following
 
 
 def _grants(extension: PermissionExtension, source: Any, info: Any) -> bool:
@@ -513,17 +695,37 @@ def _grants(extension: PermissionExtension, source: Any, info: Any) -> bool:
     return True
 
 
+def _get_result(
+    reader: ResolverReader | AsyncResolverReader,
+    source: Any,
+    info: Any,
+    kwargs: dict[str, Any],
+    field_source: Any = Undefined,
+) -> Any:
+    """strawberry's `field.get_result(source, info, args, kwargs)`, args holding the
+    field's source (`field_source`, unless given `source`: an extension may pass another
+    `source` along, not other args) where the resolver takes `self`: the resolver's own
+    function where that is all `get_result` does."""
+    if field_source is Undefined:
+        field_source = source
+    function = reader.function
+    if function is None:
+        args = [field_source] if reader.self_parameter else []
+        return reader.definition.get_result(source, info=info, args=args, kwargs=kwargs)
+    if reader.self_parameter:
+        return function(field_source, **kwargs)
+    return function(**kwargs)
+
+
 def _chain(reader: ResolverReader, source: Any, info: Any, kwargs: dict[str, Any]) -> Any:
     """strawberry's `extension_resolver` once its arguments are known (none converted):
     the field's extension functions chained around `field.get_result`, as it chains them."""
-    definition = reader.definition
-    args = [source] if reader.self_parameter else []
     requested = reader.info_requested
 
     def wrapped_get_result(_source: Any, info: Any, **kwargs: Any) -> Any:
         if requested:
             kwargs["info"] = info
-        return definition.get_result(_source, info=info, args=args, kwargs=kwargs)
+        return _get_result(reader, _source, info, kwargs, source)
 
     resolve: Callable[..., Any] = wrapped_get_result
     for function in reader.chain:

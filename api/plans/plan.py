@@ -10,9 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import Enum
+from functools import partial
 from typing import Any, cast
 
 from graphql import (
+    GraphQLAbstractType,
     GraphQLEnumType,
     GraphQLField,
     GraphQLLeafType,
@@ -21,6 +23,7 @@ from graphql import (
     GraphQLSchema,
     GraphQLUnionType,
     OperationDefinitionNode,
+    is_abstract_type,
     is_leaf_type,
     is_list_type,
     is_non_null_type,
@@ -28,10 +31,15 @@ from graphql import (
     print_schema,
 )
 from graphql.pyutils import is_awaitable
+from graphql.type.scalars import serialize_id, serialize_string
 from strawberry.extensions.field_extension import FieldExtension
 from strawberry.permission import PermissionExtension
-from strawberry.types.base import StrawberryObjectDefinition
+from strawberry.relay.types import GlobalID
+from strawberry.types.arguments import StrawberryArgument, _is_leaf_type, convert_argument
+from strawberry.types.base import StrawberryMaybe, StrawberryObjectDefinition, StrawberryOptional
+from strawberry.types.enum import has_enum_definition
 from strawberry.types.field import StrawberryField
+from strawberry.types.fields.resolver import StrawberryResolver
 
 PLAN_ENTRIES = 1024  # documents whose plans are kept, least recently used out first
 PLAN_FIELDS = 4096  # (field node, object type) decisions kept per document, at most
@@ -49,6 +57,39 @@ class TypeName:
 TYPENAME = TypeName()
 
 
+def output_coercer(leaf: GraphQLLeafType) -> Callable[[Any], Any]:
+    """The leaf type's `coerce_output_value`; for a strawberry enum, its answers for the
+    enum's members taken once (they are fixed, and it scans the enum's values for each),
+    the type's own function for any other value."""
+    coerce = leaf.coerce_output_value
+    definition = (leaf.extensions or {}).get("strawberry-definition")
+    enum = getattr(definition, "wrapped_cls", None)
+    if not isinstance(leaf, GraphQLEnumType) or not (
+        isinstance(enum, type) and issubclass(enum, Enum)
+    ):
+        return coerce
+    names: dict[Any, Any] = {}
+    for member in enum:
+        try:
+            names[member] = coerce(member)
+        except Exception:  # noqa: S112 - that member keeps the type's own path
+            continue
+
+    def coerce_enum(value: Any) -> Any:
+        if type(value) is enum and value in names:  # a member: looked up by identity
+            return names[value]
+        return coerce(value)
+
+    return coerce_enum
+
+
+def _same_output(leaf: GraphQLLeafType) -> type | None:
+    """`str` for String and ID, whose serialisers hand a `str` back unchanged."""
+    if leaf.coerce_output_value in (serialize_string, serialize_id):
+        return str
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class LeafReader:
     """A basic field of a scalar or enum type: strawberry's own resolver of it, its
@@ -59,6 +100,7 @@ class LeafReader:
     coerce: Callable[[Any], Any]
     attribute: str | None  # read with getattr: what strawberry's default resolver does
     plain: frozenset[type] = frozenset()  # types of values neither null, errors nor awaitable
+    same: type | None = None  # the type of values its serialiser hands back as they are
 
 
 # Values of these types are serialised on the plan's tight loop (api/plans/executor.py);
@@ -110,12 +152,13 @@ class ResolverReader:
 
     field: GraphQLField
     definition: StrawberryField
-    info_of: Callable[[Any], Any]  # strawberry's own, from the wrapper's closure
+    info_of: partial[Any]  # strawberry's own Info of a resolve info (`_info_of`)
     chain: tuple[Callable[..., Any], ...]  # the field extensions' resolvers, outermost last
     self_parameter: bool
     source_names: tuple[str, ...]  # the resolver's root / parent parameters
     info_name: str | None  # the resolver's info parameter, but one named `info`
     info_requested: bool  # it is named `info` (strawberry passes it back last)
+    function: Callable[..., Any] | None  # what `get_result` calls (`resolver_function`)
     # A leaf type's serialiser and the types of values it takes on the plan's tight loop
     # (as LeafReader's), for a field of a scalar or enum type; None otherwise.
     coerce: Callable[[Any], Any] | None = None
@@ -123,11 +166,167 @@ class ResolverReader:
     # The field's only extension when it is a permission decided by the operation alone
     # (`decided_by_operation`) around a resolver-less field: see `hoisted_permission`.
     hoisted: PermissionExtension | None = None
+    # The hoisted field's attribute, when strawberry's `get_result` is `getattr` of it.
+    attribute: str | None = None
+    same: type | None = None  # as LeafReader's
+    # The named type of a nullable object or abstract type (see `completion_target`).
+    target: GraphQLObjectType | GraphQLAbstractType | None = None
 
 
-Reader = LeafReader | ObjectReader | ResolverReader | TypeName
+# An argument as strawberry's `convert_arguments` takes it: its GraphQL name (the key in
+# graphql-core's coerced arguments), its Python name, and its conversion, or None where
+# strawberry's `convert_argument` hands the value back unchanged (`argument_conversion`).
+Argument = tuple[str, str, Callable[..., Any] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncResolverReader:
+    """An asynchronous field strawberry resolves through its `_async_resolver`, with or
+    without arguments, without exception handlers or extensions that reshape arguments.
+    graphql-core would coerce the arguments (`get_argument_values`, here too, as eagerly),
+    then await the wrapper: strawberry's Info (its own `_strawberry_info_from_graphql`),
+    the arguments converted (`convert_arguments`: each argument's conversion decided once
+    here), the extension chain (its own functions, but a PermissionExtension's
+    `resolve_async`, which the plan runs itself with the same calls, decisions and
+    refusals: api/plans/executor.py, `_permitted`) around `field.get_result`, the result
+    awaited and completed, every error handled on the field's path."""
+
+    field: GraphQLField
+    definition: StrawberryField
+    info_of: partial[Any]
+    chain: tuple[Callable[..., Any] | PermissionExtension, ...]  # outermost last
+    arguments: tuple[Argument, ...]
+    self_parameter: bool
+    source_names: tuple[str, ...]
+    info_name: str | None
+    info_requested: bool
+    function: Callable[..., Any] | None
+    coerce: Callable[[Any], Any] | None = None
+    plain: frozenset[type] = frozenset()
+    target: GraphQLObjectType | GraphQLAbstractType | None = None  # `completion_target`
+
+
+def completion_target(field: GraphQLField) -> GraphQLObjectType | GraphQLAbstractType | None:
+    """The field's type when it is a nullable object, interface or union type: graphql-core's
+    `complete_value` then hands any value that is not null, an error or awaitable straight to
+    `complete_object_value` or `complete_abstract_value`, as the plan does."""
+    field_type = field.type
+    if is_object_type(field_type) or is_abstract_type(field_type):
+        target: GraphQLObjectType | GraphQLAbstractType = field_type
+        return target
+    return None
+
+
+Reader = LeafReader | ObjectReader | ResolverReader | AsyncResolverReader | TypeName
 
 _RESOLVER = "GraphQLCoreConverter.from_resolver.<locals>._resolver"
+_ASYNC_RESOLVER = "GraphQLCoreConverter.from_resolver.<locals>._async_resolver"
+
+
+def argument_conversion(argument: StrawberryArgument, converter: Any) -> Callable[..., Any] | None:
+    """How strawberry's `convert_argument` treats an argument, decided from its type: None
+    when it hands any value back unchanged (a scalar but GlobalID, an enum, optional or
+    not: graphql-core has already coerced the value), strawberry's own `convert_argument`
+    bound to the type otherwise."""
+    type_: Any = argument.type
+    while isinstance(type_, StrawberryOptional):
+        if isinstance(type_, StrawberryMaybe):
+            break  # wrapped in `Some`: strawberry converts it
+        type_ = type_.of_type
+    registry = converter.scalar_registry
+    if type_ is not GlobalID and (
+        (not isinstance(type_, StrawberryMaybe) and _is_leaf_type(type_, registry))
+        or (isinstance(type_, type) and has_enum_definition(type_))
+    ):
+        return None
+    return partial(
+        convert_argument,
+        type_=argument.type,
+        scalar_registry=registry,
+        config=converter.config,
+    )
+
+
+def async_resolver_reader(field: GraphQLField) -> AsyncResolverReader | None:
+    """The AsyncResolverReader of a field, or None (graphql-core executes it)."""
+    resolve = field.resolve
+    if (
+        resolve is None
+        or getattr(resolve, "__qualname__", None) != _ASYNC_RESOLVER
+        or getattr(resolve, "__module__", None) != "strawberry.schema.schema_converter"
+    ):
+        return None
+    cells = _closure(resolve)
+    info_of = _info_of(cells.get("_strawberry_info_from_graphql"))
+    if info_of is None:
+        return None
+    found = info_of.keywords["_field"]
+    if (field.extensions or {}).get("strawberry-definition") is not found:
+        return None
+    if not isinstance(found, StrawberryField):
+        return None
+    definition: StrawberryField = found
+    extension_resolver = cells.get("_get_result_with_extensions") or _closure
+    outer = _closure(extension_resolver)
+    chain = outer.get("extension_functions")
+    converter = outer.get("self")
+    if (
+        cells.get("field_exception_handlers")
+        or "field_exception_handlers" not in cells
+        or not definition.is_async
+        or converter is None
+        or not isinstance(chain, list)
+        or not all(callable(function) for function in chain)
+        or any(
+            type(extension).map_arguments is not FieldExtension.map_arguments
+            for extension in definition.extensions
+        )
+    ):
+        return None
+    arguments: list[Argument] = []
+    for argument in definition.arguments:
+        if not argument.python_name:
+            return None
+        name = converter.config.name_converter.from_argument(argument)
+        arguments.append((name, argument.python_name, argument_conversion(argument, converter)))
+    steps: list[Callable[..., Any] | PermissionExtension] = []
+    for function in chain:
+        extension = getattr(function, "__self__", None)
+        if (
+            type(extension) is PermissionExtension
+            and getattr(function, "__func__", None) is PermissionExtension.resolve_async
+        ):
+            steps.append(extension)  # the plan runs it (executor.py, `_permitted`)
+        else:
+            steps.append(function)
+    base = definition.base_resolver
+    source_names: tuple[str, ...] = ()
+    info_name = None
+    if base is not None:
+        source_names = tuple(
+            parameter.name
+            for parameter in (base.parent_parameter, base.root_parameter)
+            if parameter is not None
+        )
+        info = base.info_parameter
+        info_name = info.name if info is not None else None
+    named = field.type.of_type if is_non_null_type(field.type) else field.type
+    leaf: GraphQLLeafType | None = named if is_leaf_type(named) else None
+    return AsyncResolverReader(
+        field=field,
+        definition=definition,
+        info_of=info_of,
+        chain=tuple(steps),
+        arguments=tuple(arguments),
+        self_parameter=base is not None and base.self_parameter is not None,
+        source_names=source_names,
+        info_name=None if info_name == "info" else info_name,
+        info_requested=info_name == "info",
+        function=resolver_function(definition),
+        coerce=output_coercer(leaf) if leaf is not None else None,
+        plain=_plain_types(leaf) if leaf is not None else frozenset(),
+        target=completion_target(field),
+    )
 
 
 def _closure(function: Callable[..., Any]) -> dict[str, Any]:
@@ -143,6 +342,38 @@ def _closure(function: Callable[..., Any]) -> dict[str, Any]:
         return {}
 
 
+_INFO_OF = "GraphQLCoreConverter.from_resolver.<locals>._strawberry_info_from_graphql"
+
+
+def _info_of(function: Any) -> partial[Any] | None:
+    """strawberry's `_strawberry_info_from_graphql` (`config.info_class(_raw_info=info,
+    _field=field)`), its config's class and its field taken once: call it with
+    `_raw_info=`. None when the function is not that one."""
+    if getattr(function, "__qualname__", None) != _INFO_OF:
+        return None
+    cells = _closure(function)
+    info_class = getattr(getattr(cells.get("self"), "config", None), "info_class", None)
+    if not callable(info_class) or "field" not in cells:
+        return None
+    return partial(info_class, _field=cells["field"])
+
+
+def resolver_function(definition: StrawberryField) -> Callable[..., Any] | None:
+    """The function strawberry's `field.get_result` ends in for a field with a resolver
+    (`base_resolver(*args, **kwargs)`, which calls its `wrapped_func`), or None where
+    either is not strawberry's own."""
+    base = definition.base_resolver
+    if (
+        base is None
+        or type(definition).get_result is not StrawberryField.get_result
+        or type(base).__call__ is not StrawberryResolver.__call__
+        or not callable(base.wrapped_func)
+    ):
+        return None
+    function: Callable[..., Any] = base.wrapped_func
+    return function
+
+
 def resolver_reader(field: GraphQLField) -> ResolverReader | None:
     """The ResolverReader of a field, or None (api/plans/__init__.py says when)."""
     resolve = field.resolve
@@ -154,10 +385,10 @@ def resolver_reader(field: GraphQLField) -> ResolverReader | None:
     ):
         return None
     cells = _closure(resolve)
-    info_of = cells.get("_strawberry_info_from_graphql")
-    if not callable(info_of):
+    info_of = _info_of(cells.get("_strawberry_info_from_graphql"))
+    if info_of is None:
         return None
-    found = _closure(info_of).get("field")  # the field the wrapper was built for
+    found = info_of.keywords["_field"]  # the field the wrapper was built for
     if (field.extensions or {}).get("strawberry-definition") is not found:
         return None  # not that field's wrapper
     if not isinstance(found, StrawberryField):
@@ -192,6 +423,7 @@ def resolver_reader(field: GraphQLField) -> ResolverReader | None:
         info_name = info.name if info is not None else None
     named = field.type.of_type if is_non_null_type(field.type) else field.type
     leaf: GraphQLLeafType | None = named if is_leaf_type(named) else None
+    hoisted = hoisted_permission(definition, chain)
     return ResolverReader(
         field=field,
         definition=definition,
@@ -201,9 +433,15 @@ def resolver_reader(field: GraphQLField) -> ResolverReader | None:
         source_names=source_names,
         info_name=None if info_name == "info" else info_name,
         info_requested=info_name == "info",
-        coerce=leaf.coerce_output_value if leaf is not None else None,
+        function=resolver_function(definition),
+        coerce=output_coercer(leaf) if leaf is not None else None,
         plain=_plain_types(leaf) if leaf is not None else frozenset(),
-        hoisted=hoisted_permission(definition, chain),
+        hoisted=hoisted,
+        attribute=definition.python_name
+        if hoisted is not None and definition.default_resolver is getattr
+        else None,
+        same=_same_output(leaf) if leaf is not None else None,
+        target=completion_target(field),
     )
 
 
@@ -307,9 +545,13 @@ def leaf_reader(parent_type: GraphQLObjectType, field_name: str) -> Reader | Non
     if field_name == "__typename":
         return TYPENAME
     field = parent_type.fields.get(field_name)
-    if field is None or field.args:
+    if field is None:
         return None
     resolve = field.resolve
+    if resolve is not None and getattr(resolve, "__name__", None) == "_async_resolver":
+        return async_resolver_reader(field)
+    if field.args:
+        return None
     if resolve is not None and getattr(resolve, "__name__", None) == "_resolver":
         return resolver_reader(field)
     if (
@@ -343,9 +585,10 @@ def leaf_reader(parent_type: GraphQLObjectType, field_name: str) -> Reader | Non
     return LeafReader(
         resolve=resolve,
         field=field,
-        coerce=leaf.coerce_output_value,
+        coerce=output_coercer(leaf),
         attribute=attribute,
         plain=_plain_types(leaf),
+        same=_same_output(leaf),
     )
 
 
@@ -436,6 +679,9 @@ def document_text(operation: OperationDefinitionNode) -> str | None:
     return loc.source.body if loc is not None else None
 
 
+Key = tuple[str, str]  # the schema's fingerprint, the SHA-256 of the document's text
+
+
 class PlanCache:
     """Plans by (schema fingerprint, SHA-256 of the document's full text), least recently
     used out first. A plan is reused only for the very schema object and parsed document it
@@ -445,6 +691,12 @@ class PlanCache:
     def __init__(self, max_entries: int = PLAN_ENTRIES) -> None:
         self.max_entries = max_entries
         self._plans: OrderedDict[tuple[str, str], DocumentPlan] = OrderedDict()
+        # The key last found for an operation node (by its id, the node and schema kept to
+        # tell a reused id apart): a parse served again (strawberry's ParserCache) finds its
+        # plan without hashing its text and the schema's fingerprint again.
+        self._keys: OrderedDict[int, tuple[OperationDefinitionNode, GraphQLSchema, Key]] = (
+            OrderedDict()
+        )
         self.built = 0  # plans built, for tests and the benchmark
 
     def __len__(self) -> int:
@@ -452,15 +704,26 @@ class PlanCache:
 
     def clear(self) -> None:
         self._plans.clear()
+        self._keys.clear()
 
     def plan_for(
         self, schema: GraphQLSchema, operation: OperationDefinitionNode
     ) -> DocumentPlan | None:
+        known = self._keys.get(id(operation))
+        if known is not None and known[0] is operation and known[1] is schema:
+            plan = self._plans.get(known[2])
+            if plan is not None and plan.schema is schema and _same_document(plan, operation):
+                self._plans.move_to_end(known[2])
+                return plan
         text = document_text(operation)
         if text is None:
             return None
         fingerprint = schema_fingerprint(schema)
         key = (fingerprint, hashlib.sha256(text.encode()).hexdigest())
+        self._keys[id(operation)] = (operation, schema, key)
+        self._keys.move_to_end(id(operation))
+        while len(self._keys) > self.max_entries:
+            self._keys.popitem(last=False)
         plan = self._plans.get(key)
         if plan is not None and plan.schema is schema and _same_document(plan, operation):
             self._plans.move_to_end(key)
