@@ -102,6 +102,9 @@ class EspaceSanteGraphQL(GraphQLView[Context, None]):
     def session_ended(self, context: Context) -> bool:
         return context.session_ended
 
+    def operation_finished(self, context: Context) -> None:
+        context.release()  # its loaders freed now, not by the cyclic collector
+
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()

@@ -559,6 +559,12 @@ class GraphQLView(GraphQL[ContextT, RootT]):
             raise HTTPException(400, reason) from exc
         except MissingQueryError as exc:
             raise HTTPException(400, "No GraphQL query found in the request") from exc
+        finally:
+            self.operation_finished(context)
+
+    def operation_finished(self, context: ContextT) -> None:
+        """Called once an HTTP operation has run (or failed), before its answer is made:
+        release what the context holds for the operation only. By default, nothing."""
 
     def _refuse_post_only(self, query: str | None, context: ContextT) -> None:
         """A GET whose document selects a `@postOnly` field: 405, as a mutation over GET."""
