@@ -99,11 +99,11 @@ class Context:
         return self._loaders
 
     def release(self) -> None:
-        """Once an operation over HTTP is over: its loaders let go. They and this context
-        reference each other (and each loader its own bound methods), so, left alone, a
-        request's loaders, their futures and rows waited for the cyclic collector; cut
-        here, they are freed as the request ends. A loader still in use keeps working, and
-        `loaders` makes new ones if asked again."""
+        """Once an operation (over HTTP) or a delivery (of a subscription) is over: its
+        loaders let go. They and this context reference each other (and each loader its own
+        bound methods), so, left alone, an operation's loaders, their futures and rows
+        waited for the cyclic collector; cut here, they are freed as it ends. A loader
+        still in use keeps working, and `loaders` makes new ones if asked again."""
         loaders, self._loaders = self._loaders, None
         if loaders is not None:
             loaders.release()
@@ -126,7 +126,7 @@ class Context:
         """A fresh clock, loaders and audit trail, at each delivery of a subscription: what
         was cached for the last one (rights included) never serves the next."""
         self.now = utcnow()
-        self._loaders = None
+        self.release()
         self._audit = None
 
     async def session_alive(self) -> bool:
