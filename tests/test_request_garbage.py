@@ -75,3 +75,16 @@ def test_a_released_context_makes_new_loaders_and_keeps_the_old_working() -> Non
     assert relation.load_fn.__self__ is loaders  # type: ignore[attr-defined]
     assert context.loaders is not loaders
     assert context.loaders.relation is not relation
+
+
+def test_a_refreshed_context_releases_the_last_deliverys_loaders() -> None:
+    context = Context.__new__(Context)
+    context._loaders = None
+    context._audit = None
+    loaders = context.loaders
+    _ = loaders.patient
+
+    context.refresh()
+
+    assert "patient" not in vars(loaders)  # the loader it made is forgotten: no cycle left
+    assert context.loaders is not loaders
