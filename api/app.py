@@ -102,6 +102,9 @@ class EspaceSanteGraphQL(GraphQLView[Context, None]):
     def session_ended(self, context: Context) -> bool:
         return context.session_ended
 
+    def operation_finished(self, context: Context) -> None:
+        context.release()  # its loaders freed now, not by the cyclic collector
+
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
@@ -218,12 +221,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 # sight, each full collection is shorter (a pause every socket feels).
                 gc.collect()
                 gc.freeze()
-                # A request leaves a few hundred objects in reference cycles (graphql-core's
+                # A request left a few hundred objects in reference cycles (graphql-core's
                 # executor, the dataloaders' futures): collected every 700 of them, the young
                 # generation was swept every few requests, each sweep walking every object
                 # of the requests in flight. Every 10,000: 4 % less CPU per dossier read in
                 # one bench.plans run (4.22 against 4.39 ms), p99 98 against 135 ms; the
-                # garbage held meanwhile is a few MB at most.
+                # garbage held meanwhile is a few MB at most. Those cycles are now cut as an
+                # operation ends (`Context.release`, `PlannedExecutor`'s helpers): a dossier
+                # read leaves none (tests/test_request_garbage.py); other paths may.
                 gc.set_threshold(10_000, 10, 10)
             try:
                 yield

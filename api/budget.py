@@ -39,7 +39,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import redis.asyncio as aioredis
 from graphql import GraphQLSchema, parse
@@ -108,9 +108,10 @@ return 0
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Charge:
-    """`amount` taken from the bucket `key`, which holds `capacity` and refills `per_ms`."""
+class Charge(NamedTuple):
+    """`amount` taken from the bucket `key`, which holds `capacity` and refills `per_ms`
+    (a tuple: two or four are made for every request, and a frozen dataclass is slow to
+    build)."""
 
     key: str
     capacity: float
@@ -265,13 +266,27 @@ class RequestBudget:
         self.settings = settings
         self.vault = vault
         self.buckets = buckets if buckets is not None else buckets_for(settings.broadcast_url)
-        self._rates = {
+        rates = {
             ("session", "requests"): settings.rate_limit_requests_per_minute,
             ("session", "cost"): settings.rate_limit_cost_per_minute,
             ("address", "requests"): settings.rate_limit_address_requests_per_minute,
             ("address", "cost"): settings.rate_limit_address_cost_per_minute,
         }
-        self._burst = settings.rate_limit_burst_seconds
+        burst = settings.rate_limit_burst_seconds
+        # The buckets switched on, in that order, with their key's prefix, capacity and
+        # refill (per millisecond), worked out once rather than at every charge.
+        self._buckets = tuple(
+            (
+                who,
+                what,
+                f"{KEY_PREFIX}:{who}:{what}:",
+                # Settings check that a cost bucket holds the costliest request allowed.
+                max(per_minute * burst / 60, 1.0),
+                per_minute / 60_000,
+            )
+            for (who, what), per_minute in rates.items()
+            if per_minute > 0
+        )
 
     def caller(self, token: str | None, address: str) -> Caller:
         return Caller(
@@ -289,20 +304,11 @@ class RequestBudget:
 
     def charges(self, caller: Caller, *, requests: int = 0, cost: int = 0) -> list[Charge]:
         charges = []
-        for (who, what), per_minute in self._rates.items():
+        for who, what, prefix, capacity, per_ms in self._buckets:
             amount = requests if what == "requests" else cost
             digest = caller.session if who == "session" else caller.address
-            if per_minute <= 0 or amount <= 0 or digest is None:
-                continue
-            charges.append(
-                Charge(
-                    key=f"{KEY_PREFIX}:{who}:{what}:{digest}",
-                    # Settings check that a cost bucket holds the costliest request allowed.
-                    capacity=max(per_minute * self._burst / 60, 1.0),
-                    per_ms=per_minute / 60_000,
-                    amount=amount,
-                )
-            )
+            if amount > 0 and digest is not None:
+                charges.append(Charge(prefix + digest, capacity, per_ms, amount))
         return charges
 
     async def charge(self, caller: Caller, *, requests: int = 0, cost: int = 0) -> None:

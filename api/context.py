@@ -98,6 +98,16 @@ class Context:
             self._loaders = Loaders(self)
         return self._loaders
 
+    def release(self) -> None:
+        """Once an operation (over HTTP) or a delivery (of a subscription) is over: its
+        loaders let go. They and this context reference each other (and each loader its own
+        bound methods), so, left alone, an operation's loaders, their futures and rows
+        waited for the cyclic collector; cut here, they are freed as it ends. A loader
+        still in use keeps working, and `loaders` makes new ones if asked again."""
+        loaders, self._loaders = self._loaders, None
+        if loaders is not None:
+            loaders.release()
+
     def for_operation(self, actor: Actor) -> Context:
         """The context of one operation on a websocket, derived from the socket's: the same
         connection (request, services, client address, init payload), with `actor` as just
@@ -116,7 +126,7 @@ class Context:
         """A fresh clock, loaders and audit trail, at each delivery of a subscription: what
         was cached for the last one (rights included) never serves the next."""
         self.now = utcnow()
-        self._loaders = None
+        self.release()
         self._audit = None
 
     async def session_alive(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from uuid import UUID
 
 from tortoise import fields
@@ -267,7 +268,15 @@ WHERE s.token_hash = {p}1 AND s.revoked_at IS NULL AND s.expires_at > {p}2
 
 
 def _uuid(value: object) -> UUID | None:
-    return None if value is None else UUID(str(value))  # text on SQLite, uuid on PostgreSQL
+    return None if value is None else _parsed_uuid(value)
+
+
+@lru_cache(maxsize=4096)
+def _parsed_uuid(value: object) -> UUID:
+    """Text on SQLite, asyncpg's UUID on PostgreSQL. Every request parses the same few ids
+    of its caller (session, account, patient or professional), and parsing one is slow;
+    UUIDs are immutable, so one per id serves every request."""
+    return UUID(str(value))
 
 
 async def authenticate(

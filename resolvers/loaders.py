@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from uuid import UUID
 
@@ -58,7 +58,9 @@ class ByIdLoader(DataLoader[UUID, M | None], Generic[M]):
 
     def __init__(self, model: type[M]) -> None:
         self.model = model
-        super().__init__(load_fn=self._load)
+        # Not `self._load`: a loader holding its own bound method is a reference cycle, left
+        # to the cyclic collector with every row it cached.
+        super().__init__(load_fn=partial(_rows_by_id, model))
 
     def holds(self, key: UUID) -> bool:
         """Whether `prime_many` would leave this key as it is: in the cache, and no batch
@@ -70,18 +72,19 @@ class ByIdLoader(DataLoader[UUID, M | None], Generic[M]):
             and (batch is None or batch.dispatched or not batch.tasks)
         )
 
-    async def _load(self, keys: Sequence[UUID]) -> list[M | None]:
-        # The statement written out, instances made as the ORM makes them (`instances`):
-        # building `filter(pk__in=...)` costs more than the rest of the query (~0.3 ms).
-        meta = self.model._meta
-        db = meta.db  # the transaction's connection inside one
-        ids = [meta.pk.to_db_value(key, self.model) for key in set(keys)]
-        p = parameter_prefix(db)
-        marks = ", ".join(f"{p}{n + 1}" for n in range(len(ids)))
-        sql = f'SELECT * FROM "{meta.db_table}" WHERE "{meta.db_pk_column}" IN ({marks})'  # noqa: S608
-        _, rows = await db.execute_query(sql, ids)
-        by_id: dict[Any, M] = {row.pk: row for row in instances(self.model, rows)}
-        return [by_id.get(key) for key in keys]
+
+async def _rows_by_id(model: type[M], keys: Sequence[UUID]) -> list[M | None]:
+    # The statement written out, instances made as the ORM makes them (`instances`):
+    # building `filter(pk__in=...)` costs more than the rest of the query (~0.3 ms).
+    meta = model._meta
+    db = meta.db  # the transaction's connection inside one
+    ids = [meta.pk.to_db_value(key, model) for key in set(keys)]
+    p = parameter_prefix(db)
+    marks = ", ".join(f"{p}{n + 1}" for n in range(len(ids)))
+    sql = f'SELECT * FROM "{meta.db_table}" WHERE "{meta.db_pk_column}" IN ({marks})'  # noqa: S608
+    _, rows = await db.execute_query(sql, ids)
+    by_id: dict[Any, M] = {row.pk: row for row in instances(model, rows)}
+    return [by_id.get(key) for key in keys]
 
 
 class Loaders:
@@ -89,6 +92,13 @@ class Loaders:
 
     def __init__(self, context: Context) -> None:
         self.context = context
+
+    def release(self) -> None:
+        """Forgets the loaders made so far, once the operation is over (`Context.release`):
+        each holds a bound method of this object, a reference cycle. One still in use
+        keeps working; asked again, a loader is made anew."""
+        for name in [name for name in vars(self) if name != "context"]:
+            del self.__dict__[name]
 
     @cached_property
     def patient(self) -> ByIdLoader[Patient]:

@@ -4,7 +4,8 @@ for every field the plan has no reader for."""
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -15,6 +16,7 @@ from graphql import (
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLResolveInfo,
+    GraphQLResolveInfoHelpers,
     OperationType,
     Undefined,
 )
@@ -57,6 +59,24 @@ Entry = tuple[str, FieldDetailsList, Any]  # response name, field group, reader 
 _BASE = StrawberryGraphQLCoreExecutionContext
 
 
+def _gather_async_work(values: Sequence[Awaitable[Any]]) -> Awaitable[list[Any]]:
+    """`Executor.gather_async_work`, which does not use its executor."""
+    return gather_with_cancel(*values)
+
+
+def _weak_tracker(executor: _BASE) -> Callable[[Sequence[Any]], None]:
+    """`executor.track_async_work`, through a weak reference to the executor."""
+    method = weakref.WeakMethod(executor.track_async_work)
+
+    def track(values: Sequence[Any]) -> None:
+        track_async_work = method()
+        if track_async_work is None:
+            raise RuntimeError("async work tracked after its operation was over")
+        track_async_work(values)
+
+    return track
+
+
 class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
     """strawberry's execution context, reading the fields its plan has a reader for."""
 
@@ -64,6 +84,13 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # graphql-core's helpers are two bound methods of the executor, which holds them: a
+        # reference cycle that left every operation (its context, loaders, rows) to the
+        # cyclic collector. The same helpers, not holding the executor: gathering never
+        # needed it, and tracking is called while the executor runs, so it is alive.
+        self.async_helpers = GraphQLResolveInfoHelpers(
+            gather=_gather_async_work, track=_weak_tracker(self)
+        )
         self._plan = None
         # (object type, id of its field group) -> (the group, kept alive; its entries)
         self._entries: dict[tuple[str, int], tuple[FieldDetailsList, list[Entry] | None]] = {}
