@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -45,10 +46,12 @@ from uuid import UUID, uuid4
 
 from tortoise import fields
 from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
+from tortoise.backends.sqlite.client import SqliteClient
 from tortoise.expressions import Q, Subquery
 
 from models.base import Entity, parameter_prefix, utcnow
 from models.patient import Patient
+from models.sqlite_thread import in_one_transaction, on_sqlite_thread
 
 if TYPE_CHECKING:
     from models.access import Relation
@@ -331,8 +334,22 @@ async def append_event(db: BaseDBAsyncClient, event: dict[str, Any]) -> dict[str
     statements = _statements_for(db)
     if db.capabilities.dialect == "sqlite":
         await _sqlite_link(db)
+    params = _parameters(event)
+    # execute_query_dict: the rows of an INSERT … RETURNING on every driver.
+    if len(statements) == 1:
+        rows = await db.execute_query_dict(statements[0], params)
+        seq, chain_hash = int(rows[0]["seq"]), str(rows[0]["chain_hash"])
+    else:
+        rows = await db.execute_query_dict(statements[0], params[:6])
+        seq, chain_hash = int(rows[0]["seq"]), str(rows[0]["chain_hash"])
+        await db.execute_insert(statements[1], [*params, seq, chain_hash])
+    return {**event, "seq": seq, "chain_hash": chain_hash}
+
+
+def _parameters(event: dict[str, Any]) -> list[Any]:
+    """The append's parameters, numbered as `_statements` reads them."""
     encoded = _encoded(event)  # the values as hashed are the values as stored
-    params: list[Any] = [
+    return [
         str(uuid4()),  # the head's id, should this be the space's first event
         event["created_at"],
         encoded["patient_id"],
@@ -348,14 +365,25 @@ async def append_event(db: BaseDBAsyncClient, event: dict[str, Any]) -> dict[str
         encoded["request_id"],
         encoded.get("establishment_id"),
     ]
-    # execute_query_dict: the rows of an INSERT … RETURNING on every driver.
-    if len(statements) == 1:
-        rows = await db.execute_query_dict(statements[0], params)
-        seq, chain_hash = int(rows[0]["seq"]), str(rows[0]["chain_hash"])
-    else:
-        rows = await db.execute_query_dict(statements[0], params[:6])
-        seq, chain_hash = int(rows[0]["seq"]), str(rows[0]["chain_hash"])
-        await db.execute_insert(statements[1], [*params, seq, chain_hash])
+
+
+async def _append_on_sqlite_thread(client: SqliteClient, event: dict[str, Any]) -> dict[str, Any]:
+    """`append_event` in a transaction of its own, as one call on SQLite's thread
+    (models/sqlite_thread.py): BEGIN, the head's move, the event, COMMIT, with one hand-off
+    to that thread instead of five."""
+    advance, insert = _statements_for(client)
+    params = _parameters(event)
+    log = client.log
+
+    def append(conn: sqlite3.Connection) -> tuple[int, str]:
+        log.debug("%s: %s", advance, params[:6])
+        seq, chain_hash = conn.execute(advance, params[:6]).fetchone()
+        log.debug("%s: %s", insert, [*params, seq, chain_hash])
+        conn.execute(insert, [*params, seq, chain_hash])
+        return int(seq), str(chain_hash)
+
+    await _sqlite_link(client)
+    seq, chain_hash = await on_sqlite_thread(client, in_one_transaction(append))
     return {**event, "seq": seq, "chain_hash": chain_hash}
 
 
@@ -548,6 +576,8 @@ class AuditTrail:
             return
         if len(_statements_for(db)) == 1:
             chained = await append_event(db, event)  # one statement: atomic on its own
+        elif isinstance(db, SqliteClient):
+            chained = await _append_on_sqlite_thread(db, event)
         else:
             # The model's own connection, already at hand (what `in_transaction()` looks up).
             async with db._in_transaction() as conn:

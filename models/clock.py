@@ -20,11 +20,11 @@ from typing import Any, Final
 from tortoise import fields
 from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
 from tortoise.backends.sqlite.client import SqliteClient
-from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
 from models.base import parameter_prefix
+from models.sqlite_thread import in_one_transaction, on_sqlite_thread
 
 MESSAGES = 1  # Message.seq
 ALERTS = 2  # Reminder.alert_seq: reminders as they fall due
@@ -151,36 +151,16 @@ async def _positioned_sqlite(
     next_sql = _NEXT.format(p="?")
 
     def run(conn: sqlite3.Connection) -> int:
-        conn.execute("BEGIN")
-        try:
-            for write in before:
-                log.debug("%s: %s", write.sql, write.params)
-                if conn.execute(write.sql, write.params).rowcount == 0 and write.required:
-                    raise _Unchanged()
-            log.debug("%s: %s", next_sql, [clock_id])
-            position = int(conn.execute(next_sql, [clock_id]).fetchone()[0])
-            for write in after:
-                params = [position if p is POSITION else p for p in write.params]
-                log.debug("%s: %s", write.sql, params)
-                conn.execute(write.sql, params)
-            conn.commit()
-        except BaseException:
-            conn.rollback()
-            raise
+        for write in before:
+            log.debug("%s: %s", write.sql, write.params)
+            if conn.execute(write.sql, write.params).rowcount == 0 and write.required:
+                raise _Unchanged()
+        log.debug("%s: %s", next_sql, [clock_id])
+        position = int(conn.execute(next_sql, [clock_id]).fetchone()[0])
+        for write in after:
+            params = [position if p is POSITION else p for p in write.params]
+            log.debug("%s: %s", write.sql, params)
+            conn.execute(write.sql, params)
         return position
 
-    # Tortoise's lock of the connection, which its own transactions hold throughout, and
-    # aiosqlite's call on its thread, which each of its methods makes (neither is public).
-    async with client._lock:
-        if client._connection is None:
-            await client.create_connection(with_db=True)
-        connection = client._connection
-        assert connection is not None
-        call = connection._execute
-        try:
-            position: int = await call(run, connection._conn)  # type: ignore[no-untyped-call]
-        except sqlite3.IntegrityError as exc:
-            raise IntegrityError(exc) from exc
-        except sqlite3.OperationalError as exc:
-            raise OperationalError(exc) from exc
-    return position
+    return await on_sqlite_thread(client, in_one_transaction(run))

@@ -1,0 +1,55 @@
+"""One call on the SQLite connection's own thread, for a transaction of several statements.
+
+Tortoise runs SQLite through aiosqlite, which hands each statement to the connection's
+thread and back; each hand-off costs more CPU than a short statement it carries. A hot
+transaction of a few statements (a message's send, an access event) is therefore run as
+one function on that thread: the same statements, in the same order, under Tortoise's lock
+of the connection, which its own transactions hold throughout. Neither the lock nor
+aiosqlite's call is public: tests/test_positioned_transaction.py guards both."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import TypeVar
+
+from tortoise.backends.sqlite.client import SqliteClient
+from tortoise.exceptions import IntegrityError, OperationalError
+
+T = TypeVar("T")
+
+
+async def on_sqlite_thread(client: SqliteClient, work: Callable[[sqlite3.Connection], T]) -> T:
+    """`work(connection)` on the connection's thread, under Tortoise's lock; sqlite3's
+    errors raised as Tortoise raises them."""
+    async with client._lock:
+        if client._connection is None:
+            await client.create_connection(with_db=True)
+        connection = client._connection
+        assert connection is not None
+        call = connection._execute
+        try:
+            result: T = await call(work, connection._conn)  # type: ignore[no-untyped-call]
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(exc) from exc
+        except sqlite3.OperationalError as exc:
+            raise OperationalError(exc) from exc
+    return result
+
+
+def in_one_transaction(
+    work: Callable[[sqlite3.Connection], T],
+) -> Callable[[sqlite3.Connection], T]:
+    """`work` between BEGIN and COMMIT, rolled back if it raises."""
+
+    def transaction(conn: sqlite3.Connection) -> T:
+        conn.execute("BEGIN")
+        try:
+            result = work(conn)
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        return result
+
+    return transaction
