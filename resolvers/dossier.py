@@ -456,17 +456,11 @@ async def preload_authors(info: Info, page: list[Document]) -> None:
     """The authors of a page of documents through the loaders, every kind in one go; one
     object per author, shared by their documents."""
     loaders = info.context.loaders
-    pro_keys: set[UUID] = set()
-    patient_keys: set[UUID] = set()
-    app_keys: set[UUID] = set()
-    for d in page:  # one pass, each reference read once (a stored node converts it then)
-        if pro_id := d.author_professional_id:
-            pro_keys.add(pro_id)
-        elif patient_id := d.author_patient_id:
-            patient_keys.add(patient_id)
-        if app_id := d.author_app_id:
-            app_keys.add(app_id)
-    pro_ids, patient_ids, app_ids = list(pro_keys), list(patient_keys), list(app_keys)
+    pro_ids = list({d.author_professional_id for d in page if d.author_professional_id})
+    patient_ids = list(
+        {d.author_patient_id for d in page if d.author_patient_id and not d.author_professional_id}
+    )
+    app_ids = list({d.author_app_id for d in page if d.author_app_id})
     # A first page primed the loaders with its authors (`paginate`'s `prime`).
     primed = (
         cached(loaders.professional, pro_ids),

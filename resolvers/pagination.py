@@ -682,19 +682,7 @@ class Column:
     def __get__(self, node: StoredNode | None, owner: type | None = None) -> Any:
         if node is None:
             return self
-        # StoredPage.value, inlined: every field a node's readers read comes through here.
-        page, index = node._page, self.index
-        value = node._row[index]
-        convert, repeating = page.conversions[index]
-        if convert is not None:
-            if not repeating:
-                value = convert(value)
-            else:
-                memo = page.memos[index]
-                try:
-                    value = memo[value]
-                except KeyError:
-                    value = memo[value] = convert(value)
+        value = node._page.value(node._row, self.index)
         if self.then is not None:
             value = self.then(value)
         node.__dict__[self.attribute] = value
