@@ -451,6 +451,8 @@ class Primable(Protocol):
 
     def prime_many(self, data: Mapping[Any, Any], force: bool = False) -> None: ...
 
+    def holds(self, key: Any) -> bool: ...
+
 
 def _columns(model: type[Model]) -> list[str]:
     """The columns `_init_from_db` reads: a whole row."""
@@ -532,8 +534,8 @@ async def fetch_first_rows(
     answers them (`fields` first, in this order), from a written-out statement: building
     the ORM's costs more than running it. `prime`: for some of those fields (foreign keys),
     loaders to prime with the rows they point to, read by the same statement (LEFT JOINs of
-    the page); `prime_many` leaves a row the loader already holds as it is (asking the
-    loader first costs more, a parse of its key each, than the rare instance it saves)."""
+    the page); a row the loader already holds is left as priming would leave it, without
+    its instance."""
     db = model._meta.db  # the transaction's connection inside one
     loaders = list((prime or {}).values())
     sql, joins = _first_page_statement(
@@ -548,12 +550,18 @@ async def fetch_first_rows(
     _, rows = await db.execute_query(sql, [*where.params, limit])
     width = len(fields)
     for loader, (related_model, related, pk_index) in zip(loaders, joins, strict=True):
-        at, end = width + pk_index, width + len(related)
+        at = width + pk_index
+        to_key = related_model._meta.pk.to_python_value
         found: dict[Any, dict[str, Any]] = {}
+        seen = set()
         for row in rows:
-            if (key := row[at]) is not None and key not in found:
-                found[key] = dict(zip(related, tuple(row)[width:end], strict=True))
-        width = end
+            if (key := row[at]) is not None and key not in seen:
+                seen.add(key)
+                if not loader.holds(to_key(key)):
+                    found[key] = dict(
+                        zip(related, tuple(row)[width : width + len(related)], strict=True)
+                    )
+        width += len(related)
         loader.prime_many({row.pk: row for row in instances(related_model, list(found.values()))})
     return rows
 
