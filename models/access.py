@@ -448,7 +448,6 @@ SELECT *,
     id IN ({IN_CONVERSATION}) AS conversation
 FROM patient WHERE id IN ({{ids}})
 """.replace("{pro}", "{p}1").replace("{now}", "{p}2")  # noqa: S608
-_RELATION_COLUMNS = ["consent", "read_write", "blocked", "emergency", "conversation"]
 # The statement per parameter prefix and number of ids, made once (a request runs it at least
 # once, nearly always for one id).
 _RELATIONS_SQL: dict[tuple[str, int], str] = {}
@@ -470,17 +469,19 @@ async def _professional_relations(pid: UUID, result: dict[UUID, Relation], now: 
     sql = _professional_relations_sql(parameter_prefix(db), len(ids))
     for relation in result.values():
         relation.space_live = False  # until its row says otherwise: an unknown id is not live
-    executor = db.executor_class(model=Patient, db=db)  # rows made as for `Patient.raw`
-    rows = await executor.execute_select(sql, [str(pid), now, *map(str, ids)], _RELATION_COLUMNS)
-    for row in rows:
+    _, records = await db.execute_query(sql, [str(pid), now, *map(str, ids)])
+    for record in records:
+        # The patient's instance as `Patient.raw` makes it (its executor's `execute_select`
+        # calls the same `_init_from_db`, which reads the model's columns only), without
+        # building an executor per call; the facts are read off the record itself.
+        row = Patient._init_from_db(**record)
         relation = result[row.id]
         relation.row = row
         relation.space_live = row.status in LIVE_SPACES
-        flags = {name: bool(getattr(row, name)) for name in _RELATION_COLUMNS}
-        if flags["consent"]:  # READ_WRITE wins over READ
-            read_write = flags["read_write"]
+        if record["consent"]:  # READ_WRITE wins over READ
+            read_write = bool(record["read_write"])
             relation.consent = ConsentAccess.READ_WRITE if read_write else ConsentAccess.READ
-        relation.blocked = flags["blocked"]
+        relation.blocked = bool(record["blocked"])
         relation.treating_doctor = row.treating_doctor_id == pid
-        relation.emergency = flags["emergency"]
-        relation.conversation = flags["conversation"]
+        relation.emergency = bool(record["emergency"])
+        relation.conversation = bool(record["conversation"])
