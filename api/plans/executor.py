@@ -464,11 +464,20 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         cached = self._entries.get(key)
         if cached is not None and cached[0] is field_details_list:
             return cached[1]
+        plan = self._plan
+        entries: list[Entry] | None
+        nodes: tuple[Any, ...] = ()
+        if plan is not None and plan.is_static(self.operation, self.fragments):
+            # The same for every request (`collects_statically`): collected once per plan.
+            nodes = tuple(details.node for details in field_details_list)
+            entries = plan.collected(object_type, nodes)
+            if entries is not None:
+                self._entries[key] = (field_details_list, entries)
+                return entries
         grouped_field_set, new_defer_usages, _forbidden = self.collect_subfields(
             object_type, field_details_list
         )
-        entries: list[Entry] | None = None
-        plan = self._plan
+        entries = None
         if not new_defer_usages and plan is not None:
             entries = []
             for response_name, group in grouped_field_set.items():
@@ -478,6 +487,8 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                 ):
                     reader = None  # @stream, or anything else a directive may ask
                 entries.append((response_name, group, reader))
+            if nodes:
+                plan.remember_collected(object_type, nodes, entries)
         self._entries[key] = (field_details_list, entries)
         return entries
 
