@@ -66,13 +66,14 @@ def _gather_async_work(values: Sequence[Awaitable[Any]]) -> Awaitable[list[Any]]
 
 def _weak_tracker(executor: _BASE) -> Callable[[Sequence[Any]], None]:
     """`executor.track_async_work`, through a weak reference to the executor."""
-    method = weakref.WeakMethod(executor.track_async_work)
+    # A plain weak reference (C) rather than a WeakMethod (Python): built per request.
+    reference = weakref.ref(executor)
 
     def track(values: Sequence[Any]) -> None:
-        track_async_work = method()
-        if track_async_work is None:
+        tracked = reference()
+        if tracked is None:
             raise RuntimeError("async work tracked after its operation was over")
-        track_async_work(values)
+        tracked.track_async_work(values)
 
     return track
 
