@@ -66,7 +66,9 @@ object or abstract type that is neither null, an error nor awaitable goes straig
 
 The completion of an object whose type the plan knows (`complete_object_value`) runs its
 sub-fields in one loop over precomputed entries (graphql-core's own `collect_subfields`,
-memoised per execution, each field with its reader): leaves are read and serialised in
+memoised per execution, each field with its reader; kept with the plan, for every request,
+when no directive or fragment argument in the document can make them depend on the
+request's variables: `collects_statically`): leaves are read and serialised in
 place, without a response path, resolve info or dispatch; lists of objects are completed
 item by item with the paths graphql-core would give them. A strawberry union none of whose
 members is generic resolves a value whose `__strawberry_definition__` is one of its

@@ -66,13 +66,14 @@ def _gather_async_work(values: Sequence[Awaitable[Any]]) -> Awaitable[list[Any]]
 
 def _weak_tracker(executor: _BASE) -> Callable[[Sequence[Any]], None]:
     """`executor.track_async_work`, through a weak reference to the executor."""
-    method = weakref.WeakMethod(executor.track_async_work)
+    # A plain weak reference (C) rather than a WeakMethod (Python): built per request.
+    reference = weakref.ref(executor)
 
     def track(values: Sequence[Any]) -> None:
-        track_async_work = method()
-        if track_async_work is None:
+        tracked = reference()
+        if tracked is None:
             raise RuntimeError("async work tracked after its operation was over")
-        track_async_work(values)
+        tracked.track_async_work(values)
 
     return track
 
@@ -464,11 +465,20 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         cached = self._entries.get(key)
         if cached is not None and cached[0] is field_details_list:
             return cached[1]
+        plan = self._plan
+        entries: list[Entry] | None
+        nodes: tuple[Any, ...] = ()
+        if plan is not None and plan.is_static(self.operation, self.fragments):
+            # The same for every request (`collects_statically`): collected once per plan.
+            nodes = tuple(details.node for details in field_details_list)
+            entries = plan.collected(object_type, nodes)
+            if entries is not None:
+                self._entries[key] = (field_details_list, entries)
+                return entries
         grouped_field_set, new_defer_usages, _forbidden = self.collect_subfields(
             object_type, field_details_list
         )
-        entries: list[Entry] | None = None
-        plan = self._plan
+        entries = None
         if not new_defer_usages and plan is not None:
             entries = []
             for response_name, group in grouped_field_set.items():
@@ -478,6 +488,8 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                 ):
                     reader = None  # @stream, or anything else a directive may ask
                 entries.append((response_name, group, reader))
+            if nodes:
+                plan.remember_collected(object_type, nodes, entries)
         self._entries[key] = (field_details_list, entries)
         return entries
 

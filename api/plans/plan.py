@@ -4,6 +4,7 @@ per-field dispatch (api/plans/__init__.py says when that is exact)."""
 from __future__ import annotations
 
 import hashlib
+import operator
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from functools import partial
 from typing import Any, cast
 
 from graphql import (
+    FieldNode,
     GraphQLAbstractType,
     GraphQLEnumType,
     GraphQLField,
@@ -23,6 +25,7 @@ from graphql import (
     GraphQLSchema,
     GraphQLUnionType,
     OperationDefinitionNode,
+    SelectionSetNode,
     is_abstract_type,
     is_leaf_type,
     is_list_type,
@@ -622,7 +625,17 @@ class DocumentPlan:
     type) and kept with the document. A decision is keyed by the node's identity and kept
     with the node itself, so that it is never taken for another node at a reused address."""
 
-    __slots__ = ("_checks", "_readers", "_unions", "fingerprint", "operation", "schema", "sha256")
+    __slots__ = (
+        "_checks",
+        "_collected",
+        "_readers",
+        "_static",
+        "_unions",
+        "fingerprint",
+        "operation",
+        "schema",
+        "sha256",
+    )
 
     def __init__(
         self,
@@ -638,6 +651,35 @@ class DocumentPlan:
         self._readers: dict[tuple[int, str], tuple[Any, Reader | None]] = {}
         self._checks: dict[str, Callable[[Any, Any], Any] | NoCheck | None] = {}
         self._unions: dict[str, Members | None] = {}
+        # Per operation of the document (by id, the node kept): whether its collection of
+        # fields depends on the document alone (`collects_statically`).
+        self._static: dict[int, tuple[OperationDefinitionNode, bool]] = {}
+        # A static operation's collected sub-fields with their readers, by (object type,
+        # ids of the field group's nodes): the nodes kept, to tell a reused id apart.
+        self._collected: dict[tuple[str, tuple[int, ...]], tuple[tuple[Any, ...], Any]] = {}
+
+    def is_static(self, operation: OperationDefinitionNode, fragments: dict[str, Any]) -> bool:
+        """`collects_statically` of an operation of the document, decided once."""
+        known = self._static.get(id(operation))
+        if known is not None and known[0] is operation:
+            return known[1]
+        static = collects_statically(operation, fragments)
+        self._static[id(operation)] = (operation, static)
+        return static
+
+    def collected(self, object_type: GraphQLObjectType, nodes: tuple[Any, ...]) -> Any:
+        """The entries `remember_collected` kept for these nodes on this type, or None."""
+        entry = self._collected.get((object_type.name, tuple(map(id, nodes))))
+        # Equal keys are id tuples of the same length: the nodes are compared one by one.
+        if entry is not None and all(map(operator.is_, entry[0], nodes)):
+            return entry[1]
+        return None
+
+    def remember_collected(
+        self, object_type: GraphQLObjectType, nodes: tuple[Any, ...], entries: Any
+    ) -> None:
+        if len(self._collected) < PLAN_FIELDS:
+            self._collected[(object_type.name, tuple(map(id, nodes)))] = (nodes, entries)
 
     def reader(self, parent_type: GraphQLObjectType, node: Any) -> Reader | None:
         key = (id(node), parent_type.name)
@@ -671,6 +713,39 @@ class DocumentPlan:
 
     def __len__(self) -> int:
         return len(self._readers)
+
+
+def collects_statically(operation: OperationDefinitionNode, fragments: dict[str, Any]) -> bool:
+    """Whether graphql-core's `collect_subfields` answers the same for every request of
+    this operation: no directive anywhere in its selections or its document's fragments
+    (no @skip/@include/@defer whose arguments are variables), no fragment arguments or
+    variables. Its answer then depends on the schema, the document and the object type
+    alone, and the field groups it builds hold no request's values (their `defer_usage`
+    and `fragment_variable_values` are None)."""
+    if operation.directives:
+        return False
+    selection_sets: list[SelectionSetNode | None] = [operation.selection_set]
+    for details in fragments.values():
+        definition = getattr(details, "definition", None)
+        if (
+            definition is None
+            or getattr(details, "variable_signatures", None)
+            or getattr(definition, "variable_definitions", None)
+            or definition.directives
+        ):
+            return False
+        selection_sets.append(definition.selection_set)
+    while selection_sets:
+        selection_set = selection_sets.pop()
+        if selection_set is None:
+            continue
+        for selection in selection_set.selections:
+            if selection.directives:
+                return False
+            if not isinstance(selection, FieldNode) and getattr(selection, "arguments", None):
+                return False  # a fragment spread's arguments
+            selection_sets.append(getattr(selection, "selection_set", None))
+    return True
 
 
 def document_text(operation: OperationDefinitionNode) -> str | None:
