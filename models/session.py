@@ -324,19 +324,47 @@ async def authenticate(
     if not rows:
         raise Unauthenticated("The session is invalid or has expired.")
     row = rows[0]
-    role = Role(row["role"])
+    actor = _session_actor(
+        row["role"],
+        row["account_id"],
+        row["id"],
+        row["patient_id"],
+        row["professional_id"],
+        row["operator_id"],
+        row["patient_status"],
+    )
+    if actor is None:
+        raise Unauthenticated("The session is invalid or has expired.")
+    return actor
+
+
+@lru_cache(maxsize=4096)
+def _session_actor(
+    role_value: Any,
+    account_id: object,
+    session_id: object,
+    patient_id: object,
+    professional_id: object,
+    operator_id: object,
+    patient_status: Any,
+) -> Actor | None:
+    """The actor of a session's row, as `authenticate` read it; None for a patient whose
+    space is neither active nor closed. A function of the row alone, and an Actor is
+    immutable: every request of a session whose row reads the same shares one (building
+    it, frozen, cost more than the statement that read the row)."""
+    role = Role(role_value)
     status: SpaceStatus | None = None
     if role is Role.PATIENT:
-        status = SpaceStatus(row["patient_status"]) if row["patient_status"] else None
+        status = SpaceStatus(patient_status) if patient_status else None
         if status not in (SpaceStatus.ACTIVE, SpaceStatus.CLOSED):
-            raise Unauthenticated("The session is invalid or has expired.")
+            return None
     return Actor(
         role=role,
-        account_id=_uuid(row["account_id"]),
-        session_id=_uuid(row["id"]),
-        patient_id=_uuid(row["patient_id"]),
-        professional_id=_uuid(row["professional_id"]),
-        operator_id=_uuid(row["operator_id"]),
+        account_id=_uuid(account_id),
+        session_id=_uuid(session_id),
+        patient_id=_uuid(patient_id),
+        professional_id=_uuid(professional_id),
+        operator_id=_uuid(operator_id),
         patient_status=status,
     )
 

@@ -14,7 +14,7 @@ from models.account import Account
 from models.base import utcnow
 from models.crypto import token_hash
 from models.errors import Unauthenticated
-from models.patient import SpaceStatus
+from models.patient import Patient, SpaceStatus
 from models.session import Session, authenticate, logout, open_session
 from tests.factories import make_operator, make_patient, make_professional
 
@@ -76,3 +76,18 @@ async def test_the_sqlite_path_is_the_one_taken_on_sqlite() -> None:
     actor = await authenticate(patient.token)
     assert actor.patient_id == patient.patient.id
     assert actor.patient_status is SpaceStatus.ACTIVE
+
+
+async def test_a_shared_actor_follows_its_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a patient's session, authenticated twice: one actor, built once
+    patient = await make_patient()
+    assert patient.token is not None
+    first = await authenticate(patient.token)
+    assert await authenticate(patient.token) is first
+    # when the space's status changes, then the next request reads it, not the shared actor
+    await Patient.filter(id=patient.patient.id).update(status=SpaceStatus.CLOSED)
+    closed = await authenticate(patient.token)
+    assert closed.patient_status is SpaceStatus.CLOSED
+    await Patient.filter(id=patient.patient.id).update(status=SpaceStatus.OPPOSED)
+    fast, slow = await _both(patient.token, monkeypatch)
+    assert fast == slow == "The session is invalid or has expired."
