@@ -33,6 +33,7 @@ guards (size, depth and cost limits, login attempt limits in the database) keep 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -259,6 +260,9 @@ def token_of_params(params: Mapping[str, object] | None) -> str | None:
     return None
 
 
+ADDRESS_DIGESTS = 4096  # addresses whose digest a process keeps
+
+
 class RequestBudget:
     """The budget of every caller, under one process's settings."""
 
@@ -291,7 +295,15 @@ class RequestBudget:
     def caller(self, token: str | None, address: str) -> Caller:
         return Caller(
             session=None if token is None else self._hash(token, "session"),
-            address=self._hash(address, "address"),
+            address=self._address_digest(address),
+        )
+
+    @functools.cached_property
+    def _address_digest(self) -> Callable[[str], str]:
+        """An address's digest, kept for the next request from it: addresses are few and
+        come back. (Tokens, secrets, are hashed anew each time rather than kept.)"""
+        return functools.lru_cache(maxsize=ADDRESS_DIGESTS)(
+            functools.partial(self._hash, kind="address")
         )
 
     def caller_of(self, conn: HTTPConnection) -> Caller:

@@ -9,7 +9,7 @@ refreshes its clock, loaders and audit trail at each delivery (`refresh`).
 
 from __future__ import annotations
 
-import uuid
+import os
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -33,6 +33,16 @@ if TYPE_CHECKING:
     from resolvers.loaders import Loaders
     from subscriptions.broadcast import EventBus
 
+# A random (version 4) UUID's bits: its version nibble and RFC 4122 variant, set as
+# `uuid.uuid4()` sets them.
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
+def new_request_id() -> str:
+    """`uuid.uuid4().hex`, without building the UUID object: every request makes one."""
+    return f"{int.from_bytes(os.urandom(16)) & _UUID4_CLEAR | _UUID4_SET:032x}"
+
 
 @dataclass
 class Services:
@@ -52,7 +62,7 @@ class Context:
     services: Services
     actor: Actor
     client: str
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    request_id: str = field(default_factory=new_request_id)
     now: datetime = field(default_factory=utcnow)
     connection_params: dict[str, Any] | None = None  # a websocket's connection_init payload
     # Set when an operation found its session revoked or expired: the socket closes (4401).
@@ -115,7 +125,7 @@ class Context:
         return replace(
             self,
             actor=actor,
-            request_id=uuid.uuid4().hex,
+            request_id=new_request_id(),
             now=utcnow(),
             session_ended=False,
             _loaders=None,

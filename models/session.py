@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Any
 from uuid import UUID
 
 from tortoise import fields
+from tortoise.backends.base.client import TransactionalDBClient
+from tortoise.backends.sqlite.client import SqliteClient
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
@@ -28,6 +33,7 @@ from models.errors import Unauthenticated
 from models.outbox import Mailer, deliver, queue_email
 from models.passwords import hash_password, needs_rehash, verify_password
 from models.patient import Patient, SpaceStatus
+from models.sqlite_thread import on_sqlite_thread
 
 logger = logging.getLogger(__name__)
 
@@ -267,6 +273,23 @@ WHERE s.token_hash = {p}1 AND s.revoked_at IS NULL AND s.expires_at > {p}2
 """
 
 
+_AUTHENTICATE_SQLITE = _AUTHENTICATE.format(p="?")
+
+
+def _select_session(
+    client: SqliteClient, values: list[object]
+) -> Callable[[sqlite3.Connection], list[sqlite3.Row]]:
+    """`_AUTHENTICATE` as one call on SQLite's thread (models/sqlite_thread.py): what
+    `execute_query_dict` runs there, without its wrappers, which cost more than the
+    statement itself. Its rows are `sqlite3.Row`s, read by column name as dicts are."""
+    client.log.debug("%s: %s", _AUTHENTICATE_SQLITE, values)
+
+    def select(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+        return conn.execute(_AUTHENTICATE_SQLITE, values).fetchall()
+
+    return select
+
+
 def _uuid(value: object) -> UUID | None:
     return None if value is None else _parsed_uuid(value)
 
@@ -292,24 +315,56 @@ async def authenticate(
     if token.startswith(catalogue.ACCESS_PREFIX):
         return await _authenticate_app(token, vault=vault, now=now)
     db = Session._meta.db
-    sql = _AUTHENTICATE.format(p=parameter_prefix(db))
-    rows = await db.execute_query_dict(sql, [token_hash(token), now])
+    values = [token_hash(token), now]
+    rows: list[Any]  # dicts, or sqlite3.Rows (read alike, by column name)
+    if isinstance(db, SqliteClient) and not isinstance(db, TransactionalDBClient):
+        rows = await on_sqlite_thread(db, _select_session(db, values))
+    else:
+        rows = await db.execute_query_dict(_AUTHENTICATE.format(p=parameter_prefix(db)), values)
     if not rows:
         raise Unauthenticated("The session is invalid or has expired.")
     row = rows[0]
-    role = Role(row["role"])
+    actor = _session_actor(
+        row["role"],
+        row["account_id"],
+        row["id"],
+        row["patient_id"],
+        row["professional_id"],
+        row["operator_id"],
+        row["patient_status"],
+    )
+    if actor is None:
+        raise Unauthenticated("The session is invalid or has expired.")
+    return actor
+
+
+@lru_cache(maxsize=4096)
+def _session_actor(
+    role_value: Any,
+    account_id: object,
+    session_id: object,
+    patient_id: object,
+    professional_id: object,
+    operator_id: object,
+    patient_status: Any,
+) -> Actor | None:
+    """The actor of a session's row, as `authenticate` read it; None for a patient whose
+    space is neither active nor closed. A function of the row alone, and an Actor is
+    immutable: every request of a session whose row reads the same shares one (building
+    it, frozen, cost more than the statement that read the row)."""
+    role = Role(role_value)
     status: SpaceStatus | None = None
     if role is Role.PATIENT:
-        status = SpaceStatus(row["patient_status"]) if row["patient_status"] else None
+        status = SpaceStatus(patient_status) if patient_status else None
         if status not in (SpaceStatus.ACTIVE, SpaceStatus.CLOSED):
-            raise Unauthenticated("The session is invalid or has expired.")
+            return None
     return Actor(
         role=role,
-        account_id=_uuid(row["account_id"]),
-        session_id=_uuid(row["id"]),
-        patient_id=_uuid(row["patient_id"]),
-        professional_id=_uuid(row["professional_id"]),
-        operator_id=_uuid(row["operator_id"]),
+        account_id=_uuid(account_id),
+        session_id=_uuid(session_id),
+        patient_id=_uuid(patient_id),
+        professional_id=_uuid(professional_id),
+        operator_id=_uuid(operator_id),
         patient_status=status,
     )
 
