@@ -302,6 +302,24 @@ def async_resolver_reader(field: GraphQLField) -> AsyncResolverReader | None:
             steps.append(extension)  # the plan runs it (executor.py, `_permitted`)
         else:
             steps.append(function)
+    return AsyncResolverReader(
+        field=field,
+        definition=definition,
+        info_of=info_of,
+        chain=tuple(steps),
+        arguments=tuple(arguments),
+        **_resolver_shape(definition, field),
+        target=completion_target(field),
+    )
+
+
+def _leaf(field: GraphQLField) -> GraphQLLeafType | None:
+    named = field.type.of_type if is_non_null_type(field.type) else field.type
+    return named if is_leaf_type(named) else None
+
+
+def _resolver_shape(definition: StrawberryField, field: GraphQLField) -> dict[str, Any]:
+    """What both resolver readers know of a resolver's signature and output type."""
     base = definition.base_resolver
     source_names: tuple[str, ...] = ()
     info_name = None
@@ -313,23 +331,16 @@ def async_resolver_reader(field: GraphQLField) -> AsyncResolverReader | None:
         )
         info = base.info_parameter
         info_name = info.name if info is not None else None
-    named = field.type.of_type if is_non_null_type(field.type) else field.type
-    leaf: GraphQLLeafType | None = named if is_leaf_type(named) else None
-    return AsyncResolverReader(
-        field=field,
-        definition=definition,
-        info_of=info_of,
-        chain=tuple(steps),
-        arguments=tuple(arguments),
-        self_parameter=base is not None and base.self_parameter is not None,
-        source_names=source_names,
-        info_name=None if info_name == "info" else info_name,
-        info_requested=info_name == "info",
-        function=resolver_function(definition),
-        coerce=output_coercer(leaf) if leaf is not None else None,
-        plain=_plain_types(leaf) if leaf is not None else frozenset(),
-        target=completion_target(field),
-    )
+    leaf = _leaf(field)
+    return {
+        "self_parameter": base is not None and base.self_parameter is not None,
+        "source_names": source_names,
+        "info_name": None if info_name == "info" else info_name,
+        "info_requested": info_name == "info",
+        "function": resolver_function(definition),
+        "coerce": output_coercer(leaf) if leaf is not None else None,
+        "plain": _plain_types(leaf) if leaf is not None else frozenset(),
+    }
 
 
 def _closure(function: Callable[..., Any]) -> dict[str, Any]:
@@ -413,37 +424,18 @@ def resolver_reader(field: GraphQLField) -> ResolverReader | None:
         )
     ):
         return None
-    base = definition.base_resolver
-    source_names: tuple[str, ...] = ()
-    info_name = None
-    if base is not None:
-        source_names = tuple(
-            parameter.name
-            for parameter in (base.parent_parameter, base.root_parameter)
-            if parameter is not None
-        )
-        info = base.info_parameter
-        info_name = info.name if info is not None else None
-    named = field.type.of_type if is_non_null_type(field.type) else field.type
-    leaf: GraphQLLeafType | None = named if is_leaf_type(named) else None
     hoisted = hoisted_permission(definition, chain)
     return ResolverReader(
         field=field,
         definition=definition,
         info_of=info_of,
         chain=tuple(chain),
-        self_parameter=base is not None and base.self_parameter is not None,
-        source_names=source_names,
-        info_name=None if info_name == "info" else info_name,
-        info_requested=info_name == "info",
-        function=resolver_function(definition),
-        coerce=output_coercer(leaf) if leaf is not None else None,
-        plain=_plain_types(leaf) if leaf is not None else frozenset(),
+        **_resolver_shape(definition, field),
         hoisted=hoisted,
         attribute=definition.python_name
         if hoisted is not None and definition.default_resolver is getattr
         else None,
-        same=_same_output(leaf) if leaf is not None else None,
+        same=_same_output(leaf) if (leaf := _leaf(field)) is not None else None,
         target=completion_target(field),
     )
 
