@@ -291,15 +291,7 @@ def _select_session(
 
 
 def _uuid(value: object) -> UUID | None:
-    return None if value is None else _parsed_uuid(value)
-
-
-@lru_cache(maxsize=4096)
-def _parsed_uuid(value: object) -> UUID:
-    """Text on SQLite, asyncpg's UUID on PostgreSQL. Every request parses the same few ids
-    of its caller (session, account, patient or professional), and parsing one is slow;
-    UUIDs are immutable, so one per id serves every request."""
-    return UUID(str(value))
+    return None if value is None else UUID(str(value))  # text on SQLite, uuid on PostgreSQL
 
 
 async def authenticate(
