@@ -250,12 +250,16 @@ def argument_conversion(argument: StrawberryArgument, converter: Any) -> Callabl
     )
 
 
-def async_resolver_reader(field: GraphQLField) -> AsyncResolverReader | None:
-    """The AsyncResolverReader of a field, or None (graphql-core executes it)."""
+def _wrapped_field(
+    field: GraphQLField, qualname: str
+) -> tuple[dict[str, Any], partial[Any], StrawberryField] | None:
+    """The closure of strawberry's resolver wrapper `qualname` on `field`, its Info builder
+    and the StrawberryField it was built for; None if `field.resolve` is not that wrapper
+    built for this very field."""
     resolve = field.resolve
     if (
         resolve is None
-        or getattr(resolve, "__qualname__", None) != _ASYNC_RESOLVER
+        or getattr(resolve, "__qualname__", None) != qualname
         or getattr(resolve, "__module__", None) != "strawberry.schema.schema_converter"
     ):
         return None
@@ -263,12 +267,20 @@ def async_resolver_reader(field: GraphQLField) -> AsyncResolverReader | None:
     info_of = _info_of(cells.get("_strawberry_info_from_graphql"))
     if info_of is None:
         return None
-    found = info_of.keywords["_field"]
+    found = info_of.keywords["_field"]  # the field the wrapper was built for
     if (field.extensions or {}).get("strawberry-definition") is not found:
-        return None
+        return None  # not that field's wrapper
     if not isinstance(found, StrawberryField):
         return None
-    definition: StrawberryField = found
+    return cells, info_of, found
+
+
+def async_resolver_reader(field: GraphQLField) -> AsyncResolverReader | None:
+    """The AsyncResolverReader of a field, or None (graphql-core executes it)."""
+    wrapped = _wrapped_field(field, _ASYNC_RESOLVER)
+    if wrapped is None:
+        return None
+    cells, info_of, definition = wrapped
     extension_resolver = cells.get("_get_result_with_extensions") or _closure
     outer = _closure(extension_resolver)
     chain = outer.get("extension_functions")
@@ -390,24 +402,12 @@ def resolver_function(definition: StrawberryField) -> Callable[..., Any] | None:
 
 def resolver_reader(field: GraphQLField) -> ResolverReader | None:
     """The ResolverReader of a field, or None (api/plans/__init__.py says when)."""
-    resolve = field.resolve
-    if (
-        resolve is None
-        or field.args
-        or getattr(resolve, "__qualname__", None) != _RESOLVER
-        or getattr(resolve, "__module__", None) != "strawberry.schema.schema_converter"
-    ):
+    if field.args:
         return None
-    cells = _closure(resolve)
-    info_of = _info_of(cells.get("_strawberry_info_from_graphql"))
-    if info_of is None:
+    wrapped = _wrapped_field(field, _RESOLVER)
+    if wrapped is None:
         return None
-    found = info_of.keywords["_field"]  # the field the wrapper was built for
-    if (field.extensions or {}).get("strawberry-definition") is not found:
-        return None  # not that field's wrapper
-    if not isinstance(found, StrawberryField):
-        return None
-    definition: StrawberryField = found
+    cells, info_of, definition = wrapped
     chain = _closure(cells.get("_get_result_with_extensions") or _closure).get(
         "extension_functions"
     )
