@@ -10,7 +10,8 @@ database: a NIR, a name, a message or a health value a client sent must not reac
 - GraphQL errors are logged by `api.extensions.errors` from their code, path and field only
   (`error_summary`); an internal error's message and traceback go through `redact`, which
   removes what can be recognised as an identifier (12 digits or more: a NIR, a phone
-  number, an RPPS with its key).
+  number, an RPPS with its key); a row's UUID, even one whose last group is all digits,
+  is kept.
 
 `install()` puts the filters on the loggers themselves, so that every handler (uvicorn's,
 a log shipper's, pytest's) gets the redacted record; `create_app` calls it, so that every
@@ -41,13 +42,23 @@ ERROR_LOGGERS = (
 # Secrets in a path: the private calendar feed's token is its credential.
 _SECRET_PATHS = ((re.compile(r"^/calendar/[^/?]*\.ics$"), "/calendar/{token}.ics"),)
 # A number as long as an identifier (a NIR has 15 digits, spaced sometimes), standing on
-# its own: not inside a hexadecimal request id, not an IPv4 address (dots).
-_IDENTIFIER = re.compile(r"(?<![0-9A-Za-z_])\d(?:[ -]?\d){11,}(?![0-9A-Za-z_])")
+# its own: not inside a hexadecimal request id, not an IPv4 address (dots). A row's UUID
+# is matched first and kept whole: it names a row, not a person, and its last group is
+# 12 decimal digits in about one UUID in 280.
+_IDENTIFIER = re.compile(
+    r"(?P<uuid>(?<![0-9A-Za-z_-])[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
+    r"(?![0-9A-Za-z_-]))"
+    r"|(?<![0-9A-Za-z_])\d(?:[ -]?\d){11,}(?![0-9A-Za-z_])"
+)
+
+
+def _kept_or_redacted(match: re.Match[str]) -> str:
+    return match.group("uuid") or "…"
 
 
 def redact(text: str) -> str:
-    """`text` without anything that looks like an identifier."""
-    return _IDENTIFIER.sub("…", text)
+    """`text` without anything that looks like an identifier (row UUIDs kept)."""
+    return _IDENTIFIER.sub(_kept_or_redacted, text)
 
 
 def request_target(target: str) -> str:

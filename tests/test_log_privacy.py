@@ -21,7 +21,7 @@ import websockets
 from stdnum.fr import nir as stdnum_nir
 
 from api.extensions.errors import mask_error
-from api.log_privacy import install, request_target
+from api.log_privacy import install, redact, request_target
 from tests.conftest import free_port
 from tests.e2e.test_server import STOP_TIMEOUT, command, server_env, wait_until_healthy
 from tests.factories import make_operator, make_professional
@@ -176,6 +176,31 @@ def test_an_internal_errors_traceback_keeps_no_identifier(
 )
 def test_request_targets_as_logged(target: str, logged: str) -> None:
     assert request_target(target) == logged
+
+
+@pytest.mark.parametrize(
+    ("text", "logged"),
+    [
+        # a row's UUID names a row: kept whole, even when its last group is all digits
+        (
+            "the NIR of patient c6fc13b7-aaf4-4e6d-8a9a-912232505248 does not decrypt",
+            "the NIR of patient c6fc13b7-aaf4-4e6d-8a9a-912232505248 does not decrypt",
+        ),
+        ("row 12345678-1234-1234-1234-123456789012.", "row 12345678-1234-1234-1234-123456789012."),
+        # a NIR beside a UUID still goes, spaced, dashed or not
+        (
+            f"c6fc13b7-aaf4-4e6d-8a9a-912232505248 ({NIR})",
+            "c6fc13b7-aaf4-4e6d-8a9a-912232505248 (…)",
+        ),
+        ("nir=1 84 05 75 123 456 78", "nir=…"),
+        ("tel 0612-3456-7890", "tel …"),
+        # not a UUID: a dash before, or a longer last group, does not protect digits
+        ("x-00000000-0000-0000-0000-000000000000", "x-…"),
+        ("c6fc13b7-aaf4-4e6d-8a9a-9122325052481", "c6fc13b7-aaf4-4e6d-8a9a-…"),
+    ],
+)
+def test_redact_keeps_row_ids_and_drops_identifiers(text: str, logged: str) -> None:
+    assert redact(text) == logged
 
 
 # --- the real server: `espace-sante serve`, its access log and its error log -------------
