@@ -7,8 +7,6 @@ from datetime import date
 from typing import Any
 from uuid import UUID
 
-from tortoise.backends.base.client import BaseDBAsyncClient
-
 from models.account import Account
 from models.base import parameter_prefix
 from models.patient import is_minor
@@ -33,13 +31,12 @@ def _date(value: object) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
-def notified_query(
-    db: BaseDBAsyncClient, patient_id: UUID, professional_id: UUID | None = None
-) -> tuple[str, list[Any]]:
-    """The statement of `notified_accounts`, for a caller that runs it itself (in the same
-    call as its transaction: models/message.py); `notified` reads its rows."""
+def notified_query(patient_id: UUID, professional_id: UUID | None = None) -> tuple[str, list[Any]]:
+    """The statement of `notified_accounts` (its parameters numbered {p}1, {p}2), for a
+    caller that runs it itself (with its transaction: models/message.py); `notified` reads
+    its rows."""
     pro = str(professional_id) if professional_id is not None else None
-    return _ACCOUNTS.format(p=parameter_prefix(db)), [str(patient_id), pro]
+    return _ACCOUNTS, [str(patient_id), pro]
 
 
 def notified(rows: Iterable[Mapping[str, Any]], today: date) -> list[UUID]:
@@ -61,8 +58,9 @@ async def notified_accounts(
     """The accounts of the patient, of its representatives while it is a minor, and of
     `professional_id` if given. None for a patient that does not exist (but the pro's)."""
     db = Account._meta.db
-    sql, params = notified_query(db, patient_id, professional_id)
-    return notified(await db.execute_query_dict(sql, params), today)
+    sql, params = notified_query(patient_id, professional_id)
+    rows = await db.execute_query_dict(sql.format(p=parameter_prefix(db)), params)
+    return notified(rows, today)
 
 
 async def managing_accounts(patient_id: UUID, today: date) -> list[UUID]:

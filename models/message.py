@@ -627,7 +627,7 @@ async def send_message(
         if claim is not None:  # after the message: see models/idempotency.py
             writes.append(clock.inserting(claim.row(message.id), db))
         position = await clock.positioned(
-            clock.MESSAGES, [_bumping_open(db, conversation.id, now)], writes, then
+            clock.MESSAGES, [_bumping_open(db, conversation.id, now)], writes, then, db=db
         )
         if position is None:
             raise Conflict("This conversation is closed: no one can post in it.")
@@ -710,7 +710,7 @@ def recipients_read(conversation: Conversation) -> clock.Read:
     (`send_message`'s `then`): the patient side's accounts, and the professional's for a
     professional's own conversation. `addressed` then reads its rows."""
     pro = conversation.professional_id if conversation.establishment_id is None else None
-    sql, params = notified_query(Conversation._meta.db, conversation.patient_id, pro)
+    sql, params = notified_query(conversation.patient_id, pro)
     return clock.Read(sql, params)
 
 
@@ -738,7 +738,8 @@ async def recipients(conversation: Conversation, today: date | None = None) -> l
     from models.base import paris_today
 
     read = recipients_read(conversation)
-    rows = await Conversation._meta.db.execute_query_dict(read.sql, read.params)
+    db = Conversation._meta.db
+    rows = await db.execute_query_dict(read.sql_for(db), read.params)
     return await addressed(conversation, rows, today or paris_today())
 
 
