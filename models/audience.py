@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import date
+from typing import Any
 from uuid import UUID
 
 from models.account import Account
@@ -29,22 +31,36 @@ def _date(value: object) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
-async def notified_accounts(
-    patient_id: UUID, today: date, *, professional_id: UUID | None = None
-) -> list[UUID]:
-    """The accounts of the patient, of its representatives while it is a minor, and of
-    `professional_id` if given. None for a patient that does not exist (but the pro's)."""
-    db = Account._meta.db
-    sql = _ACCOUNTS.format(p=parameter_prefix(db))
+def notified_query(patient_id: UUID, professional_id: UUID | None = None) -> tuple[str, list[Any]]:
+    """The statement of `notified_accounts` (its parameters numbered {p}1, {p}2), for a
+    caller that runs it itself (with its transaction: models/message.py); `notified` reads
+    its rows."""
     pro = str(professional_id) if professional_id is not None else None
+    return _ACCOUNTS, [str(patient_id), pro]
+
+
+def notified(rows: Iterable[Mapping[str, Any]], today: date) -> list[UUID]:
+    """The accounts `notified_query`'s rows name, representatives only while the patient is
+    a minor `today`."""
     accounts = []
-    for row in await db.execute_query_dict(sql, [str(patient_id), pro]):
+    for row in rows:
         if row["representative"]:
             born = row["birth_date"]
             if born is None or not is_minor(_date(born), today):
                 continue
         accounts.append(UUID(str(row["id"])))
     return accounts
+
+
+async def notified_accounts(
+    patient_id: UUID, today: date, *, professional_id: UUID | None = None
+) -> list[UUID]:
+    """The accounts of the patient, of its representatives while it is a minor, and of
+    `professional_id` if given. None for a patient that does not exist (but the pro's)."""
+    db = Account._meta.db
+    sql, params = notified_query(patient_id, professional_id)
+    rows = await db.execute_query_dict(sql.format(p=parameter_prefix(db)), params)
+    return notified(rows, today)
 
 
 async def managing_accounts(patient_id: UUID, today: date) -> list[UUID]:

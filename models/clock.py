@@ -97,25 +97,51 @@ def inserting(row: Model, db: BaseDBAsyncClient, *, position: str | None = None)
     return Write(executor.insert_query, params, row=row)
 
 
+@dataclass
+class Read:
+    """A query for once a `positioned` transaction has committed, and its `rows` then. On
+    SQLite it runs in the transaction's own call on the database's thread: one hand-off less
+    for what the caller reads next anyway (a message's recipients)."""
+
+    sql: str  # its parameters numbered {p}1, {p}2…: `sql_for` the connection that runs it
+    params: list[Any]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def sql_for(self, db: BaseDBAsyncClient) -> str:
+        return self.sql.format(p=parameter_prefix(db))
+
+
 class _Unchanged(Exception):
     """A required write changed no row."""
 
 
-async def positioned(clock_id: int, before: Sequence[Write], after: Sequence[Write]) -> int | None:
+async def positioned(
+    clock_id: int,
+    before: Sequence[Write],
+    after: Sequence[Write],
+    then: Read | None = None,
+    *,
+    db: BaseDBAsyncClient | None = None,
+) -> int | None:
     """One transaction: `before`, then the clock's next position (`next_position`: taken
     last, just before the writes that use it), then `after`, whose `POSITION`s it fills in.
-    The position, or None (and nothing written) if a required write changed no row.
+    The position, or None (and nothing written, nor `then` read) if a required write changed
+    no row. `then`, if any, is read once the transaction is over (inside another transaction,
+    after the writes).
 
     On SQLite, outside any other transaction, the whole transaction is one call on the
     database's thread rather than one per statement (each hand-off to that thread and back
     costs more CPU than the statement it carries): the same statements, in the same order,
-    under the same lock."""
-    db = Clock._meta.db
+    under the same lock. `db`: the connection the writes were made for, if the caller has it
+    (`Clock._meta.db`: each look-up of the context's connection costs)."""
+    db = db or Clock._meta.db
     try:
         if isinstance(db, SqliteClient) and not isinstance(db, TransactionalDBClient):
-            position = await _positioned_sqlite(db, clock_id, before, after)
+            position = await _positioned_sqlite(db, clock_id, before, after, then)
         else:
             position = await _positioned(clock_id, before, after)
+            if then is not None:
+                then.rows = await db.execute_query_dict(then.sql_for(db), then.params)
     except _Unchanged:
         return None
     for write in (*before, *after):
@@ -145,7 +171,11 @@ async def _run(conn: BaseDBAsyncClient, write: Write, position: int | None) -> N
 
 
 async def _positioned_sqlite(
-    client: SqliteClient, clock_id: int, before: Sequence[Write], after: Sequence[Write]
+    client: SqliteClient,
+    clock_id: int,
+    before: Sequence[Write],
+    after: Sequence[Write],
+    then: Read | None,
 ) -> int:
     log = client.log
     next_sql = _NEXT.format(p="?")
@@ -163,4 +193,14 @@ async def _positioned_sqlite(
             conn.execute(write.sql, params)
         return position
 
-    return await on_sqlite_thread(client, in_one_transaction(run))
+    transaction = in_one_transaction(run)
+    then_sql = then.sql_for(client) if then is not None else ""
+
+    def run_then(conn: sqlite3.Connection) -> int:
+        position = transaction(conn)
+        if then is not None:
+            log.debug("%s: %s", then_sql, then.params)
+            then.rows = list(map(dict, conn.execute(then_sql, then.params).fetchall()))
+        return position
+
+    return await on_sqlite_thread(client, run_then)

@@ -31,6 +31,8 @@ from models.access import (
     is_member,
     member_establishments,
 )
+from models.account import Account
+from models.audience import notified, notified_query
 from models.base import Entity, parameter_prefix
 from models.blobs import BlobStore, validate_upload
 from models.consent import Block
@@ -597,9 +599,11 @@ async def send_message(
     max_bytes: int,
     now: datetime,
     claim: Claim | None = None,
+    then: clock.Read | None = None,
 ) -> Message:
     """Post in a conversation the actor takes part in (visibility checked by the caller: for
-    an establishment's conversation, membership). `claim`: the idempotency key it records."""
+    an establishment's conversation, membership). `claim`: the idempotency key it records;
+    `then`: read once the message is committed (`recipients_read`), its rows left there."""
     if conversation.closed_at is not None:
         raise Conflict("This conversation is closed: no one can post in it.")
     if not may_post(actor, conversation, relation):
@@ -623,7 +627,7 @@ async def send_message(
         if claim is not None:  # after the message: see models/idempotency.py
             writes.append(clock.inserting(claim.row(message.id), db))
         position = await clock.positioned(
-            clock.MESSAGES, [_bumping_open(db, conversation.id, now)], writes
+            clock.MESSAGES, [_bumping_open(db, conversation.id, now)], writes, then, db=db
         )
         if position is None:
             raise Conflict("This conversation is closed: no one can post in it.")
@@ -701,20 +705,23 @@ async def close_conversation(conversation: Conversation, *, actor: Actor, now: d
         conversation.closed_at = now
 
 
-async def recipients(conversation: Conversation, today: date | None = None) -> list[UUID]:
-    """Accounts to notify: the professional (every member of an establishment's), the
-    patient, their current representatives. Each delivery is re-authorised anyway."""
-    from models.account import Account
-    from models.audience import notified_accounts
-    from models.base import paris_today
+def recipients_read(conversation: Conversation) -> clock.Read:
+    """`recipients`' first statement, for a caller that has it run with its transaction
+    (`send_message`'s `then`): the patient side's accounts, and the professional's for a
+    professional's own conversation. `addressed` then reads its rows."""
+    pro = conversation.professional_id if conversation.establishment_id is None else None
+    sql, params = notified_query(conversation.patient_id, pro)
+    return clock.Read(sql, params)
 
+
+async def addressed(
+    conversation: Conversation, rows: list[dict[str, Any]], today: date
+) -> list[UUID]:
+    """The accounts to notify, from `recipients_read`'s rows: for an establishment's
+    conversation, with every member's."""
+    accounts = notified(rows, today)
     if conversation.establishment_id is None:
-        return await notified_accounts(
-            conversation.patient_id,
-            today or paris_today(),
-            professional_id=conversation.professional_id,
-        )
-    patient_side = await notified_accounts(conversation.patient_id, today or paris_today())
+        return accounts
     members = await Account.filter(
         professional_id__in=Subquery(
             EstablishmentMember.filter(establishment_id=conversation.establishment_id).values(
@@ -722,7 +729,18 @@ async def recipients(conversation: Conversation, today: date | None = None) -> l
             )
         )
     ).values_list("id", flat=True)
-    return [*patient_side, *(UUID(str(pk)) for pk in members)]
+    return [*accounts, *(UUID(str(pk)) for pk in members)]
+
+
+async def recipients(conversation: Conversation, today: date | None = None) -> list[UUID]:
+    """Accounts to notify: the professional (every member of an establishment's), the
+    patient, their current representatives. Each delivery is re-authorised anyway."""
+    from models.base import paris_today
+
+    read = recipients_read(conversation)
+    db = Conversation._meta.db
+    rows = await db.execute_query_dict(read.sql_for(db), read.params)
+    return await addressed(conversation, rows, today or paris_today())
 
 
 async def save_attachment(

@@ -723,8 +723,10 @@ def _signed_in(info: Info) -> Actor:
     return actor
 
 
-async def _notify(info: Info, conversation: ConversationModel, message: MessageModel) -> None:
-    accounts = await messaging.recipients(conversation, info.context.today)
+async def _notify(
+    info: Info, conversation: ConversationModel, message: MessageModel, accounts: list[UUID]
+) -> None:
+    """After the commit of a new message: its `message` event to `accounts` (its recipients)."""
     await publish_message(
         info.context.services.bus,
         accounts=accounts,
@@ -797,7 +799,8 @@ class MessagingMutation:
             replay,
         )
         if fresh:
-            await _notify(info, conversation, message)
+            accounts = await messaging.recipients(conversation, ctx.today)
+            await _notify(info, conversation, message, accounts)
         return StartConversationPayload(
             conversation=Conversation.from_model(conversation), message=Message.from_model(message)
         )
@@ -827,6 +830,8 @@ class MessagingMutation:
             # it takes: the replay answers its message, even once the conversation is closed.
             return await created(MessageModel, earlier.object_id, conversation_id=conversation.id)
 
+        # Whom to notify, read with the message's commit (one call to the database).
+        addressees = messaging.recipients_read(conversation)
         message, fresh = await once(
             attempt,
             lambda: messaging.send_message(
@@ -839,11 +844,13 @@ class MessagingMutation:
                 max_bytes=ctx.settings.max_attachment_bytes,
                 now=ctx.now,
                 claim=attempt,
+                then=addressees,
             ),
             replay,
         )
         if fresh:
-            await _notify(info, conversation, message)
+            accounts = await messaging.addressed(conversation, addressees.rows, ctx.today)
+            await _notify(info, conversation, message, accounts)
         return SendMessagePayload(message=Message.from_model(message))
 
     @strawberry.mutation(

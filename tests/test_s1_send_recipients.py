@@ -1,0 +1,79 @@
+"""A message's recipients read with its commit (models/clock.py `positioned`'s `then`): on
+SQLite in the same call on the database's thread, elsewhere right after the commit; never
+read when nothing was written."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from models import clock
+from models import message as messaging
+from models.base import paris_today, utcnow
+from models.errors import Conflict
+from models.message import Conversation, Message
+from tests.conftest import PG_URL
+from tests.test_positioned_transaction import conversation_of
+
+
+async def send(conversation: Conversation, actor: Any, then: clock.Read) -> Message:
+    return await messaging.send_message(
+        conversation,
+        actor=actor,
+        relation=None,
+        body="Vos résultats sont arrivés.",
+        attachments=[],
+        blobs=None,  # type: ignore[arg-type]  # no attachment: never touched
+        max_bytes=0,
+        now=utcnow(),
+        then=then,
+    )
+
+
+async def test_the_recipients_read_with_the_commit_are_those_of_the_conversation(
+    http: httpx.AsyncClient,
+) -> None:
+    conversation, actor = await conversation_of(http)
+    read = messaging.recipients_read(conversation)
+
+    message = await send(conversation, actor, read)
+
+    assert (await Message.get(id=message.id)).seq == message.seq
+    today = paris_today()
+    accounts = await messaging.addressed(conversation, read.rows, today)
+    assert sorted(accounts) == sorted(await messaging.recipients(conversation, today))
+    assert len(accounts) == 2  # the professional's and the patient's
+
+
+async def test_a_refused_message_reads_no_recipients(http: httpx.AsyncClient) -> None:
+    conversation, actor = await conversation_of(http)
+    await Conversation.filter(id=conversation.id).update(closed_at=utcnow())
+    read = messaging.recipients_read(conversation)
+
+    with pytest.raises(Conflict):
+        await send(conversation, actor, read)
+
+    assert read.rows == []
+
+
+@pytest.mark.skipif(bool(PG_URL), reason="the one call is SQLite's")
+async def test_on_sqlite_a_send_and_its_recipients_are_one_call_on_the_database_thread(
+    http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conversation, actor = await conversation_of(http)
+    connection: Any = Conversation._meta.db._connection
+    calls: list[object] = []
+    execute = connection._execute
+
+    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(fn)
+        return await execute(fn, *args, **kwargs)
+
+    monkeypatch.setattr(connection, "_execute", counted)
+    read = messaging.recipients_read(conversation)
+    await send(conversation, actor, read)
+
+    assert len(calls) == 1
+    assert len(read.rows) == 2
