@@ -300,7 +300,10 @@ async def _subscription_stream(
                     # Neither the event nor its result is kept while waiting for the next
                     # one: nothing reads them again.
                     del event, raw
-                    async with runner.on_stream_result(result):
+                    if result.errors:
+                        async with runner.on_stream_result(result):
+                            yield result
+                    else:  # the light set's one hook of a result reads its errors alone
                         yield result
                     del result
                     context.result = None
