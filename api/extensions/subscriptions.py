@@ -47,6 +47,7 @@ from graphql import (
     get_operation_ast,
     parse,
 )
+from graphql import __version__ as graphql_version
 from graphql.execution import Executor
 from graphql.execution.async_iterables import aclosing as closing_events
 from graphql.execution.executor_throwing_on_incremental import ExecutorThrowingOnIncremental
@@ -70,6 +71,8 @@ from api.errors import QueryTooComplex
 from api.extensions.cost import check_cost
 from api.extensions.errors import MaskInternalErrors, error_code, with_code
 from api.extensions.limits import MAX_TOKENS, is_parse_aborted, limits_of
+from api.plans import PLANS, PlannedExecutor, plans_enabled
+from api.plans.executor import SUPPORTED_GRAPHQL_CORE
 
 _LEAN: contextvars.ContextVar[bool] = contextvars.ContextVar("lean_subscription", default=False)
 
@@ -186,6 +189,25 @@ def _event_executor(
     return ExecutionResult(None, errors=executor) if isinstance(executor, list) else executor
 
 
+def _planned(executor: Executor[Any]) -> Executor[Any]:
+    """An event's executor following its document's plan, as a query's does: the plans
+    leave subscriptions out (a document's root field is its source stream, read by graphql-
+    core's `subscribe`), but an event is executed as a query of the event: its root field
+    (strawberry's resolver returning the event) has no reader and runs as graphql-core's,
+    the fields below it as planned, under the very conditions `PlannedExecutor` sets
+    (its graphql-core, COMPILED_PLANS, no middleware). Relies on `PlannedExecutor._plan`:
+    tests/test_s2_planned_events.py."""
+    if (
+        isinstance(executor, PlannedExecutor)
+        and graphql_version.startswith(SUPPORTED_GRAPHQL_CORE)
+        and executor._plan is None
+        and plans_enabled(executor.context_value)
+        and not (executor.middleware_manager and executor.middleware_manager.middlewares)
+    ):
+        executor._plan = PLANS.plan_for(executor.schema, executor.operation)
+    return executor
+
+
 async def _source_stream(
     schema: Schema,
     context: ExecutionContext,
@@ -220,7 +242,7 @@ async def _event_result(
     )
     if isinstance(executor, ExecutionResult):  # as the subscription's own: never
         return executor
-    result = execute_subscription_event(executor)
+    result = execute_subscription_event(_planned(executor))
     return await result if isawaitable(result) else result
 
 
@@ -278,7 +300,10 @@ async def _subscription_stream(
                     # Neither the event nor its result is kept while waiting for the next
                     # one: nothing reads them again.
                     del event, raw
-                    async with runner.on_stream_result(result):
+                    if result.errors:
+                        async with runner.on_stream_result(result):
+                            yield result
+                    else:  # the light set's one hook of a result reads its errors alone
                         yield result
                     del result
                     context.result = None
