@@ -26,6 +26,7 @@ from tortoise.queryset import QuerySet
 
 from api.errors import BadUserInput
 from models.base import parameter_prefix
+from models.sqlite_thread import select_rows
 from resolvers.cost import READS_DATABASE, ListSize
 
 DEFAULT_PAGE = 20
@@ -547,7 +548,7 @@ async def fetch_first_rows(
         tuple((name, loader.model) for name, loader in (prime or {}).items()),
         parameter_prefix(db),
     )
-    _, rows = await db.execute_query(sql, [*where.params, limit])
+    rows = await select_rows(db, sql, [*where.params, limit])
     width = len(fields)
     for loader, (related_model, related, pk_index) in zip(loaders, joins, strict=True):
         at = width + pk_index
