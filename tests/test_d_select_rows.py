@@ -1,9 +1,11 @@
 """`select_rows` (models/sqlite_thread.py), one call on SQLite's thread, answers what the
 ORM's own path (`execute_query`) answers, on every database: the same rows, the same
-errors, and the same professional relation (models/access.py) read with it."""
+errors, and the same professional relation (models/access.py) read with it. A first page
+with its authors, read on SQLite without its outer ORDER BY, is checked to be in order."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date
 from typing import Any
 from uuid import UUID
@@ -16,8 +18,13 @@ from models.access import Actor, relations
 from models.account import Role
 from models.base import parameter_prefix, utcnow
 from models.consent import ConsentAccess, grant_consent
+from models.document import Document as DocumentModel
+from models.document import DocumentCategory
 from models.patient import Patient
+from models.professional import Professional
 from models.sqlite_thread import select_rows
+from resolvers.loaders import ByIdLoader
+from resolvers.pagination import Order, Where, fetch_first_rows, in_order
 from tests.factories import make_patient, make_professional
 
 pytestmark = pytest.mark.usefixtures("client")  # the application started: the database open
@@ -89,3 +96,58 @@ async def test_the_sqlite_path_is_the_one_taken_on_sqlite(
     monkeypatch.setattr(db, "execute_query", refused)
     rows = await select_rows(db, 'SELECT count(*) FROM "patient"', [])
     assert rows[0][0] >= 1
+
+
+def test_in_order_reads_rows_as_sqlite_sorts_them() -> None:
+    descending = ((0, True), (1, False))
+    assert in_order([("2024-02-01", "b"), ("2024-01-01", "a"), ("2024-01-01", "c")], descending)
+    assert in_order([], descending) and in_order([("x", "y")], descending)
+    assert not in_order([("2024-01-01", "a"), ("2024-02-01", "b")], descending)
+    assert not in_order([("2024-01-01", "c"), ("2024-01-01", "a")], descending)
+    assert not in_order([("2024-01-01", None), ("2024-01-01", "a")], descending)
+    assert not in_order([(2, "a"), ("1", "a")], descending)  # SQLite sorts text after numbers
+
+
+async def test_a_first_page_out_of_order_is_read_again_sorted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a dossier with authors, read once as it comes
+    holder = await make_patient("Alice")
+    doctor = await make_professional()
+    for n in range(6):
+        data = f"{n}".encode()
+        await DocumentModel.create(
+            patient_id=holder.patient.id,
+            title=f"Document {n}",
+            category=DocumentCategory.OTHER,
+            date=date(2024, 1, 1 + n % 3),
+            mime_type="text/plain",
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            author_professional_id=doctor.pk if n % 2 else None,
+            author_patient_id=None if n % 2 else holder.patient.id,
+        )
+    where = Where('"patient_id" = {}', [str(holder.patient.id)])
+    fields = ["id", "author_patient_id", "author_professional_id", "date", "created_at"]
+    order = Order((("date", True), ("created_at", True), ("id", True)))
+    expected = list(await fetch_first_rows(DocumentModel, where, order, 5, fields))
+    # when the rows of the statement without its ORDER BY come in another order
+    statements: list[str] = []
+
+    async def shuffled(db: Any, sql: str, values: list[Any]) -> Any:
+        statements.append(sql)
+        rows = list(await select_rows(db, sql, values))
+        return rows if "ORDER BY page." in sql else rows[::-1]
+
+    monkeypatch.setattr("resolvers.pagination.select_rows", shuffled)
+    prime = {
+        "author_professional_id": ByIdLoader(Professional),
+        "author_patient_id": ByIdLoader(Patient),
+    }
+    rows = await fetch_first_rows(DocumentModel, where, order, 5, fields, prime)
+    # then they are read again, sorted by the statement
+    assert [tuple(row)[: len(fields)] for row in rows] == [tuple(row) for row in expected]
+    if isinstance(DocumentModel._meta.db, SqliteClient):
+        assert len(statements) == 2 and "ORDER BY page." in statements[1]
+    else:
+        assert len(statements) == 1
