@@ -22,6 +22,7 @@ from models.catalogue import AppScope
 from models.consent import Block, Consent, ConsentAccess
 from models.establishment import Establishment, EstablishmentMember
 from models.patient import Patient, Representation, SpaceStatus, is_minor, minor_cutoff
+from models.sqlite_thread import select_rows
 
 __all__ = [
     "ANONYMOUS",
@@ -469,7 +470,7 @@ async def _professional_relations(pid: UUID, result: dict[UUID, Relation], now: 
     sql = _professional_relations_sql(parameter_prefix(db), len(ids))
     for relation in result.values():
         relation.space_live = False  # until its row says otherwise: an unknown id is not live
-    _, records = await db.execute_query(sql, [str(pid), now, *map(str, ids)])
+    records = await select_rows(db, sql, [str(pid), now, *map(str, ids)])
     for record in records:
         # The patient's instance as `Patient.raw` makes it (its executor's `execute_select`
         # calls the same `_init_from_db`, which reads the model's columns only), without

@@ -10,9 +10,11 @@ aiosqlite's call is public: tests/test_positioned_transaction.py guards both."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any, TypeVar
 
+from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
 from tortoise.backends.sqlite.client import SqliteClient
 from tortoise.exceptions import IntegrityError, OperationalError
 
@@ -53,3 +55,19 @@ def in_one_transaction(
         return result
 
     return transaction
+
+
+async def select_rows(db: BaseDBAsyncClient, sql: str, values: list[Any]) -> Sequence[Any]:
+    """The rows of one SELECT (`sql` written with `db`'s parameters), as `execute_query`
+    answers them. On SQLite outside a transaction, one call on its thread without
+    `execute_query`'s wrappers, which cost more than a short statement: the same lock, log
+    line, rows (`sqlite3.Row`s) and errors."""
+    if isinstance(db, SqliteClient) and not isinstance(db, TransactionalDBClient):
+        db.log.debug("%s: %s", sql, values)
+        return await on_sqlite_thread(db, partial(_fetch_all, sql, values))
+    _, rows = await db.execute_query(sql, values)
+    return rows
+
+
+def _fetch_all(sql: str, values: list[Any], conn: sqlite3.Connection) -> list[Any]:
+    return conn.execute(sql, values).fetchall()

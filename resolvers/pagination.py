@@ -13,10 +13,12 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from itertools import pairwise
 from typing import Annotated, Any, Generic, Protocol, TypeVar
 from uuid import UUID
 
 import strawberry
+from tortoise.backends.sqlite.client import SqliteClient
 from tortoise.exceptions import ValidationError
 from tortoise.expressions import F, Q
 from tortoise.fields import DateField, DatetimeField, Field, UUIDField
@@ -26,6 +28,7 @@ from tortoise.queryset import QuerySet
 
 from api.errors import BadUserInput
 from models.base import parameter_prefix
+from models.sqlite_thread import select_rows
 from resolvers.cost import READS_DATABASE, ListSize
 
 DEFAULT_PAGE = 20
@@ -462,10 +465,23 @@ def _columns(model: type[Model]) -> list[str]:
 
 
 Joins = tuple[tuple[type[Model], tuple[str, ...], int], ...]  # model, columns, pk's index
+Positions = tuple[tuple[int, bool], ...]  # the sort columns' indices in a row, descending?
+
+
+@dataclass(frozen=True)
+class FirstPage:
+    """A first page's statement; with joins, the same without its outer ORDER BY and where
+    its sort columns are in a row (None when some are not)."""
+
+    sql: str
+    joins: Joins
+    unsorted: str | None = None
+    positions: Positions | None = None
+
 
 # The statements of fetch_first_values, by everything their text depends on: the `Where`
 # texts are constants of the code, so there are few of them.
-_STATEMENTS: dict[tuple[Any, ...], tuple[str, Joins]] = {}
+_STATEMENTS: dict[tuple[Any, ...], FirstPage] = {}
 _MAX_STATEMENTS = 256
 
 
@@ -477,7 +493,7 @@ def _first_page_statement(
     fields: tuple[str, ...],
     prime: tuple[tuple[str, type[Model]], ...],
     p: str,
-) -> tuple[str, Joins]:
+) -> FirstPage:
     """fetch_first_values' statement (`where` with its `n` parameters, the limit after
     them) and, for each model it joins to prime a loader, its columns and its key's index
     among them: written once per shape."""
@@ -501,6 +517,7 @@ def _first_page_statement(
         f" ORDER BY {sort('')} LIMIT {p}{n + 1}"
     )
     joins: Joins = ()
+    statement = FirstPage(sql, joins)
     if prime:
         # The page as a subquery, each referenced row joined to it, in the page's order.
         picked = [f'page."{column}"' for column in columns]
@@ -513,13 +530,34 @@ def _first_page_statement(
             key_column = meta.fields_db_projection[name]
             joined.append(f'LEFT JOIN "{table}" j{i} ON j{i}."{pk}" = page."{key_column}"')
             joins += ((related_model, tuple(related), related.index(pk)),)
-        sql = (
-            f"SELECT {', '.join(picked)} FROM ({sql}) page {' '.join(joined)}"  # noqa: S608
-            f" ORDER BY {sort('page.')}"
-        )
+        unsorted = f"SELECT {', '.join(picked)} FROM ({sql}) page {' '.join(joined)}"  # noqa: S608
+        positions = None
+        if all(name in fields for name, _ in order.columns):
+            positions = tuple((fields.index(name), desc) for name, desc in order.columns)
+        statement = FirstPage(f"{unsorted} ORDER BY {sort('page.')}", joins, unsorted, positions)
     if len(_STATEMENTS) < _MAX_STATEMENTS:
-        _STATEMENTS[key] = (sql, joins)
-    return sql, joins
+        _STATEMENTS[key] = statement
+    return statement
+
+
+def in_order(rows: Sequence[Sequence[Any]], positions: Positions) -> bool:
+    """Whether `rows` are sorted on these columns as SQLite sorts its stored values (numbers
+    by value, text by code point, as Python compares them); False when that cannot be told
+    (a NULL, values of different types)."""
+    try:
+        for previous, row in pairwise(rows):
+            for index, desc in positions:
+                before, after = previous[index], row[index]
+                if before == after:
+                    continue
+                if before is None or after is None:
+                    return False
+                if (after > before) if desc else (after < before):
+                    return False
+                break
+    except TypeError:
+        return False
+    return True
 
 
 async def fetch_first_rows(
@@ -538,7 +576,7 @@ async def fetch_first_rows(
     its instance."""
     db = model._meta.db  # the transaction's connection inside one
     loaders = list((prime or {}).values())
-    sql, joins = _first_page_statement(
+    statement = _first_page_statement(
         model,
         where.sql,
         len(where.params),
@@ -547,7 +585,21 @@ async def fetch_first_rows(
         tuple((name, loader.model) for name, loader in (prime or {}).items()),
         parameter_prefix(db),
     )
-    _, rows = await db.execute_query(sql, [*where.params, limit])
+    values = [*where.params, limit]
+    joins = statement.joins
+    rows: Sequence[Any] | None = None
+    if (
+        statement.unsorted is not None
+        and statement.positions is not None
+        and isinstance(db, SqliteClient)
+    ):
+        # SQLite joins the page's rows in the page's order: checked here rather than the
+        # wide joined rows sorted again, which costs more than the rest of the statement.
+        rows = await select_rows(db, statement.unsorted, values)
+        if not in_order(rows, statement.positions):
+            rows = None
+    if rows is None:
+        rows = await select_rows(db, statement.sql, values)
     width = len(fields)
     for loader, (related_model, related, pk_index) in zip(loaders, joins, strict=True):
         at = width + pk_index
