@@ -73,7 +73,8 @@ class Document(Entity):
 
     class Meta:
         table = "document"
-        indexes = (("patient_id", "date", "created_at"),)
+        # A page's order, newest first (migration 0016): read backwards, no sort.
+        indexes = (("patient_id", "date", "created_at", "id"),)
 
 
 class Shown(Enum):

@@ -6,6 +6,7 @@ import hashlib
 from datetime import date, timedelta
 
 import httpx
+import pytest
 
 from models.base import utcnow
 from models.consent import Consent, ConsentAccess
@@ -221,3 +222,33 @@ async def test_later_pages_through_the_orm_follow_the_written_out_first(
         assert [(n["title"], n["author"]) for n in nodes] == [
             (n["title"], n["author"]) for n in wanted
         ]
+
+
+async def test_a_page_is_read_from_the_index_without_sorting(client: httpx.AsyncClient) -> None:
+    """The dossier's page index ends with the id (migration 0016), so SQLite reads a page,
+    newest first, off the index: no temporary B-tree to sort it, on either reader's
+    statement."""
+    import re
+
+    if Document._meta.db.capabilities.dialect != "sqlite":
+        pytest.skip("SQLite's query plan")
+    doc = await make_professional("Lecteur")
+    holder = await dossier(30, await authors(), "Alice")
+    await Consent.create(
+        patient_id=holder.patient.id,
+        professional_id=doc.pk,
+        access=ConsentAccess.READ,
+        granted_at=utcnow(),
+    )
+    read = await statements_for(client, AS_PROFESSIONAL, doc.token, 30, id=holder.id)
+    own = await statements_for(client, AS_HOLDER, holder.token, 30)
+    pages = [sql for sql in (*read, *own) if 'FROM "document"' in sql]
+    assert len(pages) == 2, pages
+    for sql in pages:
+        count = max(int(n) for n in re.findall(r"\?(\d+)", sql))
+        plan = await Document._meta.db.execute_query_dict(
+            f"EXPLAIN QUERY PLAN {sql}", [None] * count
+        )
+        details = [row["detail"] for row in plan]
+        assert not [d for d in details if "TEMP B-TREE" in d], details
+        assert any("idx_document_patient" in d for d in details), details
