@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
+from starlette._utils import get_route_path
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException, WebSocketException
 from starlette.middleware import Middleware
@@ -285,12 +286,35 @@ def create_app(settings: Settings | None = None) -> Starlette:
             ),
             # Inside CORS, so that a 429 reaches a browser with its CORS headers.
             Middleware(BudgetMiddleware, budget=budget),
+            Middleware(DirectRoutes, routes={"/graphql": view}),
         ],
     )
     app.state.services = services
     app.state.franceconnect = franceconnect
     graphql_socket.handle_errors_as(app)
     return app
+
+
+class DirectRoutes:
+    """Innermost middleware: an HTTP request for one of `routes`' paths goes straight to its
+    app, past Starlette's exception middleware and router (each request paid for both, and
+    for their wrapping of `send`). Such an app answers every error itself (GraphQLView
+    does, in `_respond`); what escapes it still reaches the server error middleware,
+    outside. Other requests, and websockets, take the usual way."""
+
+    __slots__ = ("app", "routes")
+
+    def __init__(self, app: ASGIApp, routes: dict[str, ASGIApp]) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            route = self.routes.get(get_route_path(scope))
+            if route is not None:
+                await route(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class GraphQLSocket:

@@ -18,7 +18,7 @@ from graphql.validation import NoSchemaIntrospectionCustomRule, specified_rules
 
 from api.config import Settings
 from api.extensions import cost as cost_module
-from api.extensions.cost import COST_KEY_CHARACTERS, CostError, cost_model
+from api.extensions.cost import CostError, cost_model
 from api.extensions.limits import Limits, limits_of, validated
 
 SDL = """
@@ -85,12 +85,25 @@ def test_a_missing_variable_and_a_null_one_are_keyed_apart() -> None:
     assert plan.cost({}) == 1 + 2 * 2
 
 
-def test_large_variables_are_costed_without_being_kept() -> None:
+def test_strings_share_one_cost_and_their_text_is_not_kept() -> None:
     plan = cost_model(SCHEMA).plan(parse(TEXT), None, TEXT)
-    long_name = "x" * (COST_KEY_CHARACTERS + 1)
+    evaluations = 0
+    evaluate = cost_module._Evaluation.total
 
-    assert plan.cost({"n": 2, "m": 2, "name": long_name}) == 1 + 2 * (1 + 2 * 2)
-    assert all(long_name not in str(key) for key in plan._costs)
+    def counted(self: Any, root: Any) -> int:
+        nonlocal evaluations
+        evaluations += 1
+        return evaluate(self, root)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cost_module._Evaluation, "total", counted)
+        short = plan.cost({"n": 2, "m": 2, "name": "Ada"})
+        long = plan.cost({"n": 2, "m": 2, "name": "x" * 10_000})
+        null = plan.cost({"n": 2, "m": 2, "name": None})
+
+    assert (short, long, null) == (1 + 2 * (1 + 2 * 2),) * 3
+    assert evaluations == 2  # a string, whatever its text; then null
+    assert all("Ada" not in str(key) for key in plan._costs)
 
 
 def test_documents_differing_by_one_character_get_plans_of_their_own() -> None:

@@ -87,11 +87,10 @@ UNSIZED_LIST = 100
 PLAN_CACHE_SIZE = 512
 PLAN_CACHE_CHARACTERS = 4 * 1024 * 1024
 # The costs a plan keeps, by the values of the variables it reads: at most this many, each
-# for variables of at most this many values, no string longer than this (else computed at
-# each request, a key being no cheaper to build than the cost).
+# for variables of at most this many values (else computed at each request, a key being no
+# cheaper to build than the cost).
 COST_CACHE_SIZE = 64
 COST_KEY_VALUES = 32
-COST_KEY_CHARACTERS = 256
 COST_HEADER = "x-query-cost"
 
 
@@ -356,7 +355,12 @@ _MISSING = object()
 
 def _cost_key(reads: Sequence[str], variables: Mapping[str, Any]) -> tuple[Any, ...] | None:
     """The values of the variables a plan reads, each with its type: `true` and `1`, equal in
-    Python, weigh differently (a boolean is no slicing size); None when too large."""
+    Python, weigh differently (a boolean is no slicing size); None when too large.
+
+    A string stands for its type alone: no string's text changes a cost (`_Evaluation` asks
+    of a value whether it is null, a boolean, a number, a list or an object, never what a
+    string says). So a mutation's input of free text (a message's body) finds its cost
+    kept, and no client's text is kept with it."""
     budget = [COST_KEY_VALUES]
     try:
         return tuple(_frozen(variables.get(name, _MISSING), budget) for name in reads)
@@ -371,9 +375,7 @@ def _frozen(value: Any, budget: list[int]) -> Any:
     if value is None or value is _MISSING or type(value) in (bool, int, float):
         return (type(value), value)
     if type(value) is str:
-        if len(value) > COST_KEY_CHARACTERS:
-            raise _Unkeyed
-        return (str, value)
+        return str
     if type(value) is list:
         return (list, tuple(_frozen(item, budget) for item in value))
     if type(value) is dict:
