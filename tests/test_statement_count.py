@@ -252,3 +252,18 @@ async def test_a_page_is_read_from_the_index_without_sorting(client: httpx.Async
         details = [row["detail"] for row in plan]
         assert not [d for d in details if "TEMP B-TREE" in d], details
         assert any("idx_document_patient" in d for d in details), details
+
+
+async def test_whom_a_professional_is_blocked_by_is_not_a_scan(
+    client: httpx.AsyncClient,
+) -> None:
+    """The relation's and the send's `BLOCKING` subquery (by professional) reads an index
+    (migration 0017), not every block of every patient."""
+    from models.access import BLOCKING
+
+    if Document._meta.db.capabilities.dialect != "sqlite":
+        pytest.skip("SQLite's query plan")
+    sql = BLOCKING.format(pro="?1")
+    plan = await Document._meta.db.execute_query_dict(f"EXPLAIN QUERY PLAN {sql}", [None])
+    details = [row["detail"] for row in plan]
+    assert not [d for d in details if d.startswith("SCAN")], details
