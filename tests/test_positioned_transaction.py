@@ -195,11 +195,9 @@ async def test_a_conversation_closed_after_it_was_read_refuses_the_message(
     assert await Message.filter(conversation_id=conversation.id).count() == count
 
 
-@pytest.mark.skipif(bool(PG_URL), reason="the one call is SQLite's")
-async def test_on_sqlite_a_send_is_one_call_on_the_database_thread(
-    http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    conversation, actor = await conversation_of(http)
+def thread_calls(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The calls sent to the SQLite connection's thread from now on (aiosqlite's private
+    `_execute`, which every statement goes through: one call, one hand-off)."""
     connection: Any = Conversation._meta.db._connection
     calls: list[object] = []
     execute = connection._execute
@@ -209,6 +207,15 @@ async def test_on_sqlite_a_send_is_one_call_on_the_database_thread(
         return await execute(fn, *args, **kwargs)
 
     monkeypatch.setattr(connection, "_execute", counted)
+    return calls
+
+
+@pytest.mark.skipif(bool(PG_URL), reason="the one call is SQLite's")
+async def test_on_sqlite_a_send_is_one_call_on_the_database_thread(
+    http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conversation, actor = await conversation_of(http)
+    calls = thread_calls(monkeypatch)
     message = await messaging.send_message(
         conversation,
         actor=actor,

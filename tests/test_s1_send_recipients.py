@@ -15,7 +15,7 @@ from models.base import paris_today, utcnow
 from models.errors import Conflict
 from models.message import Conversation, Message
 from tests.conftest import PG_URL
-from tests.test_positioned_transaction import conversation_of
+from tests.test_positioned_transaction import conversation_of, thread_calls
 
 
 async def send(conversation: Conversation, actor: Any, then: clock.Read) -> Message:
@@ -63,15 +63,7 @@ async def test_on_sqlite_a_send_and_its_recipients_are_one_call_on_the_database_
     http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     conversation, actor = await conversation_of(http)
-    connection: Any = Conversation._meta.db._connection
-    calls: list[object] = []
-    execute = connection._execute
-
-    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append(fn)
-        return await execute(fn, *args, **kwargs)
-
-    monkeypatch.setattr(connection, "_execute", counted)
+    calls = thread_calls(monkeypatch)
     read = messaging.recipients_read(conversation)
     await send(conversation, actor, read)
 
