@@ -42,8 +42,9 @@ def _cost(schema: Any, text: str, variables: dict[str, Any]) -> int:
     return cost_model(schema).cost(parse(text), None, variables, text=text)
 
 
-def test_a_cost_is_kept_for_the_same_variables_and_recomputed_for_others() -> None:
-    plan = cost_model(SCHEMA).plan(parse(TEXT), None, TEXT)
+def _costs_counted(plan: Any, *variables: dict[str, Any]) -> tuple[list[int], int]:
+    """The plan's cost for each set of `variables`, and how many of them were evaluated
+    (the others were found kept)."""
     evaluations = 0
     evaluate = cost_module._Evaluation.total
 
@@ -54,9 +55,18 @@ def test_a_cost_is_kept_for_the_same_variables_and_recomputed_for_others() -> No
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cost_module._Evaluation, "total", counted)
-        first = plan.cost({"n": 10, "m": 5, "name": "a"})
-        again = plan.cost({"n": 10, "m": 5, "name": "a"})
-        other = plan.cost({"n": 10, "m": 6, "name": "a"})
+        costs = [plan.cost(values) for values in variables]
+    return costs, evaluations
+
+
+def test_a_cost_is_kept_for_the_same_variables_and_recomputed_for_others() -> None:
+    plan = cost_model(SCHEMA).plan(parse(TEXT), None, TEXT)
+    (first, again, other), evaluations = _costs_counted(
+        plan,
+        {"n": 10, "m": 5, "name": "a"},
+        {"n": 10, "m": 5, "name": "a"},
+        {"n": 10, "m": 6, "name": "a"},
+    )
 
     assert (first, again, other) == (1 + 10 * (1 + 5 * 2), first, 1 + 10 * (1 + 6 * 2))
     assert evaluations == 2
@@ -87,19 +97,12 @@ def test_a_missing_variable_and_a_null_one_are_keyed_apart() -> None:
 
 def test_strings_share_one_cost_and_their_text_is_not_kept() -> None:
     plan = cost_model(SCHEMA).plan(parse(TEXT), None, TEXT)
-    evaluations = 0
-    evaluate = cost_module._Evaluation.total
-
-    def counted(self: Any, root: Any) -> int:
-        nonlocal evaluations
-        evaluations += 1
-        return evaluate(self, root)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cost_module._Evaluation, "total", counted)
-        short = plan.cost({"n": 2, "m": 2, "name": "Ada"})
-        long = plan.cost({"n": 2, "m": 2, "name": "x" * 10_000})
-        null = plan.cost({"n": 2, "m": 2, "name": None})
+    (short, long, null), evaluations = _costs_counted(
+        plan,
+        {"n": 2, "m": 2, "name": "Ada"},
+        {"n": 2, "m": 2, "name": "x" * 10_000},
+        {"n": 2, "m": 2, "name": None},
+    )
 
     assert (short, long, null) == (1 + 2 * (1 + 2 * 2),) * 3
     assert evaluations == 2  # a string, whatever its text; then null
