@@ -180,16 +180,7 @@ async def test_a_conversation_closed_after_it_was_read_refuses_the_message(
     count = await Message.filter(conversation_id=conversation.id).count()
 
     with pytest.raises(Conflict):
-        await messaging.send_message(
-            conversation,
-            actor=actor,
-            relation=None,
-            body="Encore une chose",
-            attachments=[],
-            blobs=None,  # type: ignore[arg-type]  # no attachment: never touched
-            max_bytes=0,
-            now=utcnow(),
-        )
+        await send(conversation, actor, "Encore une chose")
 
     assert await clock.committed_position(clock.MESSAGES) == start
     assert await Message.filter(conversation_id=conversation.id).count() == count
@@ -210,22 +201,30 @@ def thread_calls(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     return calls
 
 
+async def send(
+    conversation: Conversation, actor: Any, body: str, then: clock.Read | None = None
+) -> Message:
+    """A message without attachments, sent straight through the model."""
+    return await messaging.send_message(
+        conversation,
+        actor=actor,
+        relation=None,
+        body=body,
+        attachments=[],
+        blobs=None,  # type: ignore[arg-type]  # no attachment: never touched
+        max_bytes=0,
+        now=utcnow(),
+        then=then,
+    )
+
+
 @pytest.mark.skipif(bool(PG_URL), reason="the one call is SQLite's")
 async def test_on_sqlite_a_send_is_one_call_on_the_database_thread(
     http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     conversation, actor = await conversation_of(http)
     calls = thread_calls(monkeypatch)
-    message = await messaging.send_message(
-        conversation,
-        actor=actor,
-        relation=None,
-        body="Une seule fois",
-        attachments=[],
-        blobs=None,  # type: ignore[arg-type]
-        max_bytes=0,
-        now=utcnow(),
-    )
+    message = await send(conversation, actor, "Une seule fois")
 
     assert len(calls) == 1
     assert (await Message.get(id=message.id)).seq == message.seq

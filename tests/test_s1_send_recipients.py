@@ -4,32 +4,15 @@ read when nothing was written."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import pytest
 
-from models import clock
 from models import message as messaging
 from models.base import paris_today, utcnow
 from models.errors import Conflict
 from models.message import Conversation, Message
 from tests.conftest import PG_URL
-from tests.test_positioned_transaction import conversation_of, thread_calls
-
-
-async def send(conversation: Conversation, actor: Any, then: clock.Read) -> Message:
-    return await messaging.send_message(
-        conversation,
-        actor=actor,
-        relation=None,
-        body="Vos résultats sont arrivés.",
-        attachments=[],
-        blobs=None,  # type: ignore[arg-type]  # no attachment: never touched
-        max_bytes=0,
-        now=utcnow(),
-        then=then,
-    )
+from tests.test_positioned_transaction import conversation_of, send, thread_calls
 
 
 async def test_the_recipients_read_with_the_commit_are_those_of_the_conversation(
@@ -38,7 +21,7 @@ async def test_the_recipients_read_with_the_commit_are_those_of_the_conversation
     conversation, actor = await conversation_of(http)
     read = messaging.recipients_read(conversation)
 
-    message = await send(conversation, actor, read)
+    message = await send(conversation, actor, "Vos résultats sont arrivés.", read)
 
     assert (await Message.get(id=message.id)).seq == message.seq
     today = paris_today()
@@ -53,7 +36,7 @@ async def test_a_refused_message_reads_no_recipients(http: httpx.AsyncClient) ->
     read = messaging.recipients_read(conversation)
 
     with pytest.raises(Conflict):
-        await send(conversation, actor, read)
+        await send(conversation, actor, "Vos résultats sont arrivés.", read)
 
     assert read.rows == []
 
@@ -65,7 +48,7 @@ async def test_on_sqlite_a_send_and_its_recipients_are_one_call_on_the_database_
     conversation, actor = await conversation_of(http)
     calls = thread_calls(monkeypatch)
     read = messaging.recipients_read(conversation)
-    await send(conversation, actor, read)
+    await send(conversation, actor, "Vos résultats sont arrivés.", read)
 
     assert len(calls) == 1
     assert len(read.rows) == 2
