@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -12,8 +10,6 @@ from typing import Any
 from uuid import UUID
 
 from tortoise import fields
-from tortoise.backends.base.client import TransactionalDBClient
-from tortoise.backends.sqlite.client import SqliteClient
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
@@ -33,7 +29,7 @@ from models.errors import Unauthenticated
 from models.outbox import Mailer, deliver, queue_email
 from models.passwords import hash_password, needs_rehash, verify_password
 from models.patient import Patient, SpaceStatus
-from models.sqlite_thread import on_sqlite_thread
+from models.sqlite_thread import select_rows
 
 logger = logging.getLogger(__name__)
 
@@ -273,21 +269,8 @@ WHERE s.token_hash = {p}1 AND s.revoked_at IS NULL AND s.expires_at > {p}2
 """
 
 
-_AUTHENTICATE_SQLITE = _AUTHENTICATE.format(p="?")
-
-
-def _select_session(
-    client: SqliteClient, values: list[object]
-) -> Callable[[sqlite3.Connection], list[sqlite3.Row]]:
-    """`_AUTHENTICATE` as one call on SQLite's thread (models/sqlite_thread.py): what
-    `execute_query_dict` runs there, without its wrappers, which cost more than the
-    statement itself. Its rows are `sqlite3.Row`s, read by column name as dicts are."""
-    client.log.debug("%s: %s", _AUTHENTICATE_SQLITE, values)
-
-    def select(conn: sqlite3.Connection) -> list[sqlite3.Row]:
-        return conn.execute(_AUTHENTICATE_SQLITE, values).fetchall()
-
-    return select
+# Written once per parameter style (`parameter_prefix`).
+_AUTHENTICATE_FOR = {p: _AUTHENTICATE.format(p=p) for p in ("?", "$")}
 
 
 def _uuid(value: object) -> UUID | None:
@@ -308,11 +291,8 @@ async def authenticate(
         return await _authenticate_app(token, vault=vault, now=now)
     db = Session._meta.db
     values = [token_hash(token), now]
-    rows: list[Any]  # dicts, or sqlite3.Rows (read alike, by column name)
-    if isinstance(db, SqliteClient) and not isinstance(db, TransactionalDBClient):
-        rows = await on_sqlite_thread(db, _select_session(db, values))
-    else:
-        rows = await db.execute_query_dict(_AUTHENTICATE.format(p=parameter_prefix(db)), values)
+    # One call on SQLite's thread there (`select_rows`); rows read by column name.
+    rows = await select_rows(db, _AUTHENTICATE_FOR[parameter_prefix(db)], values)
     if not rows:
         raise Unauthenticated("The session is invalid or has expired.")
     row = rows[0]

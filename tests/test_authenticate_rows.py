@@ -33,8 +33,8 @@ async def _both(token: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
 
     fast = await answer()
     with monkeypatch.context() as patch:
-        # No client is a SqliteClient any more: the ORM's path is taken.
-        patch.setattr("models.session.SqliteClient", type("Nothing", (), {}))
+        # No client is a SqliteClient any more: `select_rows` takes the ORM's path.
+        patch.setattr("models.sqlite_thread.SqliteClient", type("Nothing", (), {}))
         slow = await answer()
     return fast, slow
 
