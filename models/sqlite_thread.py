@@ -71,3 +71,28 @@ async def select_rows(db: BaseDBAsyncClient, sql: str, values: list[Any]) -> Seq
 
 def _fetch_all(sql: str, values: list[Any], conn: sqlite3.Connection) -> list[Any]:
     return conn.execute(sql, values).fetchall()
+
+
+Statements = list[tuple[str, list[Any]]]
+
+
+async def select_rows_then(
+    db: SqliteClient, sql: str, values: list[Any], then: Callable[[list[Any]], Statements]
+) -> tuple[list[Any], list[list[Any]]]:
+    """The rows of one SELECT, and of the SELECTs `then` writes from them (on SQLite's
+    thread: it must only read the rows), in one call on that thread outside a transaction:
+    a hand-off costs more than a short statement. Each statement logged as `select_rows`
+    logs it."""
+    db.log.debug("%s: %s", sql, values)
+    rows, statements, answers = await on_sqlite_thread(db, partial(_fetch_then, sql, values, then))
+    for statement, parameters in statements:
+        db.log.debug("%s: %s", statement, parameters)
+    return rows, answers
+
+
+def _fetch_then(
+    sql: str, values: list[Any], then: Callable[[list[Any]], Statements], conn: sqlite3.Connection
+) -> tuple[list[Any], Statements, list[list[Any]]]:
+    rows = conn.execute(sql, values).fetchall()
+    statements = then(rows)
+    return rows, statements, [conn.execute(s, v).fetchall() for s, v in statements]

@@ -13,11 +13,11 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from itertools import pairwise
 from typing import Annotated, Any, Generic, Protocol, TypeVar
 from uuid import UUID
 
 import strawberry
+from tortoise.backends.base.client import TransactionalDBClient
 from tortoise.backends.sqlite.client import SqliteClient
 from tortoise.exceptions import ValidationError
 from tortoise.expressions import F, Q
@@ -28,7 +28,7 @@ from tortoise.queryset import QuerySet
 
 from api.errors import BadUserInput
 from models.base import parameter_prefix
-from models.sqlite_thread import select_rows
+from models.sqlite_thread import Statements, select_rows, select_rows_then
 from resolvers.cost import READS_DATABASE, ListSize
 
 DEFAULT_PAGE = 20
@@ -465,18 +465,21 @@ def _columns(model: type[Model]) -> list[str]:
 
 
 Joins = tuple[tuple[type[Model], tuple[str, ...], int], ...]  # model, columns, pk's index
-Positions = tuple[tuple[int, bool], ...]  # the sort columns' indices in a row, descending?
+# For each model to prime: the index of its key among the page's fields, and its rows'
+# SELECT up to the list of keys (`WHERE "id" IN `).
+Related = tuple[tuple[int, str], ...]
 
 
 @dataclass(frozen=True)
 class FirstPage:
-    """A first page's statement; with joins, the same without its outer ORDER BY and where
-    its sort columns are in a row (None when some are not)."""
+    """A first page's statement, with `joins` the rows it primes joined to it; and, when
+    the keys of those rows are among the page's fields, the page alone (`page`) with the
+    SELECTs of those rows by key (`related`)."""
 
     sql: str
     joins: Joins
-    unsorted: str | None = None
-    positions: Positions | None = None
+    page: str
+    related: Related | None = None
 
 
 # The statements of fetch_first_values, by everything their text depends on: the `Where`
@@ -516,48 +519,62 @@ def _first_page_statement(
         f'SELECT {select} FROM "{meta.db_table}" WHERE {condition}'  # noqa: S608
         f" ORDER BY {sort('')} LIMIT {p}{n + 1}"
     )
-    joins: Joins = ()
-    statement = FirstPage(sql, joins)
+    statement = FirstPage(sql, (), sql)
     if prime:
-        # The page as a subquery, each referenced row joined to it, in the page's order.
+        # The page as a subquery, each referenced row joined to it, in the page's order;
+        # or the page, then the referenced rows by key.
         picked = [f'page."{column}"' for column in columns]
         joined = []
+        joins: Joins = ()
+        related: Related = ()
         for i, (name, related_model) in enumerate(prime):
-            related = _columns(related_model)
+            related_columns = _columns(related_model)
             related_meta = related_model._meta
-            picked += [f'j{i}."{column}"' for column in related]
+            picked += [f'j{i}."{column}"' for column in related_columns]
             table, pk = related_meta.db_table, related_meta.db_pk_column
             key_column = meta.fields_db_projection[name]
             joined.append(f'LEFT JOIN "{table}" j{i} ON j{i}."{pk}" = page."{key_column}"')
-            joins += ((related_model, tuple(related), related.index(pk)),)
-        unsorted = f"SELECT {', '.join(picked)} FROM ({sql}) page {' '.join(joined)}"  # noqa: S608
-        positions = None
-        if all(name in fields for name, _ in order.columns):
-            positions = tuple((fields.index(name), desc) for name, desc in order.columns)
-        statement = FirstPage(f"{unsorted} ORDER BY {sort('page.')}", joins, unsorted, positions)
+            joins += ((related_model, tuple(related_columns), related_columns.index(pk)),)
+            by_key = ", ".join(f'"{column}"' for column in related_columns)
+            if name in fields:
+                by_keys = f'SELECT {by_key} FROM "{table}" WHERE "{pk}" IN '  # noqa: S608
+                related += ((fields.index(name), by_keys),)
+        statement = FirstPage(
+            f"SELECT {', '.join(picked)} FROM ({sql}) page {' '.join(joined)}"  # noqa: S608
+            f" ORDER BY {sort('page.')}",
+            joins,
+            sql,
+            related if len(related) == len(prime) else None,
+        )
     if len(_STATEMENTS) < _MAX_STATEMENTS:
         _STATEMENTS[key] = statement
     return statement
 
 
-def in_order(rows: Sequence[Sequence[Any]], positions: Positions) -> bool:
-    """Whether `rows` are sorted on these columns as SQLite sorts its stored values (numbers
-    by value, text by code point, as Python compares them); False when that cannot be told
-    (a NULL, values of different types)."""
-    try:
-        for previous, row in pairwise(rows):
-            for index, desc in positions:
-                before, after = previous[index], row[index]
-                if before == after:
-                    continue
-                if before is None or after is None:
-                    return False
-                if (after > before) if desc else (after < before):
-                    return False
-                break
-    except TypeError:
-        return False
-    return True
+def _by_keys(related: Related, rows: list[Any]) -> Statements:
+    """The SELECTs of the rows a page refers to, by their distinct keys (SQLite's `?`s)."""
+    statements = []
+    for at, select in related:
+        keys = list(dict.fromkeys(row[at] for row in rows if row[at] is not None))
+        if keys:
+            statements.append((f"{select}({', '.join('?' * len(keys))})", keys))
+    return statements
+
+
+def _joined(rows: Sequence[Any], width: int, joins: Joins) -> list[list[dict[str, Any]]]:
+    """The rows joined to a page's (after its `width` columns), each once, by model."""
+    out = []
+    for _, related, pk_index in joins:
+        at = width + pk_index
+        found: dict[Any, dict[str, Any]] = {}
+        for row in rows:
+            if (key := row[at]) is not None and key not in found:
+                found[key] = dict(
+                    zip(related, tuple(row)[width : width + len(related)], strict=True)
+                )
+        width += len(related)
+        out.append(list(found.values()))
+    return out
 
 
 async def fetch_first_rows(
@@ -571,9 +588,8 @@ async def fetch_first_rows(
     """The first `limit` rows of `model` matching `where`, in this order, as the driver
     answers them (`fields` first, in this order), from a written-out statement: building
     the ORM's costs more than running it. `prime`: for some of those fields (foreign keys),
-    loaders to prime with the rows they point to, read by the same statement (LEFT JOINs of
-    the page); a row the loader already holds is left as priming would leave it, without
-    its instance."""
+    loaders to prime with the rows they point to, read with the page; a row the loader
+    already holds is left as priming would leave it, without its instance."""
     db = model._meta.db  # the transaction's connection inside one
     loaders = list((prime or {}).values())
     statement = _first_page_statement(
@@ -586,35 +602,35 @@ async def fetch_first_rows(
         parameter_prefix(db),
     )
     values = [*where.params, limit]
-    joins = statement.joins
-    rows: Sequence[Any] | None = None
+    if not loaders:
+        return await select_rows(db, statement.sql, values)
+    referred: list[list[Any]]
+    rows: Sequence[Any]
     if (
-        statement.unsorted is not None
-        and statement.positions is not None
+        statement.related is not None
         and isinstance(db, SqliteClient)
+        and not isinstance(db, TransactionalDBClient)
     ):
-        # SQLite joins the page's rows in the page's order: checked here rather than the
-        # wide joined rows sorted again, which costs more than the rest of the statement.
-        rows = await select_rows(db, statement.unsorted, values)
-        if not in_order(rows, statement.positions):
-            rows = None
-    if rows is None:
+        # On SQLite's thread, the page then the rows it refers to by key, in one hand-off:
+        # each of those rows read once, not once per row of the page as a join repeats it.
+        rows, found = await select_rows_then(
+            db, statement.page, values, functools.partial(_by_keys, statement.related)
+        )
+        answers = iter(found)
+        referred = [
+            next(answers) if any(row[at] is not None for row in rows) else []
+            for at, _ in statement.related
+        ]
+    else:
         rows = await select_rows(db, statement.sql, values)
-    width = len(fields)
-    for loader, (related_model, related, pk_index) in zip(loaders, joins, strict=True):
-        at = width + pk_index
+        referred = _joined(rows, len(fields), statement.joins)
+    for loader, (related_model, _, _), records in zip(
+        loaders, statement.joins, referred, strict=True
+    ):
         to_key = related_model._meta.pk.to_python_value
-        found: dict[Any, dict[str, Any]] = {}
-        seen = set()
-        for row in rows:
-            if (key := row[at]) is not None and key not in seen:
-                seen.add(key)
-                if not loader.holds(to_key(key)):
-                    found[key] = dict(
-                        zip(related, tuple(row)[width : width + len(related)], strict=True)
-                    )
-        width += len(related)
-        loader.prime_many({row.pk: row for row in instances(related_model, list(found.values()))})
+        pk = related_model._meta.db_pk_column
+        fresh = [record for record in records if not loader.holds(to_key(record[pk]))]
+        loader.prime_many({row.pk: row for row in instances(related_model, fresh)})
     return rows
 
 

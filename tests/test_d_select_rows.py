@@ -1,7 +1,9 @@
 """`select_rows` (models/sqlite_thread.py), one call on SQLite's thread, answers what the
 ORM's own path (`execute_query`) answers, on every database: the same rows, the same
 errors, and the same professional relation (models/access.py) read with it. A first page
-with its authors, read on SQLite without its outer ORDER BY, is checked to be in order."""
+with its authors is read on SQLite as the page, then each author once by key, in one call
+on SQLite's thread; elsewhere (and in a transaction) with its authors joined to it: both
+read the same rows and prime the loaders with the same authors."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from uuid import UUID
 import pytest
 from tortoise.backends.sqlite.client import SqliteClient
 from tortoise.exceptions import OperationalError
+from tortoise.transactions import in_transaction
 
 from models.access import Actor, relations
 from models.account import Role
@@ -24,8 +27,10 @@ from models.patient import Patient
 from models.professional import Professional
 from models.sqlite_thread import select_rows
 from resolvers.loaders import ByIdLoader
-from resolvers.pagination import Order, Where, fetch_first_rows, in_order
+from resolvers.pagination import Order, Where, fetch_first_rows
 from tests.factories import make_patient, make_professional
+from tests.sql_counter import count_statements
+from tests.test_positioned_transaction import thread_calls
 
 pytestmark = pytest.mark.usefixtures("client")  # the application started: the database open
 
@@ -98,23 +103,15 @@ async def test_the_sqlite_path_is_the_one_taken_on_sqlite(
     assert rows[0][0] >= 1
 
 
-def test_in_order_reads_rows_as_sqlite_sorts_them() -> None:
-    descending = ((0, True), (1, False))
-    assert in_order([("2024-02-01", "b"), ("2024-01-01", "a"), ("2024-01-01", "c")], descending)
-    assert in_order([], descending) and in_order([("x", "y")], descending)
-    assert not in_order([("2024-01-01", "a"), ("2024-02-01", "b")], descending)
-    assert not in_order([("2024-01-01", "c"), ("2024-01-01", "a")], descending)
-    assert not in_order([("2024-01-01", None), ("2024-01-01", "a")], descending)
-    assert not in_order([(2, "a"), ("1", "a")], descending)  # SQLite sorts text after numbers
+FIELDS = ["id", "author_patient_id", "author_professional_id", "date", "created_at"]
+ORDER = Order((("date", True), ("created_at", True), ("id", True)))
 
 
-async def test_a_first_page_out_of_order_is_read_again_sorted(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # given a dossier with authors, read once as it comes
+async def authored_dossier() -> tuple[Where, UUID, list[UUID]]:
+    """Seven documents of one space, by its holder, two doctors, or no one."""
     holder = await make_patient("Alice")
-    doctor = await make_professional()
-    for n in range(6):
+    doctors = [await make_professional("Moreau"), await make_professional("Roux")]
+    for n in range(7):
         data = f"{n}".encode()
         await DocumentModel.create(
             patient_id=holder.patient.id,
@@ -124,30 +121,83 @@ async def test_a_first_page_out_of_order_is_read_again_sorted(
             mime_type="text/plain",
             size=len(data),
             sha256=hashlib.sha256(data).hexdigest(),
-            author_professional_id=doctor.pk if n % 2 else None,
-            author_patient_id=None if n % 2 else holder.patient.id,
+            author_professional_id=doctors[n % 2].pk if n % 3 == 1 else None,
+            author_patient_id=holder.patient.id if n % 3 == 0 else None,
         )
-    where = Where('"patient_id" = {}', [str(holder.patient.id)])
-    fields = ["id", "author_patient_id", "author_professional_id", "date", "created_at"]
-    order = Order((("date", True), ("created_at", True), ("id", True)))
-    expected = list(await fetch_first_rows(DocumentModel, where, order, 5, fields))
-    # when the rows of the statement without its ORDER BY come in another order
-    statements: list[str] = []
+    pros = [doctor.pk for doctor in doctors]
+    assert all(isinstance(pk, UUID) for pk in pros)
+    return Where('"patient_id" = {}', [str(holder.patient.id)]), holder.patient.id, pros
 
-    async def shuffled(db: Any, sql: str, values: list[Any]) -> Any:
-        statements.append(sql)
-        rows = list(await select_rows(db, sql, values))
-        return rows if "ORDER BY page." in sql else rows[::-1]
 
-    monkeypatch.setattr("resolvers.pagination.select_rows", shuffled)
-    prime = {
+def loaders() -> dict[str, Any]:
+    return {
         "author_professional_id": ByIdLoader(Professional),
         "author_patient_id": ByIdLoader(Patient),
     }
-    rows = await fetch_first_rows(DocumentModel, where, order, 5, fields, prime)
-    # then they are read again, sorted by the statement
-    assert [tuple(row)[: len(fields)] for row in rows] == [tuple(row) for row in expected]
+
+
+async def primed(loaders: dict[str, Any], ids: list[Any]) -> list[tuple[Any, ...]]:
+    """What the loaders hold of these rows, as (id, names), without loading anything."""
+    out = []
+    for loader in loaders.values():
+        for pk in ids:
+            if loader.holds(pk):
+                row = await loader.load(pk)
+                out.append((row.pk, row.first_name, row.last_name))
+    return sorted(out, key=str)
+
+
+async def test_a_first_page_with_authors_reads_and_primes_as_the_join(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    where, holder, pros = await authored_dossier()
+    plain = [tuple(row) for row in await fetch_first_rows(DocumentModel, where, ORDER, 6, FIELDS)]
+    # the page with its authors, as it is read on this database
+    fast = loaders()
+    with count_statements() as statements:
+        rows = await fetch_first_rows(DocumentModel, where, ORDER, 6, FIELDS, fast)
+    # the same with the authors joined to it, as on PostgreSQL and inside transactions
+    joined = loaders()
+    async with in_transaction():
+        joined_rows = await fetch_first_rows(DocumentModel, where, ORDER, 6, FIELDS, joined)
+    assert [tuple(row)[: len(FIELDS)] for row in rows] == plain
+    assert [tuple(row)[: len(FIELDS)] for row in joined_rows] == plain
+    ids = [holder, *pros]
+    assert await primed(fast, ids) == await primed(joined, ids) != []
+    assert {pk for pk in pros if fast["author_professional_id"].holds(pk)} == set(pros)
     if isinstance(DocumentModel._meta.db, SqliteClient):
-        assert len(statements) == 2 and "ORDER BY page." in statements[1]
+        # the page, then the doctors and the holder by key: no join
+        assert len(statements) == 3 and all("JOIN" not in sql for sql in statements)
+        assert " IN (?, ?)" in statements[1] and " IN (?)" in statements[2]
     else:
-        assert len(statements) == 1
+        assert len(statements) == 1 and "LEFT JOIN" in statements[0]
+
+
+async def test_a_page_and_its_authors_are_one_call_on_sqlites_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    db = DocumentModel._meta.db
+    if not isinstance(db, SqliteClient):
+        pytest.skip("SQLite only")
+    where, _, _ = await authored_dossier()
+    calls = thread_calls(monkeypatch)
+    await fetch_first_rows(DocumentModel, where, ORDER, 6, FIELDS, loaders())
+    assert len(calls) == 1
+
+
+async def test_a_page_of_no_author_reads_no_author(monkeypatch: pytest.MonkeyPatch) -> None:
+    holder = await make_patient("Alice")
+    data = b"x"
+    await DocumentModel.create(
+        patient_id=holder.patient.id,
+        title="Anonyme",
+        category=DocumentCategory.OTHER,
+        date=date(2024, 1, 1),
+        mime_type="text/plain",
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    where = Where('"patient_id" = {}', [str(holder.patient.id)])
+    with count_statements() as statements:
+        rows = await fetch_first_rows(DocumentModel, where, ORDER, 6, FIELDS, loaders())
+    assert len(rows) == 1 and len(statements) == 1
