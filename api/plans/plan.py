@@ -38,11 +38,13 @@ from graphql.type.scalars import serialize_id, serialize_string
 from strawberry.extensions.field_extension import FieldExtension
 from strawberry.permission import PermissionExtension
 from strawberry.relay.types import GlobalID
-from strawberry.types.arguments import StrawberryArgument, _is_leaf_type, convert_argument
+from strawberry.types.arguments import StrawberryArgument, _is_leaf_type
 from strawberry.types.base import StrawberryMaybe, StrawberryObjectDefinition, StrawberryOptional
 from strawberry.types.enum import has_enum_definition
 from strawberry.types.field import StrawberryField
 from strawberry.types.fields.resolver import StrawberryResolver
+
+from api.plans.arguments import conversion
 
 PLAN_ENTRIES = 1024  # documents whose plans are kept, least recently used out first
 PLAN_FIELDS = 4096  # (field node, object type) decisions kept per document, at most
@@ -229,8 +231,8 @@ _ASYNC_RESOLVER = "GraphQLCoreConverter.from_resolver.<locals>._async_resolver"
 def argument_conversion(argument: StrawberryArgument, converter: Any) -> Callable[..., Any] | None:
     """How strawberry's `convert_argument` treats an argument, decided from its type: None
     when it hands any value back unchanged (a scalar but GlobalID, an enum, optional or
-    not: graphql-core has already coerced the value), strawberry's own `convert_argument`
-    bound to the type otherwise."""
+    not: graphql-core has already coerced the value), its conversion decided once for the
+    type otherwise (api/plans/arguments.py)."""
     type_: Any = argument.type
     while isinstance(type_, StrawberryOptional):
         if isinstance(type_, StrawberryMaybe):
@@ -242,12 +244,7 @@ def argument_conversion(argument: StrawberryArgument, converter: Any) -> Callabl
         or (isinstance(type_, type) and has_enum_definition(type_))
     ):
         return None
-    return partial(
-        convert_argument,
-        type_=argument.type,
-        scalar_registry=registry,
-        config=converter.config,
-    )
+    return conversion(argument.type, registry, converter.config)
 
 
 def _wrapped_field(
