@@ -49,6 +49,7 @@ from models.establishment import EstablishmentMember
 from models.idempotency import Claim
 from models.patient import Patient, SpaceStatus
 from models.professional import Establishment, Professional
+from models.sqlite_thread import select_rows
 
 MAX_BODY = 10_000
 MAX_SUBJECT = 200
@@ -280,9 +281,8 @@ async def visible_conversation(
     if actor.is_professional and actor.professional_id is not None:
         db = Conversation._meta.db
         sql = _PROFESSIONAL_CONVERSATION.format(p=parameter_prefix(db))
-        executor = db.executor_class(model=Conversation, db=db)
-        rows = await executor.execute_select(sql, [str(pk), str(actor.professional_id)])
-        return rows[0] if rows else None
+        rows = await select_rows(db, sql, [str(pk), str(actor.professional_id)])
+        return Conversation._init_from_db(**dict(rows[0])) if rows else None
     where = visible_conversations(actor, managed_patients)
     return await Conversation.filter(where, id=pk).first() if where is not None else None
 
