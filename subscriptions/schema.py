@@ -32,6 +32,7 @@ from models.catalogue import APP_STREAMS
 from models.message import Conversation as ConversationModel
 from models.message import Message as MessageModel
 from models.session import Session, active_session, active_session_values
+from models.sqlite_thread import select_rows
 from resolvers import ids
 from resolvers.messaging import (
     MESSAGE_ORDER,
@@ -84,7 +85,7 @@ class _Statement:
     sql: str
     params: list[Any]
     slots: list[tuple[int, object]]  # parameter index, placeholder
-    select_related_idx: Any
+    widths: tuple[int, int]  # a row's columns: the message's, then its conversation's
 
 
 _StatementKey = tuple[object, ...]
@@ -154,7 +155,10 @@ def _statement(
             slots = [
                 (n, _PLACEHOLDERS[str(v)]) for n, v in enumerate(params) if str(v) in _PLACEHOLDERS
             ]
-        statement = _Statement(sql, params, slots, query._select_related_idx)
+        (_, width, *_), (_, related, *_, path) = query._select_related_idx
+        if path != (None, "conversation"):
+            raise RuntimeError("a delivery's row is a message, then its conversation")
+        statement = _Statement(sql, params, slots, (width, related))
     if len(_statements) >= 64:  # a few kinds of subscribers a day
         _statements.clear()
     _statements[key] = statement
@@ -188,15 +192,25 @@ async def _visible_after(
             values[index] = value
         else:
             values[index] = str(value) if isinstance(values[index], str) else value
-    db = MessageModel._meta.db
-    executor = db.executor_class(
-        model=MessageModel, db=db, select_related_idx=statement.select_related_idx
-    )
-    rows: list[MessageModel] = await executor.execute_select(statement.sql, values)
+    found = await select_rows(MessageModel._meta.db, statement.sql, values)
+    rows = [_with_conversation(row, *statement.widths) for row in found]
     for row in rows:
         # Fetched with its conversation: `conversation { … }` costs no second query.
         ctx.loaders.conversation.prime(row.conversation_id, row.conversation)
     return rows
+
+
+def _with_conversation(row: Any, width: int, related: int) -> MessageModel:
+    """A message and its conversation from their joined row, as the ORM's `select_related`
+    makes them (`BaseExecutor.execute_select`): the conversation's columns are named
+    `conversation.<column>`."""
+    items = list(dict(row).items())
+    message = MessageModel._init_from_db(**dict(items[:width]))
+    conversation = ConversationModel._init_from_db(
+        **{name.split(".", 1)[1]: value for name, value in items[width : width + related]}
+    )
+    object.__setattr__(message, "_conversation", conversation)
+    return message
 
 
 def _detached(info: Info) -> Info:
