@@ -48,6 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.ports import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
@@ -120,12 +122,6 @@ def _pin(cpu: int) -> Any:
     if (os.cpu_count() or 1) < 2 or not hasattr(os, "sched_setaffinity"):
         return None
     return lambda: os.sched_setaffinity(0, {cpu})
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env(data_dir: Path) -> dict[str, str]:
@@ -478,7 +474,7 @@ def main() -> None:
         body = json.dumps(
             {"query": QUERY, "variables": {"id": seeded["patient_id"], "first": 20}}
         ).encode()
-        gql_port, plain_port = _free_port(), _free_port()
+        gql_port, plain_port = free_port(), free_port()
         gql_url = f"http://127.0.0.1:{gql_port}/graphql"
         plain_url = f"http://127.0.0.1:{plain_port}/dossier"
         gql_log, plain_log = data_dir / "graphql.log", data_dir / "plain.log"

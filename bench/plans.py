@@ -44,7 +44,6 @@ from bench.dossier import (
     _cpu_seconds,
     _env,
     _events_per_request,
-    _free_port,
     _post,
     _profile,
     _run,
@@ -53,6 +52,7 @@ from bench.dossier import (
     _wait_ready,
     drive,
 )
+from tests.ports import free_port
 
 
 def _bodies(patient_id: str) -> tuple[bytes, bytes, bytes]:
@@ -87,7 +87,7 @@ def main() -> None:
         seeded = json.loads(_run([PYTHON, "-m", "bench.seed"], env).splitlines()[-1])
         token = seeded["token"]
         text, register, persisted = _bodies(seeded["patient_id"])
-        ports = [_free_port() for _ in range(4)]
+        ports = [free_port() for _ in range(4)]
         names = [
             "compiled, persisted",
             "standard, persisted",
@@ -122,7 +122,7 @@ def main() -> None:
         urls.append(f"http://127.0.0.1:{ports[3]}/dossier")
         bodies = [persisted, persisted, text, text]
         if args.baseline:
-            port = _free_port()
+            port = free_port()
             names.append("baseline (HEAD plans)")
             logs.append(data_dir / "server4.log")
             commands.append(_from_copy(args.baseline, port))

@@ -49,9 +49,9 @@ from bench.fanout import (
     Processes,
     Server,
     cpu_seconds,
-    free_port,
     server_env,
 )
+from tests.ports import free_port
 
 SUBSCRIPTION = "subscription { messageReceived { id body sentAt cursor conversation { id } } }"
 SEND = (

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
@@ -23,6 +22,7 @@ import models.passwords
 from api.app import create_app
 from api.cli import migrate
 from api.config import Settings
+from tests.ports import free_port as free_port  # the tests import it from here
 
 SECRET = "test-secret-key-" + "x" * 32
 PG_URL = os.environ.get("TEST_DATABASE_URL")  # e.g. postgres://postgres@127.0.0.1:5432/postgres
@@ -146,12 +146,6 @@ class _Handler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.box.messages.append(envelope)
         return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

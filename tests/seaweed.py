@@ -13,10 +13,8 @@ import asyncio
 import contextlib
 import json
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests import ports
 
 ACCESS_KEY = "espace-sante-test"
 SECRET_KEY = "espace-sante-test-secret-" + "s" * 16
@@ -52,30 +52,9 @@ def require_weed() -> str:
     return binary
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-_taken: set[int] = set()
-
-
 def free_ports(count: int) -> list[int]:
-    """`count` ports free now, each with port+10000 free too (gRPC), all below 55535."""
-    chosen: list[int] = []
-    rng = random.Random()
-    while len(chosen) < count:
-        port = rng.randrange(20000, 45535)
-        if port in _taken or port + 10000 in _taken:
-            continue
-        if _free(port) and _free(port + 10000):
-            _taken.update({port, port + 10000})
-            chosen.append(port)
-    return chosen
+    """`count` ports free now, each with port+10000 free too (gRPC), none handed out before."""
+    return ports.free_ports(count, offsets=(0, 10000))
 
 
 @dataclass

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -36,6 +35,7 @@ from models.outbox import (
     render,
     reveal,
 )
+from tests.ports import free_port
 
 CODE = "K7QM-3XZP-R9TW"
 BODY = "Bonjour,\n\nVotre code d'activation : {code}\n"
@@ -56,12 +56,6 @@ def text_of(message: Message) -> str:
     payload = message.get_payload(decode=True)
     assert isinstance(payload, bytes)
     return payload.decode()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest_asyncio.fixture
