@@ -836,6 +836,13 @@ class GraphQLView(GraphQL[ContextT, RootT]):
             parsed[name] = value
         return parsed
 
+    def encode_json(self, data: object) -> str:
+        """A websocket's frames, a stream's events and a few error bodies: compact JSON by
+        orjson (`encode_answer`), as HTTP answers are, rather than strawberry's
+        `json.dumps` (~1.5 % of a message's delivery). Text, for the text frames of the
+        GraphQL websocket protocols and the lines of an event stream."""
+        return encode_answer(data).decode()
+
     def parse_json(self, data: str | bytes) -> Any:
         try:
             value = self.decode_json(data)
@@ -846,8 +853,11 @@ class GraphQLView(GraphQL[ContextT, RootT]):
         return value
 
     async def get_sub_response(self, request: Request | WebSocket) -> Response:
-        sub_response = await super().get_sub_response(request)
-        sub_response.media_type = negotiate_media_type(request.headers.get("accept"))
+        """What resolvers may set on the answer (`info.context.response`: a status, headers,
+        a background task), as strawberry's: no status (None), no header, no body, the
+        media type negotiated. Built without `Response.__init__`, which renders an empty
+        body and writes a content-length and a content-type only to have them deleted."""
+        sub_response = _SubResponse(negotiate_media_type(request.headers.get("accept")))
         request.state.graphql_sub_response = sub_response  # for process_result's status
         return sub_response
 
@@ -895,9 +905,21 @@ class GraphQLView(GraphQL[ContextT, RootT]):
         return response
 
 
+class _SubResponse(Response):
+    """strawberry's sub-response (`GraphQL.get_sub_response`: `Response()`, its status set
+    to None, its content-length deleted), made directly."""
+
+    def __init__(self, media_type: str) -> None:  # Response.__init__ is not called
+        self.status_code = None  # type: ignore[assignment]  # strawberry's "not chosen"
+        self.media_type = media_type
+        self.background = None
+        self.body = b""
+        self.raw_headers = []
+
+
 def encode_answer(data: object) -> bytes:
     """An answer as compact JSON: by orjson, 5 to 10 times faster than `json.dumps` (which
-    strawberry uses, and which still encodes the websocket's text frames). Non-ASCII text
+    strawberry uses). Non-ASCII text
     goes out as UTF-8 rather than as \\u escapes (the media type says charset=utf-8).
     What orjson refuses, `json.dumps` encodes (or refuses) as before: an integer past 64
     bits, a key that is not a string; dates, times and dataclasses, which `json.dumps`

@@ -1,4 +1,5 @@
-"""api/view.py `encode_answer`: HTTP answers encoded by orjson mean what `json.dumps` said.
+"""api/view.py `encode_answer`: HTTP answers (and, by `GraphQLView.encode_json`, a websocket's
+frames and a stream's events) encoded by orjson mean what `json.dumps` said.
 
 orjson writes non-ASCII text as UTF-8 where `json.dumps` escaped it; what orjson refuses
 (an integer past 64 bits, a key that is not a string) `json.dumps` encodes as before, and
@@ -8,13 +9,16 @@ what `json.dumps` refuses (a date, a dataclass) is still refused.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 import pytest
+import strawberry
 
-from api.view import encode_answer
+from api.view import GraphQLView, encode_answer
+from tests.asgi_websocket import asgi_websocket
 
 ANSWERS: list[Any] = [
     {"data": {"patient": {"name": "Zoé Lefèvre", "documents": [{"id": "RG9j", "n": 3}]}}},
@@ -46,3 +50,46 @@ def test_what_json_dumps_refuses_is_still_refused(value: Any) -> None:
     for refused in (value, Row(value)):
         with pytest.raises(TypeError):
             encode_answer({"data": refused})
+
+
+@pytest.mark.parametrize("answer", ANSWERS)
+def test_frames_and_events_are_the_answer_as_text(answer: Any) -> None:
+    """`GraphQLView.encode_json` (a websocket's text frames, a stream's events): the same
+    encoding, as text, on one line."""
+    view: GraphQLView[Any, Any] = GraphQLView(strawberry.Schema(_Query), max_body_bytes=4096)
+
+    encoded = view.encode_json(answer)
+
+    assert isinstance(encoded, str)
+    assert encoded == encode_answer(answer).decode()
+    assert "\n" not in encoded
+    assert json.loads(encoded) == json.loads(json.dumps(answer))
+
+
+async def test_a_websocket_frame_is_compact_utf8_text() -> None:
+    view: GraphQLView[Any, Any] = GraphQLView(
+        strawberry.Schema(_Query, subscription=_Tick), max_body_bytes=4096
+    )
+    async with asgi_websocket(view) as (socket, _accepted):
+        await socket.send_json({"type": "connection_init"})
+        await socket.receive()
+        await socket.send_json(
+            {"type": "subscribe", "id": "1", "payload": {"query": "subscription { tick }"}}
+        )
+        frame = await socket.receive()
+
+    assert frame["type"] == "websocket.send"
+    assert frame["text"] == '{"id":"1","type":"next","payload":{"data":{"tick":"Zoé"}}}'
+    assert "bytes" not in frame or frame["bytes"] is None
+
+
+@strawberry.type
+class _Query:
+    ok: bool = True
+
+
+@strawberry.type
+class _Tick:
+    @strawberry.subscription
+    async def tick(self) -> AsyncGenerator[str, None]:
+        yield "Zoé"

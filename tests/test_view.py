@@ -8,6 +8,7 @@ import httpx
 import pytest
 import strawberry
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.routing import Route
 from starlette.websockets import WebSocket
@@ -20,6 +21,7 @@ from api.view import GRAPHQL_RESPONSE_JSON, GraphQLView, json_error_response, ne
 from tests.asgi_websocket import asgi_websocket
 
 MAX_BODY = 4096
+BACKGROUND: list[str] = []
 GQL_JSON = {"Accept": GRAPHQL_RESPONSE_JSON}
 
 
@@ -64,6 +66,14 @@ class Mutation:
     @strawberry.mutation
     def echo(self, text: str) -> str:
         return text
+
+    @strawberry.mutation
+    def created(self, info: strawberry.Info) -> str:
+        response = info.context["response"]
+        response.status_code = 201
+        response.headers["X-Created"] = "yes"
+        response.background = BackgroundTask(BACKGROUND.append, "ran")
+        return "ok"
 
     @strawberry.mutation
     async def upload(self, file: Upload) -> str:
@@ -160,6 +170,28 @@ async def test_query_answers_graphql_response_json_when_asked(
     assert response.status_code == 200
     assert response.headers["content-type"] == f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
     assert response.json() == {"data": {"hello": "Hello world"}}
+
+
+async def test_a_resolver_chooses_the_status_headers_and_background_task(
+    client: httpx.AsyncClient,
+) -> None:
+    """What a resolver sets on the sub-response (strawberry's `info.context["response"]`)
+    reaches the answer; a request that sets nothing answers 200 with only its own headers."""
+    BACKGROUND.clear()
+    response = await client.post("/graphql", json={"query": "mutation { created }"})
+
+    assert response.status_code == 201
+    assert response.headers["x-created"] == "yes"
+    assert response.json() == {"data": {"created": "ok"}}
+    assert int(response.headers["content-length"]) == len(response.content)
+    assert BACKGROUND == ["ran"]
+
+    plain = await client.post("/graphql", json={"query": "{ hello }"})
+    assert plain.status_code == 200
+    assert "x-created" not in plain.headers
+    assert int(plain.headers["content-length"]) == len(plain.content)
+    assert plain.headers["content-type"] == "application/json; charset=utf-8"
+    assert BACKGROUND == ["ran"]
 
 
 async def test_get_query_works(client: httpx.AsyncClient) -> None:
