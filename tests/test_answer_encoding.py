@@ -1,4 +1,4 @@
-"""api/view.py `encode_answer`: HTTP answers (and, by `GraphQLView.encode_json`, a websocket's
+"""api/encoding.py `encode_answer`: HTTP answers (and, by `GraphQLView.encode_json`, a websocket's
 frames and a stream's events) encoded by orjson mean what `json.dumps` said.
 
 orjson writes non-ASCII text as UTF-8 where `json.dumps` escaped it; what orjson refuses
@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import strawberry
 
-from api.view import GraphQLView, encode_answer
+from api.encoding import encode_answer
+from api.view import GraphQLView
 from tests.asgi_websocket import asgi_websocket
 
 ANSWERS: list[Any] = [

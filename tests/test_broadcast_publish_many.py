@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import date
 
 from subscriptions.broadcast import EventBus
 from tests.test_broadcast import bus, channel_name, receive, redis_url  # noqa: F401 (fixtures)
@@ -43,6 +44,18 @@ async def test_an_event_that_is_not_json_is_refused() -> None:
         assert await memory.publish_many([channel_name()], {"when": time}) is False
     finally:
         await memory.disconnect()
+
+
+async def test_what_json_dumps_took_is_taken_and_what_it_refused_is_refused(
+    bus: EventBus,  # noqa: F811
+) -> None:
+    """Events are encoded by orjson (api/encoding.py), as `json.dumps` would take them: an
+    integer past 64 bits and non-ASCII text arrive; a date, refused by `json.dumps`, still is."""
+    channel = channel_name()
+    async with bus.subscribe(channel) as listener:
+        assert await bus.publish_many([channel], {"big": 2**70, "name": "Zoé"}) is True
+        assert await receive(listener) == {"big": 2**70, "name": "Zoé"}
+    assert await bus.publish_many([channel], {"when": date(2024, 1, 2)}) is False
 
 
 async def test_a_bus_that_is_down_says_so_without_waiting() -> None:
